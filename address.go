@@ -1,0 +1,141 @@
+package authd
+
+import (
+	"strings"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
+)
+
+// MaxEmailLength is the longest address accepted, in characters of its
+// ASCII (punycode) form.
+const MaxEmailLength = 254
+
+// idnaProfile maps and validates domains as a browser's address bar would
+// (UTS #46 with the registration rules' strict label checks).
+var idnaProfile = idna.New(
+	idna.MapForLookup(),
+	idna.BidiRule(),
+	idna.Transitional(false),
+	idna.StrictDomainName(true),
+	idna.VerifyDNSLength(true),
+)
+
+// NormalizeEmail checks an address against DESIGN.md §2 and returns its
+// stored form: lowercased, the domain in Unicode NFC. The error, an EINVALID
+// *Error with Field "email", says why without repeating the address.
+func NormalizeEmail(s string) (string, error) {
+	fail := func(msg string) (string, error) {
+		return "", &Error{Code: EINVALID, Field: "email", Message: "value is not a valid email address: " + msg}
+	}
+	if s == "" {
+		return fail("An email address cannot be empty.")
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return fail("An email address must have an @-sign.")
+	}
+	local, domain := s[:at], s[at+1:]
+	if local == "" {
+		return fail("There must be something before the @-sign.")
+	}
+	if domain == "" {
+		return fail("There must be something after the @-sign.")
+	}
+	if len(local) > 64 {
+		return fail("The part before the @-sign is too long.")
+	}
+	if err := checkDotAtom(local); err != "" {
+		return fail(err)
+	}
+	ascii, err := idnaProfile.ToASCII(norm.NFC.String(domain))
+	if err != nil || ascii == "" {
+		return fail("The domain name is not valid.")
+	}
+	if !strings.Contains(ascii, ".") || strings.HasSuffix(ascii, ".") {
+		return fail("The domain name must contain a dot and not end with one.")
+	}
+	for _, label := range strings.Split(ascii, ".") {
+		if label == "" || len(label) > 63 {
+			return fail("The domain name is not valid.")
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fail("The domain name contains invalid characters.")
+			}
+		}
+	}
+	if len(local)+1+len(ascii) > MaxEmailLength {
+		return fail("The email address is too long.")
+	}
+	uni, err := idnaProfile.ToUnicode(ascii)
+	if err != nil {
+		return fail("The domain name is not valid.")
+	}
+	return strings.ToLower(local) + "@" + norm.NFC.String(strings.ToLower(uni)), nil
+}
+
+// checkDotAtom returns why local is not an RFC 5322 dot-atom of ASCII atext,
+// or "" when it is.
+func checkDotAtom(local string) string {
+	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return "The part before the @-sign cannot start or end with a period or have two periods in a row."
+	}
+	for i := 0; i < len(local); i++ {
+		c := local[i]
+		switch {
+		case c >= 0x80:
+			return "The part before the @-sign must be ASCII."
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
+			return "The part before the @-sign contains invalid characters."
+		}
+	}
+	return ""
+}
+
+// ASCIIEmail returns a normalised address with its domain in punycode, the
+// form SMTP gets.
+func ASCIIEmail(email string) (string, error) {
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return "", Errorf(EINVALID, "not an address")
+	}
+	d, err := idnaProfile.ToASCII(email[at+1:])
+	if err != nil {
+		return "", Errorf(EINVALID, "not an address")
+	}
+	return email[:at+1] + d, nil
+}
+
+// MaxProjectIDLength is the longest project_id accepted.
+const MaxProjectIDLength = 64
+
+// ValidProjectID reports whether id is 1–64 of [A-Za-z0-9._-].
+func ValidProjectID(id string) bool {
+	if len(id) == 0 || len(id) > MaxProjectIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidCode reports whether code is exactly n decimal digits.
+func ValidCode(code string, n int) bool {
+	if len(code) != n {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/httpapi"
+	"github.com/authd/authd/internal/inmem"
+	"github.com/authd/authd/internal/mailer"
+	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/proof"
+	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/sqlite"
+)
+
+// usageError is a bad command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// Exit codes: 0 success, 1 failure (configuration, a dependency, a
+// command's work), 2 bad usage.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `authd: email one-time-code authentication
+
+Usage:
+  authd [serve]              run the HTTP server (migrates the database first)
+  authd migrate [up|status]  apply the database migrations, or list them
+  authd users unlock EMAIL   clear an address's failure and send budgets
+  authd version              print the version
+
+Configuration comes from the environment and an optional .env file; see README.md.
+Exit codes: 0 success, 1 failure, 2 bad usage.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// run is authd: main only calls it, the end-to-end tests too.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "help" {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+	}
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, "authd", buildVersion())
+		return nil
+	case "serve", "migrate", "users":
+	default:
+		return usageError{fmt.Sprintf("authd: unknown command %q\n\n%s", cmd, usage)}
+	}
+
+	e, err := newEnv(getenv, ".env")
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	switch cmd {
+	case "migrate":
+		sub := "up"
+		if len(args) > 0 {
+			sub = args[0]
+		}
+		if sub != "up" && sub != "status" {
+			return usageError{"authd migrate: want up or status\n\n" + usage}
+		}
+		users, err := openUsers(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer users.Close()
+		if sub == "status" {
+			return users.MigrationStatus(ctx, stdout)
+		}
+		if err := users.Migrate(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
+	case "users":
+		if len(args) != 2 || args[0] != "unlock" {
+			return usageError{"authd users: want unlock EMAIL\n\n" + usage}
+		}
+		if cfg.RedisURL == "" {
+			return errors.New("authd users unlock: no Redis configured: the embedded mode keeps budgets in the server's memory; restarting it clears them")
+		}
+		codes, closeCodes, err := openCodes(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeCodes()
+		keys, err := authd.DeriveKeys(cfg.MasterKey)
+		if err != nil {
+			return err
+		}
+		svc := &authd.Service{Codes: codes, Keys: keys, Logger: log}
+		if err := svc.Unlock(ctx, args[1]); err != nil {
+			return fmt.Errorf("authd users unlock: %w", err)
+		}
+		fmt.Fprintln(stdout, "unlocked")
+		return nil
+	}
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// userStore is what run needs of a user backend beyond authd.UserStore.
+type userStore interface {
+	authd.UserStore
+	Migrate(ctx context.Context) error
+	MigrationStatus(ctx context.Context, w io.Writer) error
+	Close()
+}
+
+func openUsers(ctx context.Context, cfg Config, log *slog.Logger) (userStore, error) {
+	if cfg.DatabaseURL != "" {
+		s, err := postgres.Open(ctx, cfg.DatabaseURL, log)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return s, nil
+	}
+	path := filepath.Join(cfg.DataDir, "authd.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func openCodes(ctx context.Context, cfg Config, log *slog.Logger) (authd.CodeStore, func(), error) {
+	if cfg.RedisURL == "" {
+		return inmem.NewCodeStore(), func() {}, nil
+	}
+	client, err := newRedisClient(cfg.RedisURL, cfg.RedisCluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	store := redis.New(client, redis.Options{})
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if policy, ok, err := store.CheckEviction(cctx); err != nil {
+		log.Warn("could not read Redis maxmemory-policy", "err", err)
+	} else if !ok {
+		log.Warn("Redis may evict keys: limits and queued mail can vanish; set maxmemory-policy noeviction", "maxmemory_policy", policy)
+	}
+	return store, func() { client.Close() }, nil
+}
+
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Dev {
+		log.Warn("DEVELOPMENT MODE: nothing external configured. Users in SQLite under " + cfg.DataDir +
+			", codes and limits in memory (lost on restart), mail WRITTEN TO THIS LOG instead of sent. " +
+			"Set POSTGRES_SERVER, REDIS_HOST and SMTP_HOST for production.")
+	}
+	if cfg.WeakSecret {
+		log.Warn("SECRET_KEY is shorter than 32 bytes (accepted by ALLOW_WEAK_SECRET_KEY): anyone who guesses it can forge v1 proofs")
+	}
+	if cfg.MailBackend == "smtp" && !cfg.SMTPTLS {
+		log.Warn("SMTP_TLS=false: mail, codes included, travels to the SMTP server unencrypted")
+	}
+	if cfg.MailBackend == "log" && !cfg.Dev {
+		log.Warn("MAIL_BACKEND=log: codes are written to the log, not mailed")
+	}
+	keys, err := authd.DeriveKeys(cfg.MasterKey)
+	if err != nil {
+		return err
+	}
+
+	users, err := openUsers(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer users.Close()
+	if err := users.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	codes, closeCodes, err := openCodes(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCodes()
+
+	templates, err := mailer.LoadTemplates(cfg.TemplatesDir)
+	if err != nil {
+		return fmt.Errorf("config: EMAIL_TEMPLATES_DIR: %w", err)
+	}
+	sender, err := newSender(cfg, log, templates)
+	if err != nil {
+		return err
+	}
+	pool := mailer.NewPool(sender, mailer.PoolOptions{
+		Workers:   cfg.MailWorkers,
+		QueueSize: cfg.MailQueueSize,
+		Logger:    log,
+		Current: func(ctx context.Context, m authd.Message) (bool, error) {
+			return codes.IsCurrent(ctx, m.AddressKey, m.ProjectID, m.CodeID, time.Now())
+		},
+	})
+
+	svc := &authd.Service{
+		Codes: codes, Users: users, Outbox: pool, Signer: proof.NewHMAC(cfg.SecretKey),
+		Policy: cfg.Policy, Keys: keys, Logger: log,
+		ProjectName: func(string) string { return cfg.ProjectName },
+	}
+	handler := httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log})
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	log.Info("authd listening", "addr", "http://"+ln.Addr().String(), "version", buildVersion(),
+		"users", backendName(cfg.DatabaseURL != "", "postgres", "sqlite"),
+		"codes", backendName(cfg.RedisURL != "", "redis", "memory"), "mail", cfg.MailBackend)
+
+	// The pool outlives the server: requests in flight at shutdown still
+	// hand it their mail, and Close drains it.
+	go pool.Run(context.WithoutCancel(ctx))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		pool.Close(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	pool.Close(sctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func backendName(cond bool, yes, no string) string {
+	if cond {
+		return yes
+	}
+	return no
+}
+
+func newSender(cfg Config, log *slog.Logger, t *mailer.Templates) (authd.Sender, error) {
+	if cfg.MailBackend == "log" {
+		return mailer.NewLogSender(log, t), nil
+	}
+	return mailer.NewSMTPSender(mailer.Config{
+		Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword,
+		TLS: cfg.SMTPTLS, From: cfg.FromEmail, FromName: cfg.FromName, Timeout: 10 * time.Second,
+		MaxIdle: cfg.MailWorkers, Templates: t,
+	})
+}

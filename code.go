@@ -1,0 +1,115 @@
+package authd
+
+import (
+	"context"
+	"time"
+)
+
+// CodeRecord is a code at rest: never the code itself, only its keyed hash.
+type CodeRecord struct {
+	// ID is random per code; it names the code's mail job, so that a mail
+	// whose code has been replaced is not sent.
+	ID string
+	// Hash is CodeHash(key, project, address, code).
+	Hash      []byte
+	ExpiresAt time.Time
+	// Attempts is the number of wrong tries made against this code.
+	Attempts int
+}
+
+// LimitState describes the client-IP limit after a request, for the
+// RateLimit-* response headers.
+type LimitState struct {
+	Limit     int
+	Remaining int
+	Reset     time.Duration // until the bucket is full again
+}
+
+// IssueRequest asks the code store to store a new code for (Project, Address).
+type IssueRequest struct {
+	// Address is AddressKey(address): opaque, reveals nothing of the address.
+	Address  string
+	Project  string
+	ClientIP string
+	Record   CodeRecord
+	Now      time.Time
+
+	ResendCooldown  time.Duration // per (project, address)
+	CodesPerAddress Rate          // all projects together
+	SendPerIP       Rate
+	MailsPerProject Rate
+}
+
+// IssueResult is what a successful IssueCode reports.
+type IssueResult struct {
+	// Replaced reports that a live code was replaced by this one.
+	Replaced bool
+	IP       LimitState
+}
+
+// ConsumeRequest asks the code store to check a code and, if it matches,
+// consume it.
+type ConsumeRequest struct {
+	Address  string
+	Project  string
+	ClientIP string
+	Hash     []byte
+	Now      time.Time
+
+	AttemptsPerCode    int  // wrong tries after which the code is dead
+	FailuresPerAddress Rate // wrong tries per address, all projects, across codes
+	VerifyPerIP        Rate
+}
+
+// ConsumeResult is what a successful ConsumeCode reports.
+type ConsumeResult struct {
+	// Record is the consumed code, for RestoreCode.
+	Record CodeRecord
+	IP     LimitState
+}
+
+// CodeStore holds codes, the limits around them, and answers in one round
+// trip per call. Implementations: internal/redis, internal/inmem.
+type CodeStore interface {
+	// IssueCode checks, in this order, the client-IP limit, the per-project
+	// mail limit, the resend cooldown of (Project, Address) and the codes per
+	// address limit; if all pass it stores Record, replacing any live code of
+	// (Project, Address), and counts the request against each limit — all
+	// atomically. A refused request changes nothing and counts nowhere.
+	//
+	// Errors: ERATELIMITED (with RetryAfter and Limit one of "send_per_ip",
+	// "mails_per_project", "cooldown", "codes_per_address"), EUNAVAILABLE.
+	IssueCode(ctx context.Context, req IssueRequest) (IssueResult, error)
+
+	// ConsumeCode checks the client-IP verify limit and the address's
+	// failure budget, then compares Hash with the live code of (Project,
+	// Address). On a match the code is deleted and returned. On a mismatch
+	// the code's attempts and the address's failures are counted; the code
+	// dies at AttemptsPerCode. A missing or expired code counts nowhere but
+	// the IP limit. Atomic: of many concurrent tries of the right code,
+	// exactly one succeeds.
+	//
+	// Errors: ECODE (ErrInvalidCode) for every failed comparison, missing,
+	// expired or dead code; ERATELIMITED (Limit "verify_per_ip" or
+	// "failures_per_address"); EUNAVAILABLE.
+	ConsumeCode(ctx context.Context, req ConsumeRequest) (ConsumeResult, error)
+
+	// RestoreCode puts back a code consumed by ConsumeCode whose
+	// verification could not be completed, unless a newer code has been
+	// issued since or the code has expired (then it does nothing).
+	//
+	// Errors: EUNAVAILABLE.
+	RestoreCode(ctx context.Context, address, project string, rec CodeRecord, now time.Time) error
+
+	// IsCurrent reports whether the code named id is still the live code of
+	// (project, address): a mail for a replaced, used or expired code is
+	// not sent.
+	//
+	// Errors: EUNAVAILABLE.
+	IsCurrent(ctx context.Context, address, project, id string, now time.Time) (bool, error)
+
+	// Unlock clears the address's failure and codes-per-address budgets.
+	//
+	// Errors: EUNAVAILABLE.
+	Unlock(ctx context.Context, address string) error
+}

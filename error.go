@@ -1,0 +1,69 @@
+package authd
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error codes. Every failure that crosses a package boundary carries one of
+// these; the HTTP layer maps them to statuses in one table.
+const (
+	EINVALID     = "invalid"     // bad input: the request is refused and nothing changed
+	ECODE        = "code"        // wrong, expired, used, burned or never-sent code: one answer for all
+	ERATELIMITED = "ratelimited" // a limit refused the request; RetryAfter says when to retry
+	EUNAVAILABLE = "unavailable" // a dependency is down: nothing was changed or lost, retry later
+	ENOTFOUND    = "not_found"   // the thing asked for does not exist
+	EINTERNAL    = "internal"    // a bug or an unexpected failure
+)
+
+// Error is the one error type of authd's domain. Message is safe to show to
+// a caller; Err is the internal cause, for logs only.
+type Error struct {
+	Code    string
+	Message string
+	// RetryAfter is set on ERATELIMITED errors.
+	RetryAfter time.Duration
+	// Limit names the limit that refused the request (ERATELIMITED only),
+	// for logs and metrics: "send_per_ip", "cooldown", ...
+	Limit string
+	// Field names the offending input (EINVALID only): "email", "code", ...
+	Field string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("authd: %s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("authd: %s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable wraps a dependency failure: callers see a stable message, the
+// cause stays for the log.
+func Unavailable(what string, err error) *Error {
+	return &Error{Code: EUNAVAILABLE, Message: what + " unavailable", Err: err}
+}
+
+// ErrorCode returns the code of err, EINTERNAL for errors that are not *Error
+// and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrInvalidCode is the single answer for every failed verification.
+var ErrInvalidCode = &Error{Code: ECODE, Message: "Invalid or expired verification code"}

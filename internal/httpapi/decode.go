@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/authd/authd"
+)
+
+// checkContentType accepts JSON and a missing Content-Type. It also reads
+// application/x-www-form-urlencoded as JSON: that is what `curl -d '{...}'`
+// sends without -H, and a form body never parses as a JSON object anyway.
+// Anything else is 415.
+func checkContentType(ct string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "application/x-www-form-urlencoded") {
+		return nil
+	}
+	return &apiError{status: http.StatusUnsupportedMediaType, Detail: msgUnsupported}
+}
+
+// fields reads a JSON object of string fields the way the original's
+// pydantic models did: unknown fields ignored, every problem reported at
+// once in FastAPI's list shape, the submitted values never echoed.
+type fields struct {
+	raw  map[string]json.RawMessage
+	errs []FieldError
+}
+
+func decodeObject(body []byte) (*fields, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Field required", Type: "missing"})
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		pos := 0
+		if se, ok := err.(*json.SyntaxError); ok {
+			pos = int(se.Offset)
+		}
+		return nil, validationError(FieldError{Loc: []any{"body", pos}, Msg: "JSON decode error", Type: "json_invalid"})
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
+	}
+	f := &fields{}
+	if err := json.Unmarshal(body, &f.raw); err != nil {
+		return nil, validationError(FieldError{Loc: []any{"body", 0}, Msg: "JSON decode error", Type: "json_invalid"})
+	}
+	return f, nil
+}
+
+// str returns the string field name; a missing or non-string field is
+// recorded as an error (optional fields may be absent or null).
+func (f *fields) str(name string, optional bool) (string, bool) {
+	raw, ok := f.raw[name]
+	if !ok || (optional && string(raw) == "null") {
+		if !optional {
+			f.errs = append(f.errs, FieldError{Loc: []any{"body", name}, Msg: "Field required", Type: "missing"})
+		}
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		f.errs = append(f.errs, FieldError{Loc: []any{"body", name}, Msg: "Input should be a valid string", Type: "string_type"})
+		return "", false
+	}
+	return s, true
+}
+
+func (f *fields) fail(name, typ, msg string) {
+	f.errs = append(f.errs, FieldError{Loc: []any{"body", name}, Msg: msg, Type: typ})
+}
+
+func (f *fields) err() error {
+	if len(f.errs) == 0 {
+		return nil
+	}
+	return validationError(f.errs...)
+}
+
+const (
+	projectPattern = "^[A-Za-z0-9._-]{1,64}$"
+	codePattern    = "^[0-9]{6}$"
+)
+
+// email validates and returns the email field as given; the flow
+// normalises it.
+func (f *fields) email() string {
+	s, ok := f.str("email", false)
+	if !ok {
+		return ""
+	}
+	if _, err := authd.NormalizeEmail(s); err != nil {
+		f.fail("email", "value_error", err.(*authd.Error).Message)
+	}
+	return s
+}
+
+func (f *fields) projectID() string {
+	s, ok := f.str("project_id", false)
+	if ok && !authd.ValidProjectID(s) {
+		f.fail("project_id", "string_pattern_mismatch", "String should match pattern '"+projectPattern+"'")
+	}
+	return s
+}
+
+func (f *fields) code() string {
+	s, ok := f.str("code", false)
+	if ok && !authd.ValidCode(s, authd.CodeLength) {
+		f.fail("code", "string_pattern_mismatch", "String should match pattern '"+codePattern+"'")
+	}
+	return s
+}
+
+// nonce is v2's optional client-chosen value, bound into the token later.
+func (f *fields) nonce() string {
+	s, ok := f.str("nonce", true)
+	if ok && (s == "" || len(s) > 256) {
+		f.fail("nonce", "string_too_long", "String should have 1 to 256 characters")
+	}
+	return s
+}
+
+type sendInput struct {
+	email, projectID string
+}
+
+func decodeSend(body []byte) (sendInput, error) {
+	f, err := decodeObject(body)
+	if err != nil {
+		return sendInput{}, err
+	}
+	in := sendInput{email: f.email(), projectID: f.projectID()}
+	return in, f.err()
+}
+
+type verifyInput struct {
+	email, projectID, code, nonce string
+}
+
+func decodeVerify(body []byte, withNonce bool) (verifyInput, error) {
+	f, err := decodeObject(body)
+	if err != nil {
+		return verifyInput{}, err
+	}
+	in := verifyInput{email: f.email(), projectID: f.projectID(), code: f.code()}
+	if withNonce {
+		in.nonce = f.nonce()
+	}
+	return in, f.err()
+}

@@ -1,0 +1,48 @@
+package authd
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one verification mail. Code is the plaintext code: a Message
+// lives only in memory, on its way to the Sender.
+type Message struct {
+	// To is the normalised address (Unicode domain); senders encode the
+	// domain for SMTP with ASCIIEmail.
+	To          string
+	ProjectID   string
+	ProjectName string // display name; never the raw project_id
+	Code        string
+	TTL         time.Duration
+	ExpiresAt   time.Time
+
+	// AddressKey and CodeID name the code in the CodeStore, so a mail for a
+	// replaced code can be dropped unsent.
+	AddressKey string
+	CodeID     string
+}
+
+// Sender delivers one message.
+//
+// Errors: a *SendError saying whether a retry may succeed.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// SendError is a failed delivery. Temporary failures (connection refused,
+// timeouts, 4xx replies) may succeed later; permanent ones (5xx) will not.
+type SendError struct {
+	Temporary bool
+	Err       error
+}
+
+func (e *SendError) Error() string { return "send mail: " + e.Err.Error() }
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Outbox takes a message for delivery off the request path.
+//
+// Errors: EUNAVAILABLE when the message cannot be accepted.
+type Outbox interface {
+	Enqueue(ctx context.Context, m Message) error
+}

@@ -1,0 +1,206 @@
+package authd
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// CodeLength is the number of digits of a code.
+const CodeLength = 6
+
+// Service is the send-code / verify-code flow: the only business logic of
+// authd. Its fields are its dependencies; cmd/authd wires them.
+type Service struct {
+	Codes  CodeStore
+	Users  UserStore
+	Outbox Outbox
+	Signer ProofSigner
+	Policy Policy
+	Keys   Keys
+
+	// ProjectName returns the display name used in mails for a project_id.
+	// Nil: a fixed name, never the raw project_id.
+	ProjectName func(projectID string) string
+
+	Now    func() time.Time // nil: time.Now
+	Rand   io.Reader        // nil: crypto/rand
+	Logger *slog.Logger     // nil: slog.Default()
+}
+
+// SendRequest asks for a code to be mailed to Email for ProjectID.
+type SendRequest struct {
+	Email     string
+	ProjectID string
+	ClientIP  string
+}
+
+// SendResult is what a successful SendCode reports.
+type SendResult struct {
+	ExpiresIn   time.Duration
+	ResendAfter time.Duration
+	CodeID      string
+	IP          LimitState
+}
+
+// VerifyRequest asks to verify Code for (Email, ProjectID).
+type VerifyRequest struct {
+	Email     string
+	ProjectID string
+	Code      string
+	ClientIP  string
+}
+
+// VerifyResult is a successful verification: the signed v1 proof and the
+// user it names.
+type VerifyResult struct {
+	Proof Proof
+	User  User
+	IP    LimitState
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) rand() io.Reader {
+	if s.Rand != nil {
+		return s.Rand
+	}
+	return rand.Reader
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// SendCode issues a new code for (Email, ProjectID), replacing any live one,
+// and hands its mail to the Outbox. The answer does not depend on whether the
+// address has an account.
+//
+// Errors: EINVALID (Field says which), ERATELIMITED, EUNAVAILABLE.
+func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, error) {
+	email, err := NormalizeEmail(req.Email)
+	if err != nil {
+		return SendResult{}, err
+	}
+	if !ValidProjectID(req.ProjectID) {
+		return SendResult{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
+	}
+	code, err := NewCode(s.rand(), CodeLength)
+	if err != nil {
+		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
+	}
+	id, err := NewID(s.rand())
+	if err != nil {
+		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
+	}
+	now := s.now()
+	p := s.Policy
+	addr := AddressKey(s.Keys.Address, email)
+	rec := CodeRecord{ID: id, Hash: CodeHash(s.Keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
+	res, err := s.Codes.IssueCode(ctx, IssueRequest{
+		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP, Record: rec, Now: now,
+		ResendCooldown: p.ResendCooldown, CodesPerAddress: p.CodesPerAddress,
+		SendPerIP: p.SendPerIP, MailsPerProject: p.MailsPerProject,
+	})
+	if err != nil {
+		return SendResult{}, err
+	}
+	name := "your account"
+	if s.ProjectName != nil {
+		name = s.ProjectName(req.ProjectID)
+	}
+	msg := Message{
+		To: email, ProjectID: req.ProjectID, ProjectName: name, Code: code,
+		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, AddressKey: addr, CodeID: id,
+	}
+	if err := s.Outbox.Enqueue(ctx, msg); err != nil {
+		// The code is stored but its mail is not on its way: take the code
+		// back out (RestoreCode's inverse is not needed: IsCurrent stays
+		// true, so the user's retry after the cooldown gets a new code).
+		s.logger().WarnContext(ctx, "mail not queued", "err", err)
+		return SendResult{}, Unavailable("mail queue", err)
+	}
+	return SendResult{ExpiresIn: p.CodeTTL, ResendAfter: p.ResendCooldown, CodeID: id, IP: res.IP}, nil
+}
+
+// VerifyCode checks Code for (Email, ProjectID) and, on success, records the
+// user and returns a signed proof. If the user cannot be recorded, the code is
+// restored so the user can retry with it.
+//
+// Errors: EINVALID, ECODE (one answer for every failure), ERATELIMITED,
+// EUNAVAILABLE.
+func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	email, err := NormalizeEmail(req.Email)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if !ValidProjectID(req.ProjectID) {
+		return VerifyResult{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
+	}
+	if !ValidCode(req.Code, CodeLength) {
+		return VerifyResult{}, &Error{Code: EINVALID, Field: "code", Message: "code must be 6 digits"}
+	}
+	now := s.now()
+	p := s.Policy
+	addr := AddressKey(s.Keys.Address, email)
+	res, err := s.Codes.ConsumeCode(ctx, ConsumeRequest{
+		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP,
+		Hash: CodeHash(s.Keys.Code, req.ProjectID, email, req.Code), Now: now,
+		AttemptsPerCode: p.AttemptsPerCode, FailuresPerAddress: p.FailuresPerAddress, VerifyPerIP: p.VerifyPerIP,
+	})
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	user, err := s.Users.UpsertVerified(ctx, email, now)
+	if err != nil {
+		// Give the code back: the user did nothing wrong. Use a fresh
+		// context, the request's may be what failed.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if rerr := s.Codes.RestoreCode(rctx, addr, req.ProjectID, res.Record, now); rerr != nil {
+			s.logger().ErrorContext(ctx, "code not restored after a user store failure", "err", rerr)
+		}
+		if ErrorCode(err) == EUNAVAILABLE {
+			return VerifyResult{}, err
+		}
+		return VerifyResult{}, Unavailable("user store", err)
+	}
+	proof := Proof{
+		AuthUserID: user.ID, Email: email, ProjectID: req.ProjectID,
+		Verified: true, IssuedAt: now.Unix(),
+	}
+	proof.Signature = s.Signer.Signature(proof)
+	return VerifyResult{Proof: proof, User: user, IP: res.IP}, nil
+}
+
+// Unlock clears an address's failure and codes-per-address budgets: the
+// operator's way out of a lock-out.
+//
+// Errors: EINVALID, EUNAVAILABLE.
+func (s *Service) Unlock(ctx context.Context, email string) error {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return err
+	}
+	return s.Codes.Unlock(ctx, AddressKey(s.Keys.Address, email))
+}
+
+// IsRateLimited reports whether err is a rate-limit refusal and when to retry.
+func IsRateLimited(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Code == ERATELIMITED {
+		return e.RetryAfter, true
+	}
+	return 0, false
+}
