@@ -56,12 +56,13 @@ type ConsumeRequest struct {
 	Hash     []byte
 	Now      time.Time
 
-	AttemptsPerCode    int  // wrong tries after which the code is dead
+	AttemptsPerCode    int  // wrong tries after which the code is dead; <= 0: no limit
 	FailuresPerAddress Rate // wrong tries per address, all projects, across codes
 	VerifyPerIP        Rate
 }
 
-// ConsumeResult is what a successful ConsumeCode reports.
+// ConsumeResult is what ConsumeCode reports. IP is also set beside an ECODE
+// or a failures_per_address refusal.
 type ConsumeResult struct {
 	// Record is the consumed code, for RestoreCode.
 	Record CodeRecord

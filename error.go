@@ -67,3 +67,14 @@ func ErrorCode(err error) string {
 
 // ErrInvalidCode is the single answer for every failed verification.
 var ErrInvalidCode = &Error{Code: ECODE, Message: "Invalid or expired verification code"}
+
+// RateLimited is the refusal of the limit named limit; RetryAfter is wait
+// rounded up to whole seconds, at least one: a client that waits the
+// advertised time is not refused again.
+func RateLimited(limit string, wait time.Duration) *Error {
+	ra := (wait + time.Second - 1).Truncate(time.Second)
+	if ra < time.Second {
+		ra = time.Second
+	}
+	return &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later.", RetryAfter: ra, Limit: limit}
+}

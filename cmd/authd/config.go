@@ -33,6 +33,7 @@ type Config struct {
 	DatabaseURL  string // "" = SQLite in DataDir
 	RedisURL     string // "" = in memory
 	RedisCluster bool   // REDIS_CLUSTER: REDIS_URL names cluster nodes
+	RedisPrefix  string // REDIS_KEY_PREFIX: lets deployments share a Redis
 	DataDir      string
 
 	MailBackend   string // "smtp" or "log"
@@ -152,6 +153,13 @@ func loadConfig(e env) (Config, error) {
 	}
 	if c.RedisCluster, err = boolVar(e, "REDIS_CLUSTER", false); err != nil {
 		return c, err
+	}
+	c.RedisPrefix = e.get("REDIS_KEY_PREFIX")
+	if c.RedisPrefix == "" {
+		c.RedisPrefix = "authd:"
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		return c, configError("REDIS_KEY_PREFIX", "must not contain { or }")
 	}
 	c.Dev = c.DatabaseURL == "" && c.RedisURL == "" && c.SMTPHost == ""
 

@@ -13,7 +13,13 @@ import (
 // reads it) or Cluster (REDIS_CLUSTER=true; more nodes as `addr` query
 // parameters).
 func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error) {
-	const timeout = 2 * time.Second
+	// A down Redis must answer 503 fast: one retry, short backoffs.
+	const (
+		timeout    = 2 * time.Second
+		retries    = 1
+		minBackoff = 8 * time.Millisecond
+		maxBackoff = 64 * time.Millisecond
+	)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("config: REDIS_URL: not a URL")
@@ -25,6 +31,8 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 			return nil, fmt.Errorf("config: REDIS_URL: %v", err)
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		o.DialerRetries, o.DialerRetryTimeout = 1, 20*time.Millisecond
 		return goredis.NewClusterClient(o), nil
 	case u.Query().Has("master_name"):
 		o, err := goredis.ParseFailoverURL(rawURL)
@@ -32,6 +40,8 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 			return nil, fmt.Errorf("config: REDIS_URL: %v", err)
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		o.DialerRetries, o.DialerRetryTimeout = 1, 20*time.Millisecond
 		return goredis.NewFailoverClient(o), nil
 	}
 	o, err := goredis.ParseURL(rawURL)
@@ -39,5 +49,7 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 		return nil, fmt.Errorf("config: REDIS_URL: %v", err)
 	}
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+	o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+	o.DialerRetries, o.DialerRetryTimeout = 1, 20*time.Millisecond
 	return goredis.NewClient(o), nil
 }

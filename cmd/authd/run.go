@@ -184,11 +184,11 @@ func openCodes(ctx context.Context, cfg Config, log *slog.Logger) (authd.CodeSto
 	if err != nil {
 		return nil, nil, err
 	}
-	store := redis.New(client, redis.Options{})
+	store := redis.New(client, redis.Options{Prefix: cfg.RedisPrefix})
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if policy, ok, err := store.CheckEviction(cctx); err != nil {
-		log.Warn("could not read Redis maxmemory-policy", "err", err)
+	if policy, ok, err := store.CheckEviction(cctx); err != nil || policy == "" {
+		log.Warn("could not read Redis maxmemory-policy: make sure it is noeviction", "err", err)
 	} else if !ok {
 		log.Warn("Redis may evict keys: limits and queued mail can vanish; set maxmemory-policy noeviction", "maxmemory_policy", policy)
 	}
@@ -206,6 +206,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if cfg.MailBackend == "smtp" && !cfg.SMTPTLS {
 		log.Warn("SMTP_TLS=false: mail, codes included, travels to the SMTP server unencrypted")
+		if cfg.SMTPUser != "" {
+			log.Warn("SMTP_USER is set with SMTP_TLS=false: the SMTP password travels in clear")
+		}
 	}
 	if cfg.MailBackend == "log" && !cfg.Dev {
 		log.Warn("MAIL_BACKEND=log: codes are written to the log, not mailed")
@@ -236,6 +239,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sender, err := newSender(cfg, log, templates)
 	if err != nil {
 		return err
+	}
+	if c, ok := sender.(interface{ Close() error }); ok {
+		defer c.Close()
 	}
 	pool := mailer.NewPool(sender, mailer.PoolOptions{
 		Workers:   cfg.MailWorkers,

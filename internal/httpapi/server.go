@@ -4,8 +4,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -49,6 +51,7 @@ func New(opts Options) http.Handler {
 	cfg := huma.DefaultConfig(opts.ProjectName, opts.Version)
 	// No $schema field or Link header in answers: v1 bodies are frozen.
 	cfg.CreateHooks = nil
+	cfg.Formats = map[string]huma.Format{"application/json": fastAPIJSON, "json": fastAPIJSON}
 	cfg.OpenAPIPath = "/api/v1/openapi"
 	cfg.DocsPath = ""
 	cfg.SchemasPath = ""
@@ -102,10 +105,26 @@ type jsonOutput struct {
 	Body               any
 }
 
+// fastAPIJSON writes bodies as FastAPI's JSONResponse did: compact, no
+// trailing newline, <>& and non-ASCII characters as they are.
+var fastAPIJSON = huma.Format{
+	Marshal: func(w io.Writer, v any) error {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		_, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		return err
+	},
+	Unmarshal: json.Unmarshal,
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	fastAPIJSON.Marshal(w, v)
 }
 
 // notFound answers unknown paths and methods as FastAPI did.

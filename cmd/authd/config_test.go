@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authd/authd"
+)
+
+func envOf(m map[string]string) env {
+	return env{getenv: func(k string) string { return m[k] }}
+}
+
+const goodMaster = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func prodVars(extra ...string) map[string]string {
+	m := map[string]string{
+		"POSTGRES_SERVER": "db", "REDIS_HOST": "redis", "SMTP_HOST": "smtp",
+		"SECRET_KEY": testSecret, "AUTHD_MASTER_KEY": goodMaster,
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}
+
+// A bad value stops start-up with one line naming the variable, and never
+// repeats a secret.
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"missing SECRET_KEY", prodVars("SECRET_KEY", ""), "SECRET_KEY"},
+		{"placeholder SECRET_KEY", prodVars("SECRET_KEY", "change-me-to-32-random-bytes-0123456789"), "SECRET_KEY"},
+		{"seed placeholder", prodVars("SECRET_KEY", "your-super-secret-key"), "SECRET_KEY"},
+		{"short SECRET_KEY", prodVars("SECRET_KEY", "short-but-real-0123"), "SECRET_KEY"},
+		{"missing master key", prodVars("AUTHD_MASTER_KEY", ""), "AUTHD_MASTER_KEY"},
+		{"short master key", prodVars("AUTHD_MASTER_KEY", "abcdef0123"), "AUTHD_MASTER_KEY"},
+		{"no SMTP with a database", prodVars("SMTP_HOST", ""), "SMTP_HOST"},
+		{"bad MAIL_BACKEND", prodVars("MAIL_BACKEND", "pigeon"), "MAIL_BACKEND"},
+		{"bad OTP_EXPIRE_SECONDS", prodVars("OTP_EXPIRE_SECONDS", "five"), "OTP_EXPIRE_SECONDS"},
+		{"zero OTP_EXPIRE_SECONDS", prodVars("OTP_EXPIRE_SECONDS", "0"), "OTP_EXPIRE_SECONDS"},
+		{"bad OTP_ATTEMPTS_LIMIT", prodVars("OTP_ATTEMPTS_LIMIT", "-1"), "OTP_ATTEMPTS_LIMIT"},
+		{"bad rate", prodVars("LIMIT_SEND_CODE_PER_IP", "10/fortnight"), "LIMIT_SEND_CODE_PER_IP"},
+		{"bad rate count", prodVars("LIMIT_CODES_PER_ADDRESS", "x/h"), "LIMIT_CODES_PER_ADDRESS"},
+		{"bad port", prodVars("PORT", "99999"), "PORT"},
+		{"bad POSTGRES_PORT", prodVars("POSTGRES_PORT", "pg"), "POSTGRES_PORT"},
+		{"bad REDIS_PORT", prodVars("REDIS_PORT", "-3"), "REDIS_PORT"},
+		{"bad REDIS_DB", prodVars("REDIS_DB", "x"), "REDIS_DB"},
+		{"bad SMTP_PORT", prodVars("SMTP_PORT", "0"), "SMTP_PORT"},
+		{"bad SMTP_TLS", prodVars("SMTP_TLS", "maybe"), "SMTP_TLS"},
+		{"bad LOG_LEVEL", prodVars("LOG_LEVEL", "loud"), "LOG_LEVEL"},
+		{"bad LOG_FORMAT", prodVars("LOG_FORMAT", "xml"), "LOG_FORMAT"},
+		{"bad DATABASE_URL", prodVars("DATABASE_URL", "mysql://x"), "DATABASE_URL"},
+		{"bad REDIS_URL", prodVars("REDIS_URL", "http://x"), "REDIS_URL"},
+		{"bad from address", prodVars("EMAILS_FROM_EMAIL", "not an address"), "EMAILS_FROM_EMAIL"},
+		{"from name with CRLF", prodVars("EMAILS_FROM_NAME", "A\r\nBcc: x@y.z"), "EMAILS_FROM_NAME"},
+		{"bad ALLOW_WEAK_SECRET_KEY", prodVars("ALLOW_WEAK_SECRET_KEY", "sure"), "ALLOW_WEAK_SECRET_KEY"},
+		{"bad key prefix", prodVars("REDIS_KEY_PREFIX", "a{b}"), "REDIS_KEY_PREFIX"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(envOf(tc.vars))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "config: "+tc.want+":") || strings.Contains(msg, "\n") {
+				t.Fatalf("error %q; want one line naming %s", msg, tc.want)
+			}
+			for _, secret := range []string{tc.vars["SECRET_KEY"], tc.vars["AUTHD_MASTER_KEY"]} {
+				if len(secret) > 8 && strings.Contains(msg, secret) {
+					t.Fatalf("error repeats a secret: %q", msg)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	dir := t.TempDir()
+	c, err := loadConfig(envOf(map[string]string{"AUTHD_DATA_DIR": dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Dev || c.Host != "127.0.0.1" || c.Port != 8013 || c.LogFormat != "text" || c.MailBackend != "log" {
+		t.Fatalf("development defaults: %+v", c)
+	}
+	if c.ProjectName != "Authentication Microservice" || c.FromEmail != "info@example.com" || c.FromName != "Auth Service" {
+		t.Fatalf("the original's defaults: %+v", c)
+	}
+	if c.Policy != authd.DefaultPolicy() {
+		t.Fatalf("policy %+v, want DESIGN.md's defaults", c.Policy)
+	}
+	// Generated secrets are kept: a restart signs with the same key.
+	c2, err := loadConfig(envOf(map[string]string{"AUTHD_DATA_DIR": dir}))
+	if err != nil || c2.SecretKey != c.SecretKey || !bytes.Equal(c2.MasterKey, c.MasterKey) {
+		t.Fatalf("development secrets not kept across starts: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "secret_key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v %v", fi, err)
+	}
+
+	p, err := loadConfig(envOf(prodVars()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Dev || p.Host != "0.0.0.0" || p.LogFormat != "json" || p.MailBackend != "smtp" || !p.SMTPTLS || p.SMTPPort != 587 {
+		t.Fatalf("production defaults: %+v", p)
+	}
+	if p.DatabaseURL != "postgres://postgres:postgres@db:5432/auth_db" || p.RedisURL != "redis://redis:6379/0" {
+		t.Fatalf("URLs from the original's variables: %q %q", p.DatabaseURL, p.RedisURL)
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	c, err := loadConfig(envOf(prodVars(
+		"SECRET_KEY", "short-legacy-key", "ALLOW_WEAK_SECRET_KEY", "true",
+		"AUTHD_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"DATABASE_URL", "postgres://u:p@h:1/d", "POSTGRES_SERVER", "ignored",
+		"OTP_EXPIRE_SECONDS", "600", "OTP_ATTEMPTS_LIMIT", "3", "OTP_RESEND_SECONDS", "30",
+		"LIMIT_SEND_CODE_PER_IP", "0", "LIMIT_FAILURES_PER_ADDRESS", "20/h", "LIMIT_MAILS_PER_PROJECT", "1000/h",
+		"LOG_LEVEL", "warning", "MAIL_BACKEND", "log",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.WeakSecret || len(c.MasterKey) != 32 || c.DatabaseURL != "postgres://u:p@h:1/d" {
+		t.Fatalf("%+v", c)
+	}
+	want := authd.Policy{
+		CodeTTL: 600 * time.Second, AttemptsPerCode: 3, ResendCooldown: 30 * time.Second,
+		CodesPerAddress: authd.Rate{N: 5, Period: time.Hour}, FailuresPerAddress: authd.Rate{N: 20, Period: time.Hour},
+		VerifyPerIP: authd.Rate{N: 60, Period: time.Minute}, MailsPerProject: authd.Rate{N: 1000, Period: time.Hour},
+	}
+	if c.Policy != want {
+		t.Fatalf("policy %+v, want %+v", c.Policy, want)
+	}
+}
+
+// The environment wins over .env.
+func TestDotEnv(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env")
+	os.WriteFile(path, []byte("PROJECT_NAME=\"From File\"\nPORT=9000\nAUTHD_DATA_DIR="+dir+"\n"), 0o600)
+	e, err := newEnv(func(k string) string {
+		if k == "PORT" {
+			return "9001"
+		}
+		return ""
+	}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ProjectName != "From File" || c.Port != 9001 {
+		t.Fatalf("got %q %d", c.ProjectName, c.Port)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	for _, args := range [][]string{{"--help"}, {"help"}, {"migrate", "--help"}, {"users", "--help"}, {"version"}} {
+		out.Reset()
+		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil || out.Len() == 0 {
+			t.Fatalf("%v: %v %q", args, err, out.String())
+		}
+	}
+	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out, &errOut)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("unknown command: %v (exit %d)", err, exitCode(err))
+	}
+}

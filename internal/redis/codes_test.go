@@ -1,0 +1,314 @@
+package redis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/storetest"
+	"github.com/authd/authd/internal/testenv"
+)
+
+// newClient connects to AUTHD_TEST_REDIS_URL, or skips.
+func newClient(t testing.TB) *goredis.Client {
+	t.Helper()
+	opt, err := goredis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatalf("AUTHD_TEST_REDIS_URL: %v", err)
+	}
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("AUTHD_TEST_REDIS_URL: %v", err)
+	}
+	return c
+}
+
+// newPrefix returns a key prefix of its own for t, and deletes its keys
+// when t ends: tests share the Redis with other packages.
+func newPrefix(t testing.TB, c *goredis.Client) string {
+	t.Helper()
+	prefix := "authdtest:" + rand.Text() + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+			if err != nil {
+				t.Errorf("cleaning up %s*: %v", prefix, err)
+				return
+			}
+			if len(keys) > 0 {
+				c.Del(ctx, keys...) // one server: keys of any slot
+			}
+			if cursor = next; cursor == 0 {
+				return
+			}
+		}
+	})
+	return prefix
+}
+
+func TestCodeStore(t *testing.T) {
+	c := newClient(t)
+	for _, mode := range []struct {
+		name  string
+		split bool
+	}{{"OneScript", false}, {"Split", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			storetest.CodeStore(t, func(t *testing.T) authd.CodeStore {
+				return redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+			})
+		})
+	}
+}
+
+// TestKeys checks the key layout (see the package comment) and that no key
+// outlives what it holds.
+func TestKeys(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := newPrefix(t, c)
+	s := redis.New(c, redis.Options{Prefix: prefix})
+	now := time.Now()
+	const address = "0123456789abcdef0123456789abcdef"
+	_, err := s.IssueCode(ctx, authd.IssueRequest{
+		Address: address, Project: "shop", ClientIP: "192.0.2.1", Now: now,
+		Record:          authd.CodeRecord{ID: "id1", Hash: []byte("\x00\xffhash"), ExpiresAt: now.Add(5 * time.Minute)},
+		ResendCooldown:  time.Minute,
+		CodesPerAddress: authd.Rate{N: 5, Period: time.Hour},
+		SendPerIP:       authd.Rate{N: 10, Period: time.Minute},
+		MailsPerProject: authd.Rate{N: 100, Period: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ConsumeCode(ctx, authd.ConsumeRequest{
+		Address: address, Project: "shop", ClientIP: "192.0.2.1", Now: now, Hash: []byte("wrong"),
+		AttemptsPerCode: 5, FailuresPerAddress: authd.Rate{N: 10, Period: time.Hour},
+		VerifyPerIP: authd.Rate{N: 60, Period: time.Minute},
+	})
+	if !errors.Is(err, authd.ErrInvalidCode) {
+		t.Fatalf("ConsumeCode: %v, want ErrInvalidCode", err)
+	}
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := func(k string) int64 { return c.ClusterKeySlot(ctx, k).Val() }
+	var tag string
+	want := map[string]time.Duration{ // key (after the tag) → TTL
+		"code:shop:" + address: 5 * time.Minute,
+		"cool:shop:" + address: time.Minute,
+		"sent:" + address:      12 * time.Minute,
+		"fail:" + address:      6 * time.Minute,
+	}
+	others := map[string]time.Duration{
+		prefix + "{ip:192.0.2.1}:send":   6 * time.Second,
+		prefix + "{ip:192.0.2.1}:verify": time.Second,
+		prefix + "{p:shop}:mails":        36 * time.Second,
+	}
+	if len(keys) != len(want)+len(others) {
+		t.Errorf("keys = %q, want %d", keys, len(want)+len(others))
+	}
+	for _, k := range keys {
+		ttl := c.PTTL(ctx, k).Val()
+		if max, ok := others[k]; ok {
+			if ttl <= 0 || ttl > max {
+				t.Errorf("%s: TTL %v, want in (0, %v]", k, ttl, max)
+			}
+			continue
+		}
+		rest := k[len(prefix):]
+		end := 0
+		for end < len(rest) && rest[end] != '}' {
+			end++
+		}
+		if tag == "" {
+			tag = rest[:end+2]
+		}
+		if rest[:end+2] != tag || slot(k) != slot(prefix+tag) {
+			t.Errorf("%s: not under the address's tag %s", k, tag)
+		}
+		max, ok := want[rest[len(tag):]]
+		if !ok {
+			t.Errorf("unexpected key %s", k)
+			continue
+		}
+		if ttl <= 0 || ttl > max {
+			t.Errorf("%s: TTL %v, want in (0, %v]", k, ttl, max)
+		}
+	}
+	// The code is held as its hash, never as anything else.
+	h, err := c.HGetAll(ctx, prefix+tag+"code:shop:"+address).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h["h"] != "\x00\xffhash" || h["id"] != "id1" || h["att"] != "1" {
+		t.Errorf("code record = %q", h)
+	}
+}
+
+// TestScriptsReloaded checks that the store survives SCRIPT FLUSH (a
+// restarted or failed-over Redis has an empty script cache), in both
+// modes, the split mode's pipeline included.
+func TestScriptsReloaded(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	for _, split := range []bool{false, true} {
+		s := redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: split})
+		now := time.Now()
+		for i := range 2 {
+			if err := c.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.IssueCode(ctx, authd.IssueRequest{
+				Address: "a", Project: "shop", ClientIP: "192.0.2.1", Now: now,
+				Record:          authd.CodeRecord{ID: "id", Hash: []byte("h"), ExpiresAt: now.Add(time.Minute)},
+				SendPerIP:       authd.Rate{N: 10, Period: time.Minute},
+				MailsPerProject: authd.Rate{N: 10, Period: time.Minute},
+			})
+			if err != nil {
+				t.Fatalf("split=%v, issue %d: %v", split, i, err)
+			}
+		}
+	}
+}
+
+// TestRedisDown checks that a Redis that cannot be reached is reported as
+// EUNAVAILABLE, fast.
+func TestRedisDown(t *testing.T) {
+	// A port nothing listens on: bind one, then close it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	goredis.SetLogger(quiet{}) // each failed dial would be logged
+
+	ctx := context.Background()
+	now := time.Now()
+	// The options cmd/authd should use: one retry, one dial.
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: 1, DialerRetries: 1})
+	defer c.Close()
+	for _, split := range []bool{false, true} {
+		s := redis.New(c, redis.Options{Split: split})
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"IssueCode", func() error {
+				_, err := s.IssueCode(ctx, authd.IssueRequest{Address: "a", Project: "p", Now: now,
+					SendPerIP: authd.Rate{N: 1, Period: time.Minute}})
+				return err
+			}},
+			{"ConsumeCode", func() error {
+				_, err := s.ConsumeCode(ctx, authd.ConsumeRequest{Address: "a", Project: "p", Now: now,
+					VerifyPerIP: authd.Rate{N: 1, Period: time.Minute}})
+				return err
+			}},
+			{"RestoreCode", func() error {
+				return s.RestoreCode(ctx, "a", "p", authd.CodeRecord{ExpiresAt: now.Add(time.Minute)}, now)
+			}},
+			{"IsCurrent", func() error { _, err := s.IsCurrent(ctx, "a", "p", "id", now); return err }},
+			{"Unlock", func() error { return s.Unlock(ctx, "a") }},
+			{"CheckEviction", func() error { _, _, err := s.CheckEviction(ctx); return err }},
+		}
+		for _, tc := range calls {
+			start := time.Now()
+			err := tc.call()
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("split=%v %s took %v", split, tc.name, took)
+			}
+			if code := authd.ErrorCode(err); code != authd.EUNAVAILABLE {
+				t.Errorf("split=%v %s: %v, want %s", split, tc.name, err, authd.EUNAVAILABLE)
+			}
+		}
+	}
+
+	// go-redis's defaults (5 dials, 3 retries) take longer, still bounded.
+	d := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer d.Close()
+	start := time.Now()
+	_, err = redis.New(d, redis.Options{}).IsCurrent(ctx, "a", "p", "id", now)
+	if code := authd.ErrorCode(err); code != authd.EUNAVAILABLE {
+		t.Errorf("default options: %v, want %s", err, authd.EUNAVAILABLE)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("default options: took %v", took)
+	}
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func TestCheckEviction(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	s := redis.New(c, redis.Options{})
+	want, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, ok, err := s.CheckEviction(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if policy != want["maxmemory-policy"] || ok != (policy == "noeviction") {
+		t.Errorf("CheckEviction = %q, %v; the server says %q", policy, ok, want["maxmemory-policy"])
+	}
+
+	// Managed Redis services often refuse CONFIG: INFO still tells.
+	noConfig := goredis.NewClient(c.Options())
+	defer noConfig.Close()
+	noConfig.AddHook(refuse{"config"})
+	got, gotOK, err := redis.New(noConfig, redis.Options{}).CheckEviction(ctx)
+	if err != nil || got != policy || gotOK != ok {
+		t.Errorf("without CONFIG: CheckEviction = %q, %v, %v; want %q, %v", got, gotOK, err, policy, ok)
+	}
+	// And if INFO is refused too, the policy is unknown, not an error.
+	noInfo := goredis.NewClient(c.Options())
+	defer noInfo.Close()
+	noInfo.AddHook(refuse{"config", "info"})
+	got, gotOK, err = redis.New(noInfo, redis.Options{}).CheckEviction(ctx)
+	if err != nil || got != "" || gotOK {
+		t.Errorf("without CONFIG and INFO: CheckEviction = %q, %v, %v; want \"\", false, nil", got, gotOK, err)
+	}
+}
+
+// refuse makes the server seem to have the named commands disabled.
+type refuse []string
+
+func (r refuse) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (r refuse) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		for _, name := range r {
+			if cmd.Name() == name {
+				err := serverError("ERR unknown command '" + name + "'")
+				cmd.SetErr(err)
+				return err
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (r refuse) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+// serverError is an error reply, as the server would send it.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}

@@ -1,0 +1,138 @@
+-- lib.lua is put in front of every other script (see scripts.go): the
+-- helpers and the GCRA limiter they share.
+--
+-- Times are integer microseconds since the Unix epoch, passed in by the
+-- caller: no script reads the server's clock, so that every instance and
+-- every test (with its fake clock) agrees on what "now" is. Key TTLs are set
+-- relative to that "now" too; they only reclaim memory, correctness never
+-- depends on them.
+--
+-- A rate is a pair (t, n): a burst of n, then one event every t
+-- microseconds. t == 0 turns the limit off.
+
+-- int formats an integer-valued number exactly: tostring keeps only 14
+-- significant digits, fewer than a time in microseconds has.
+local function int(x)
+  return string.format('%d', x)
+end
+
+-- ms turns a duration in microseconds into a PEXPIRE argument: rounded up,
+-- at least 1.
+local function ms(us)
+  local m = math.ceil(us / 1000)
+  if m < 1 then
+    m = 1
+  end
+  return int(m)
+end
+
+-- gcra_check reports whether one more event fits the limit of key at now.
+-- When it does it also returns the bucket's new theoretical arrival time,
+-- for gcra_set; when it does not, the wait until it would. It changes
+-- nothing: a refused request must count nowhere.
+local function gcra_check(key, now, t, n)
+  if t <= 0 then
+    return true, 0, 0
+  end
+  local tat = now
+  local v = redis.call('GET', key)
+  if v then
+    tat = tonumber(v)
+    if tat < now then
+      tat = now
+    end
+  end
+  local new = tat + t
+  if new - now > n * t then
+    return false, tat, new - now - n * t
+  end
+  return true, new, 0
+end
+
+-- gcra_set stores an accepted event. The key expires when the bucket is
+-- full again, when a missing key means the same thing.
+local function gcra_set(key, now, t, tat)
+  if t > 0 then
+    redis.call('SET', key, int(tat), 'PX', ms(tat - now))
+  end
+end
+
+-- gcra_state returns what is left of a limit after an accepted event, and
+-- the time until the bucket is full again.
+local function gcra_state(now, t, n, tat)
+  if t <= 0 then
+    return 0, 0
+  end
+  local reset = tat - now
+  return math.floor((n * t - reset) / t), reset
+end
+
+-- issue_check checks the address's side of IssueCode: the resend cooldown
+-- of (project, address), then the codes per address (all projects). It
+-- returns nil, or the name of the refusing limit and the wait.
+local function issue_check(cool, sent, now, sent_t, sent_n)
+  local until_ = redis.call('GET', cool)
+  if until_ and tonumber(until_) > now then
+    return nil, 'cooldown', tonumber(until_) - now
+  end
+  local ok, tat, wait = gcra_check(sent, now, sent_t, sent_n)
+  if not ok then
+    return nil, 'codes_per_address', wait
+  end
+  return tat
+end
+
+-- issue_store stores the new code, replacing any other, starts the
+-- cooldown and counts the code against the address. It returns 1 when a
+-- live code was replaced.
+local function issue_store(code, cool, sent, now, cool_us, sent_t, sent_tat, id, hash, exp)
+  local replaced = 0
+  local old = redis.call('HGET', code, 'exp')
+  if old and tonumber(old) > now then
+    replaced = 1
+  end
+  -- Every field is written: nothing of the old code survives.
+  redis.call('HSET', code, 'id', id, 'h', hash, 'exp', int(exp), 'att', '0')
+  redis.call('PEXPIRE', code, ms(exp - now))
+  if cool_us > 0 then
+    redis.call('SET', cool, int(now + cool_us), 'PX', ms(cool_us))
+  end
+  gcra_set(sent, now, sent_t, sent_tat)
+  return replaced
+end
+
+-- consume_address is the address's side of ConsumeCode: the failure
+-- budget, then the comparison. Replies:
+--   {'limit', 'failures_per_address', wait}
+--   {'invalid'}
+--   {'ok', id, hash, exp, attempts}
+local function consume_address(fail, code, now, fail_t, fail_n, hash, max_att)
+  local ok, fail_tat, wait = gcra_check(fail, now, fail_t, fail_n)
+  if not ok then
+    return {'limit', 'failures_per_address', wait}
+  end
+  local rec = redis.call('HMGET', code, 'id', 'h', 'exp', 'att')
+  if not rec[1] or tonumber(rec[3]) <= now then
+    -- Missing, used, dead or expired: not a try against a live code, so
+    -- it costs the address nothing.
+    return {'invalid'}
+  end
+  local att = tonumber(rec[4])
+  if max_att > 0 and att >= max_att then
+    -- Dead under a lower limit than the one it was tried under.
+    redis.call('DEL', code)
+    return {'invalid'}
+  end
+  if rec[2] == hash then
+    redis.call('DEL', code)
+    return {'ok', rec[1], rec[2], tonumber(rec[3]), att}
+  end
+  att = att + 1
+  if max_att > 0 and att >= max_att then
+    redis.call('DEL', code)
+  else
+    redis.call('HSET', code, 'att', int(att))
+  end
+  gcra_set(fail, now, fail_t, fail_tat)
+  return {'invalid'}
+end

@@ -1,0 +1,367 @@
+// Package smtptest runs a real SMTP server over TCP for tests
+// (github.com/emersion/go-smtp): the mail senders of authd are tested
+// against it, never against a mocked interface alone (DESIGN.md §5).
+//
+// A Server keeps every accepted message, raw and parsed, and can require
+// AUTH PLAIN, offer STARTTLS or implicit TLS with a certificate made in
+// memory, answer slowly, or refuse messages with scripted replies.
+package smtptest
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Server is a running SMTP server on 127.0.0.1. It stops when the test that
+// started it ends.
+type Server struct {
+	cfg  config
+	srv  *smtp.Server
+	ln   net.Listener
+	cert *testCert
+	done chan struct{} // closed when Serve has returned
+	stop chan struct{} // closed by Close: cuts delays short
+
+	mu       sync.Mutex
+	msgs     []Message
+	attempts int // DATA commands seen, accepted or not
+	conns    int // sessions opened
+	open     map[*smtp.Conn]struct{}
+	changed  chan struct{} // closed and replaced whenever msgs grows
+	closed   bool
+}
+
+type config struct {
+	user, pass  string
+	delay       time.Duration
+	reply       func(n int) *smtp.SMTPError
+	startTLS    bool
+	implicitTLS bool
+}
+
+// Option configures a Server.
+type Option func(*config)
+
+// WithAuth makes the server offer AUTH PLAIN (over plain TCP too: tests run
+// without TLS) and refuse MAIL FROM until the client has logged in with user
+// and pass.
+func WithAuth(user, pass string) Option {
+	return func(c *config) { c.user, c.pass = user, pass }
+}
+
+// WithDelay makes the server wait d after receiving each message before it
+// answers the end of DATA: a slow server.
+func WithDelay(d time.Duration) Option {
+	return func(c *config) { c.delay = d }
+}
+
+// WithReply scripts the answer to each message. f is called with the number
+// of the DATA attempt, counting from 1 over the server's life, after the
+// message has been read; a non-nil error is sent as the reply and the
+// message is not kept. For example, 451 for the first two attempts:
+//
+//	smtptest.WithReply(func(n int) *smtp.SMTPError {
+//		if n <= 2 {
+//			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+//		}
+//		return nil
+//	})
+func WithReply(f func(n int) *smtp.SMTPError) Option {
+	return func(c *config) { c.reply = f }
+}
+
+// WithTLS makes the server offer STARTTLS with a self-signed certificate
+// for 127.0.0.1 and localhost; clients trust it through CertPool or
+// ClientTLSConfig.
+func WithTLS() Option {
+	return func(c *config) { c.startTLS = true }
+}
+
+// WithImplicitTLS makes the server speak TLS from the first byte (SMTPS, as
+// on port 465) with the same certificate as WithTLS.
+func WithImplicitTLS() Option {
+	return func(c *config) { c.implicitTLS = true }
+}
+
+// Start starts a server on 127.0.0.1 on a free port and stops it with
+// t.Cleanup.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s := &Server{
+		done:    make(chan struct{}),
+		stop:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(&s.cfg)
+	}
+
+	s.srv = smtp.NewServer(backend{s})
+	s.srv.Domain = "smtptest.localhost"
+	s.srv.AllowInsecureAuth = true
+	s.srv.MaxMessageBytes = 1 << 20
+	s.srv.MaxRecipients = 50
+	s.srv.ReadTimeout = 30 * time.Second
+	s.srv.WriteTimeout = 30 * time.Second
+	// go-smtp logs dropped connections; a test that closes connections on
+	// purpose would fill its output, and t.Log after the test ends panics.
+	s.srv.ErrorLog = log.New(io.Discard, "", 0)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("smtptest: listen: %v", err)
+	}
+	if s.cfg.startTLS || s.cfg.implicitTLS {
+		s.cert, err = newTestCert()
+		if err != nil {
+			ln.Close()
+			t.Fatalf("smtptest: certificate: %v", err)
+		}
+		if s.cfg.startTLS {
+			s.srv.TLSConfig = s.cert.serverConfig()
+		}
+		if s.cfg.implicitTLS {
+			ln = newTLSListener(ln, s.cert.serverConfig())
+		}
+	}
+	s.ln = ln
+
+	go func() {
+		defer close(s.done)
+		// Serve returns when Close closes the listener; a test notices any
+		// other failure as messages that never arrive.
+		_ = s.srv.Serve(ln)
+	}()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Addr returns the server's "host:port".
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Host returns the server's IP address, "127.0.0.1".
+func (s *Server) Host() string { return s.ln.Addr().(*net.TCPAddr).IP.String() }
+
+// Port returns the server's TCP port.
+func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Close stops the server and drops its connections; later connections are
+// refused. It is called by t.Cleanup and may be called earlier to test a
+// server going away.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	_ = s.srv.Close()
+	// Close may run before Serve has registered the listener with the
+	// server; closing it here too makes Serve return either way.
+	_ = s.ln.Close()
+	<-s.done
+}
+
+// DropConnections closes every open client connection without a word, as
+// a server does with idle connections, and keeps listening: a client that
+// kept a connection finds it dead at its next command.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	open := make([]*smtp.Conn, 0, len(s.open))
+	for c := range s.open {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		_ = c.Conn().Close()
+	}
+}
+
+// Messages returns a copy of the messages accepted so far, in arrival order.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Attempts returns how many messages were offered (DATA commands),
+// including those refused by a WithReply script.
+func (s *Server) Attempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts
+}
+
+// Connections returns how many SMTP sessions clients opened: a sender that
+// reuses connections opens fewer sessions than it sends messages.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// Wait blocks until at least n messages have been accepted and returns them
+// all, or fails t after timeout. It waits on a notification, not a polling
+// loop. Call it from the test's goroutine.
+func (s *Server) Wait(t testing.TB, n int, timeout time.Duration) []Message {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if len(s.msgs) >= n {
+			msgs := append([]Message(nil), s.msgs...)
+			s.mu.Unlock()
+			return msgs
+		}
+		got, changed := len(s.msgs), s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("smtptest: %d of %d messages arrived within %v", got, n, timeout)
+			return nil
+		}
+	}
+}
+
+// CertPool returns a pool holding the server's certificate, or nil without
+// WithTLS or WithImplicitTLS.
+func (s *Server) CertPool() *x509.CertPool {
+	if s.cert == nil {
+		return nil
+	}
+	return s.cert.pool
+}
+
+// ClientTLSConfig returns a client configuration that trusts the server's
+// certificate for its host, or nil without WithTLS or WithImplicitTLS.
+func (s *Server) ClientTLSConfig() *tls.Config {
+	if s.cert == nil {
+		return nil
+	}
+	return s.cert.clientConfig(s.Host())
+}
+
+func (s *Server) nextAttempt() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	return s.attempts
+}
+
+func (s *Server) keep(m Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, m)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// backend opens one session per connection.
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.conns++
+	if b.s.open == nil {
+		b.s.open = make(map[*smtp.Conn]struct{})
+	}
+	b.s.open[c] = struct{}{}
+	b.s.mu.Unlock()
+	return &session{s: b.s, c: c}, nil
+}
+
+// session is one client connection's state.
+type session struct {
+	s      *Server
+	c      *smtp.Conn
+	authed bool
+	from   string
+	to     []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (se *session) AuthMechanisms() []string {
+	if se.s.cfg.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.s.cfg.user == "" || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		if identity != "" && identity != user {
+			return smtp.ErrAuthFailed
+		}
+		if user != se.s.cfg.user || pass != se.s.cfg.pass {
+			return smtp.ErrAuthFailed
+		}
+		se.authed = true
+		return nil
+	}), nil
+}
+
+func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if se.s.cfg.user != "" && !se.authed {
+		return smtp.ErrAuthRequired
+	}
+	se.from = from
+	return nil
+}
+
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	se.to = append(se.to, to)
+	return nil
+}
+
+func (se *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	n := se.s.nextAttempt()
+	if d := se.s.cfg.delay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-se.s.stop:
+			t.Stop()
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "shutting down"}
+		}
+	}
+	if f := se.s.cfg.reply; f != nil {
+		if e := f(n); e != nil {
+			return e
+		}
+	}
+	se.s.keep(parse(se.from, append([]string(nil), se.to...), data))
+	return nil
+}
+
+func (se *session) Reset() {
+	se.from = ""
+	se.to = nil
+}
+
+func (se *session) Logout() error {
+	se.s.mu.Lock()
+	delete(se.s.open, se.c)
+	se.s.mu.Unlock()
+	return nil
+}
