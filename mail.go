@@ -21,6 +21,10 @@ type Message struct {
 	// replaced code can be dropped unsent.
 	AddressKey string
 	CodeID     string
+	// ReplaceableAt is when the resend cooldown lets a newer code replace
+	// this one: before it the code is certainly current and the check can
+	// be skipped. Zero: always check.
+	ReplaceableAt time.Time
 }
 
 // Sender delivers one message.

@@ -123,11 +123,12 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: name, Code: code,
 		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, AddressKey: addr, CodeID: id,
+		ReplaceableAt: now.Add(p.ResendCooldown),
 	}
 	if err := s.Outbox.Enqueue(ctx, msg); err != nil {
-		// The code is stored but its mail is not on its way: take the code
-		// back out (RestoreCode's inverse is not needed: IsCurrent stays
-		// true, so the user's retry after the cooldown gets a new code).
+		// The code is stored but no mail will carry it: the user's retry
+		// after the cooldown gets a new one. (Issue 3 makes the code and
+		// its mail one atomic write.)
 		s.logger().WarnContext(ctx, "mail not queued", "err", err)
 		return SendResult{}, Unavailable("mail queue", err)
 	}

@@ -54,7 +54,7 @@ type instance struct {
 	stop func() error
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -150,7 +150,7 @@ func uniqueEmail(prefix string) string {
 
 // scratchDatabase creates an empty PostgreSQL database for one test and
 // drops it afterwards.
-func scratchDatabase(t *testing.T) string {
+func scratchDatabase(t testing.TB) string {
 	t.Helper()
 	base := testenv.DatabaseURL(t)
 	ctx := context.Background()

@@ -195,6 +195,76 @@ func openCodes(ctx context.Context, cfg Config, log *slog.Logger) (authd.CodeSto
 	return store, func() { client.Close() }, nil
 }
 
+// app is authd wired from its configuration: what serve runs, and what the
+// benchmarks drive in-process.
+type app struct {
+	handler http.Handler
+	pool    *mailer.Pool
+	closers []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// newApp opens the stores, migrates, and wires the flow and the HTTP layer.
+// sender nil means the one the configuration names.
+func newApp(ctx context.Context, cfg Config, log *slog.Logger, sender authd.Sender) (_ *app, err error) {
+	a := &app{}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	keys, err := authd.DeriveKeys(cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	users, err := openUsers(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, users.Close)
+	if err := users.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	codes, closeCodes, err := openCodes(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closeCodes)
+
+	templates, err := mailer.LoadTemplates(cfg.TemplatesDir)
+	if err != nil {
+		return nil, fmt.Errorf("config: EMAIL_TEMPLATES_DIR: %w", err)
+	}
+	if sender == nil {
+		if sender, err = newSender(cfg, log, templates); err != nil {
+			return nil, err
+		}
+	}
+	if c, ok := sender.(interface{ Close() error }); ok {
+		a.closers = append(a.closers, func() { c.Close() })
+	}
+	a.pool = mailer.NewPool(sender, mailer.PoolOptions{
+		Workers:   cfg.MailWorkers,
+		QueueSize: cfg.MailQueueSize,
+		Logger:    log,
+		Current: func(ctx context.Context, m authd.Message) (bool, error) {
+			return codes.IsCurrent(ctx, m.AddressKey, m.ProjectID, m.CodeID, time.Now())
+		},
+	})
+	svc := &authd.Service{
+		Codes: codes, Users: users, Outbox: a.pool, Signer: proof.NewHMAC(cfg.SecretKey),
+		Policy: cfg.Policy, Keys: keys, Logger: log,
+		ProjectName: func(string) string { return cfg.ProjectName },
+	}
+	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log})
+	return a, nil
+}
+
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Dev {
 		log.Warn("DEVELOPMENT MODE: nothing external configured. Users in SQLite under " + cfg.DataDir +
@@ -213,54 +283,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.MailBackend == "log" && !cfg.Dev {
 		log.Warn("MAIL_BACKEND=log: codes are written to the log, not mailed")
 	}
-	keys, err := authd.DeriveKeys(cfg.MasterKey)
+	a, err := newApp(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
-
-	users, err := openUsers(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer users.Close()
-	if err := users.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	codes, closeCodes, err := openCodes(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeCodes()
-
-	templates, err := mailer.LoadTemplates(cfg.TemplatesDir)
-	if err != nil {
-		return fmt.Errorf("config: EMAIL_TEMPLATES_DIR: %w", err)
-	}
-	sender, err := newSender(cfg, log, templates)
-	if err != nil {
-		return err
-	}
-	if c, ok := sender.(interface{ Close() error }); ok {
-		defer c.Close()
-	}
-	pool := mailer.NewPool(sender, mailer.PoolOptions{
-		Workers:   cfg.MailWorkers,
-		QueueSize: cfg.MailQueueSize,
-		Logger:    log,
-		Current: func(ctx context.Context, m authd.Message) (bool, error) {
-			return codes.IsCurrent(ctx, m.AddressKey, m.ProjectID, m.CodeID, time.Now())
-		},
-	})
-
-	svc := &authd.Service{
-		Codes: codes, Users: users, Outbox: pool, Signer: proof.NewHMAC(cfg.SecretKey),
-		Policy: cfg.Policy, Keys: keys, Logger: log,
-		ProjectName: func(string) string { return cfg.ProjectName },
-	}
-	handler := httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log})
+	defer a.close()
 
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -279,12 +309,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	// The pool outlives the server: requests in flight at shutdown still
 	// hand it their mail, and Close drains it.
-	go pool.Run(context.WithoutCancel(ctx))
+	go a.pool.Run(context.WithoutCancel(ctx))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		pool.Close(context.Background())
+		a.pool.Close(context.Background())
 		return err
 	case <-ctx.Done():
 	}
@@ -292,7 +322,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	pool.Close(sctx)
+	a.pool.Close(sctx)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

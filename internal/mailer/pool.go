@@ -29,10 +29,10 @@ type PoolOptions struct {
 	// SendTimeout bounds one send attempt (default 30s).
 	SendTimeout time.Duration
 
-	// Current, when set, is asked before every attempt whether m's code is
-	// still the live one; false drops the message unsent (the code was
-	// replaced, used or has expired). An error counts as a temporary
-	// failure: the check is retried like a send.
+	// Current, when set, is asked before every attempt made at or after
+	// m.ReplaceableAt whether m's code is still the live one; false drops
+	// the message unsent (the code was replaced, used or has expired). An
+	// error counts as a temporary failure: the check is retried like a send.
 	Current func(ctx context.Context, m authd.Message) (bool, error)
 
 	Logger *slog.Logger // default slog.Default()
@@ -311,7 +311,9 @@ var errSuperseded = errors.New("code superseded")
 func (p *Pool) attempt(ctx context.Context, m authd.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.SendTimeout)
 	defer cancel()
-	if p.opts.Current != nil {
+	// Before ReplaceableAt the resend cooldown guarantees no newer code:
+	// skip the store's round trip.
+	if p.opts.Current != nil && !p.opts.Now().Before(m.ReplaceableAt) {
 		ok, err := p.opts.Current(ctx, m)
 		if err != nil {
 			return &authd.SendError{Temporary: true, Err: err}

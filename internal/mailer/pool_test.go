@@ -435,3 +435,35 @@ func BenchmarkPoolDelivery(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(srv.Connections()), "conns")
 }
+
+// Within the resend cooldown no newer code can exist: the pool skips the
+// store's check; after it, it asks.
+func TestPoolChecksCurrentOnlyAfterReplaceableAt(t *testing.T) {
+	srv := smtptest.Start(t)
+	var asked sync.Map
+	current := func(_ context.Context, m authd.Message) (bool, error) {
+		asked.Store(m.Code, true)
+		return true, nil
+	}
+	p := mailer.NewPool(newSender(t, srv, nil), quietOptions(mailer.PoolOptions{Current: current}))
+	runPool(t, p)
+	fresh := message("ana@example.com", "111111")
+	fresh.ReplaceableAt = time.Now().Add(time.Minute)
+	old := message("bob@example.com", "222222")
+	old.ReplaceableAt = time.Now().Add(-time.Second)
+	for _, m := range []authd.Message{fresh, old} {
+		if err := p.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closePool(t, p)
+	if _, ok := asked.Load("111111"); ok {
+		t.Error("checked a code still inside its cooldown")
+	}
+	if _, ok := asked.Load("222222"); !ok {
+		t.Error("did not check a code past its cooldown")
+	}
+	if n := len(srv.Messages()); n != 2 {
+		t.Errorf("%d messages, want 2", n)
+	}
+}

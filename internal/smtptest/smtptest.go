@@ -10,9 +10,11 @@ package smtptest
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 // Server is a running SMTP server on 127.0.0.1. It stops when the test that
 // started it ends.
 type Server struct {
+	t    testing.TB // Close reports a server that will not stop through it
 	cfg  config
 	srv  *smtp.Server
 	ln   net.Listener
@@ -46,7 +49,18 @@ type config struct {
 	reply       func(n int) *smtp.SMTPError
 	startTLS    bool
 	implicitTLS bool
+
+	// closeTimeout bounds Close's wait for Serve to return: a server that
+	// does not stop fails the test instead of hanging it.
+	closeTimeout time.Duration
+	// beforeServe, if set, runs in the Serve goroutine before Serve: the
+	// package's own tests hold Serve back with it to order it after Close.
+	beforeServe func()
 }
+
+// defaultCloseTimeout is far above the microseconds Serve takes to return
+// once its listener is closed, even on a loaded machine under -race.
+const defaultCloseTimeout = 10 * time.Second
 
 // Option configures a Server.
 type Option func(*config)
@@ -97,6 +111,8 @@ func WithImplicitTLS() Option {
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	s := &Server{
+		t:       t,
+		cfg:     config{closeTimeout: defaultCloseTimeout},
 		done:    make(chan struct{}),
 		stop:    make(chan struct{}),
 		changed: make(chan struct{}),
@@ -137,6 +153,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 	go func() {
 		defer close(s.done)
+		if s.cfg.beforeServe != nil {
+			s.cfg.beforeServe()
+		}
 		// Serve returns when Close closes the listener; a test notices any
 		// other failure as messages that never arrive.
 		_ = s.srv.Serve(ln)
@@ -156,8 +175,16 @@ func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
 // Close stops the server and drops its connections; later connections are
 // refused. It is called by t.Cleanup and may be called earlier to test a
-// server going away.
+// server going away. It returns once the server has stopped accepting; if
+// that takes longer than a few seconds it fails the test with every
+// goroutine's stack rather than hang it. Later calls only wait likewise.
 func (s *Server) Close() {
+	s.shutdown()
+	s.awaitServe()
+}
+
+// shutdown is Close without the wait; it does its work once.
+func (s *Server) shutdown() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -166,11 +193,31 @@ func (s *Server) Close() {
 	s.closed = true
 	close(s.stop)
 	s.mu.Unlock()
+	// go-smtp's Close closes only the listeners Serve has registered, and
+	// Serve registers its listener only once its goroutine runs. On a busy
+	// machine Close can come first: it would close nothing, and Serve would
+	// then block in Accept forever. Closing our listener as well makes that
+	// Accept fail whichever runs first; srv.Close has already marked the
+	// server done, so Serve then returns. A TLS listener closes the TCP
+	// listener it wraps.
 	_ = s.srv.Close()
-	// Close may run before Serve has registered the listener with the
-	// server; closing it here too makes Serve return either way.
 	_ = s.ln.Close()
-	<-s.done
+}
+
+// awaitServe waits for the Serve goroutine to return, at most
+// cfg.closeTimeout.
+func (s *Server) awaitServe() {
+	timer := time.NewTimer(s.cfg.closeTimeout)
+	defer timer.Stop()
+	select {
+	case <-s.done:
+	case <-timer.C:
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		// Errorf, not Fatalf: Close may run outside the test's goroutine.
+		s.t.Errorf("smtptest: server on %s still serving %v after Close; goroutines:\n%s",
+			s.Addr(), s.cfg.closeTimeout, buf)
+	}
 }
 
 // DropConnections closes every open client connection without a word, as
@@ -269,11 +316,20 @@ func (s *Server) keep(m Message) {
 	s.changed = make(chan struct{})
 }
 
+var errClosed = errors.New("smtptest: server closed")
+
 // backend opens one session per connection.
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	b.s.mu.Lock()
+	if b.s.closed {
+		// A connection accepted just before Close may miss go-smtp's sweep
+		// of open connections: end it here so a closed server serves no one.
+		b.s.mu.Unlock()
+		_ = c.Conn().Close()
+		return nil, errClosed
+	}
 	b.s.conns++
 	if b.s.open == nil {
 		b.s.open = make(map[*smtp.Conn]struct{})

@@ -1,0 +1,80 @@
+package authd_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/authd/authd"
+)
+
+func TestNormalizeEmail(t *testing.T) {
+	ok := []struct{ in, want string }{
+		{"ana@example.com", "ana@example.com"},
+		{"Ana@Example.COM", "ana@example.com"},
+		{"ana@exämple.com", "ana@exämple.com"},
+		{"ana@xn--exmple-cua.com", "ana@exämple.com"},
+		{"ana@EXÄMPLE.com", "ana@exämple.com"},
+		{"ana@exa\u0308mple.com", "ana@exämple.com"}, // decomposed ä: NFC
+		{"o'brien+tag@example.com", "o'brien+tag@example.com"},
+		{"a.b.c@sub.example.co.uk", "a.b.c@sub.example.co.uk"},
+		{"x!#$%&*/=?^_`{|}~-@example.com", "x!#$%&*/=?^_`{|}~-@example.com"},
+		{strings.Repeat("a", 64) + "@example.com", strings.Repeat("a", 64) + "@example.com"},
+	}
+	for _, tc := range ok {
+		got, err := authd.NormalizeEmail(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizeEmail(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	bad := []string{
+		"", "ana", "@example.com", "ana@", "ana@@example.com", "ana@example", "ana@example.com.",
+		"a b@example.com", "ana@exa mple.com", "ana@example.com\r\nBcc: x@y.z", "\"quoted\"@example.com",
+		"Ana <ana@example.com>", "ana(comment)@example.com", "zoë@example.com", ".ana@example.com",
+		"ana.@example.com", "an..a@example.com", strings.Repeat("a", 65) + "@example.com",
+		"a@" + strings.Repeat("b", 64) + ".com", "a@" + strings.Repeat(strings.Repeat("b", 60)+".", 5) + "com",
+		"ana@-example.com", "ana@exa_mple.com", "ana@example.com\x00", "ana@[127.0.0.1]",
+	}
+	for _, in := range bad {
+		if got, err := authd.NormalizeEmail(in); err == nil {
+			t.Errorf("NormalizeEmail(%q) = %q, want an error", in, got)
+		} else if e, ok := err.(*authd.Error); !ok || e.Code != authd.EINVALID || e.Field != "email" || (len(in) > 3 && strings.Contains(e.Message, in)) {
+			t.Errorf("NormalizeEmail(%q): error %v", in, err)
+		}
+	}
+}
+
+func TestASCIIEmail(t *testing.T) {
+	got, err := authd.ASCIIEmail("ana@exämple.com")
+	if err != nil || got != "ana@xn--exmple-cua.com" {
+		t.Fatalf("ASCIIEmail = %q, %v", got, err)
+	}
+}
+
+func TestValidProjectID(t *testing.T) {
+	for _, id := range []string{"shop", "a", "A.b_c-9", strings.Repeat("x", 64)} {
+		if !authd.ValidProjectID(id) {
+			t.Errorf("%q refused", id)
+		}
+	}
+	for _, id := range []string{"", " ", "shop\r\n", "a b", "ä", "a/b", strings.Repeat("x", 65), "a{b}"} {
+		if authd.ValidProjectID(id) {
+			t.Errorf("%q accepted", id)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]authd.Rate{
+		"10/m": {N: 10, Period: 60e9}, "5/h": {N: 5, Period: 3600e9}, "3/s": {N: 3, Period: 1e9}, "0": {}, "0/h": {},
+	} {
+		got, err := authd.ParseRate(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "10", "x/m", "-1/m", "10/w", "10/"} {
+		if _, err := authd.ParseRate(in); err == nil {
+			t.Errorf("ParseRate(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/proof"
+	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/smtptest"
+	"github.com/authd/authd/internal/testenv"
+)
+
+// The speed benchmarks of issue 2: authd's full send-code and verify-code
+// paths over HTTP against real Redis and PostgreSQL, each beside its
+// ceiling, a bare net/http handler making the same store calls.
+//
+//	go test -run '^$' -bench 'SendCode|VerifyCode' -benchmem -benchtime 20000x ./cmd/authd
+
+// captureSender is the benchmark's mailbox: it keeps each address's newest
+// code and sends nothing.
+type captureSender struct {
+	mu    sync.Mutex
+	codes map[string]string
+	n     atomic.Int64
+}
+
+func (c *captureSender) Send(_ context.Context, m authd.Message) error {
+	c.mu.Lock()
+	c.codes[m.To] = m.Code
+	c.mu.Unlock()
+	c.n.Add(1)
+	return nil
+}
+
+func (c *captureSender) code(email string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.codes[email]
+}
+
+// benchEnv is a production configuration with every limit off.
+func benchEnv(b *testing.B) map[string]string {
+	return map[string]string{
+		"DATABASE_URL": scratchDatabase(b), "REDIS_URL": testenv.RedisURL(b),
+		"REDIS_KEY_PREFIX": "bench-" + randHex(4) + ":",
+		"MAIL_BACKEND":     "log", "LOG_LEVEL": "error",
+		"SECRET_KEY": testSecret, "AUTHD_MASTER_KEY": randHex(32), "AUTHD_DATA_DIR": b.TempDir(),
+		"LIMIT_SEND_CODE_PER_IP": "0", "LIMIT_VERIFY_CODE_PER_IP": "0",
+		"LIMIT_CODES_PER_ADDRESS": "0", "LIMIT_FAILURES_PER_ADDRESS": "0",
+		"MAIL_QUEUE_SIZE": "1000000",
+	}
+}
+
+func benchAuthd(b *testing.B) (*httptest.Server, *captureSender) {
+	b.Helper()
+	cfg, err := loadConfig(envOf(benchEnv(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	mail := &captureSender{codes: map[string]string{}}
+	a, err := newApp(context.Background(), cfg, log, mail)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go a.pool.Run(context.Background())
+	srv := httptest.NewServer(a.handler)
+	b.Cleanup(func() {
+		srv.Close()
+		a.pool.Close(context.Background())
+		a.close()
+	})
+	return srv, mail
+}
+
+// ceiling is the bare handler: decode, the same store calls, encode.
+type ceiling struct {
+	codes *redis.Store
+	users *postgres.Store
+	keys  authd.Keys
+	sign  *proof.HMAC
+}
+
+func benchCeiling(b *testing.B) (*httptest.Server, *ceiling) {
+	b.Helper()
+	env := benchEnv(b)
+	opt, err := goredis.ParseURL(env["REDIS_URL"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := goredis.NewClient(opt)
+	users, err := postgres.Open(context.Background(), env["DATABASE_URL"], nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := users.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	keys, _ := authd.DeriveKeys([]byte(randHex(32)))
+	c := &ceiling{codes: redis.New(rdb, redis.Options{Prefix: env["REDIS_KEY_PREFIX"]}), users: users, keys: keys, sign: proof.NewHMAC(testSecret)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /send", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Email     string `json:"email"`
+			ProjectID string `json:"project_id"`
+		}
+		if json.NewDecoder(r.Body).Decode(&in) != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		now := time.Now()
+		_, err := c.codes.IssueCode(r.Context(), authd.IssueRequest{
+			Address: in.Email, Project: in.ProjectID, ClientIP: "127.0.0.1", Now: now,
+			Record: authd.CodeRecord{ID: "id", Hash: authd.CodeHash(c.keys.Code, in.ProjectID, in.Email, "123456"), ExpiresAt: now.Add(5 * time.Minute)},
+		})
+		if err != nil {
+			http.Error(w, "unavailable", 503)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"message":"Verification code sent successfully"}`))
+	})
+	mux.HandleFunc("POST /verify", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Email     string `json:"email"`
+			ProjectID string `json:"project_id"`
+			Code      string `json:"code"`
+		}
+		if json.NewDecoder(r.Body).Decode(&in) != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		now := time.Now()
+		if _, err := c.codes.ConsumeCode(r.Context(), authd.ConsumeRequest{
+			Address: in.Email, Project: in.ProjectID, ClientIP: "127.0.0.1", Now: now,
+			Hash: authd.CodeHash(c.keys.Code, in.ProjectID, in.Email, in.Code), AttemptsPerCode: 5,
+		}); err != nil {
+			http.Error(w, "invalid", 401)
+			return
+		}
+		u, err := c.users.UpsertVerified(r.Context(), in.Email, now)
+		if err != nil {
+			http.Error(w, "unavailable", 503)
+			return
+		}
+		p := c.sign.Sign(authd.Proof{AuthUserID: u.ID, Email: in.Email, ProjectID: in.ProjectID, Verified: true, IssuedAt: now.Unix()})
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(p)
+	})
+	srv := httptest.NewServer(mux)
+	b.Cleanup(func() { srv.Close(); users.Close(); rdb.Close() })
+	return srv, c
+}
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+
+// load runs b.N requests from 16 goroutines per CPU and reports req/s and
+// latency percentiles. body(i) is the i-th request's body.
+func load(b *testing.B, url string, want int, body func(i int) []byte) {
+	b.Helper()
+	var next atomic.Int64
+	lat := make([]time.Duration, b.N)
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1) - 1)
+			began := time.Now()
+			resp, err := benchClient.Post(url, "application/json", bytes.NewReader(body(i)))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(began)
+			if resp.StatusCode != want {
+				b.Errorf("request %d: status %d", i, resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func benchEmail(run string, i int) string { return "b" + strconv.Itoa(i) + "-" + run + "@example.com" }
+
+func BenchmarkSendCode(b *testing.B) {
+	b.Run("authd", func(b *testing.B) {
+		srv, _ := benchAuthd(b)
+		run := randHex(4)
+		load(b, srv.URL+"/api/v1/auth/send-code", 200, func(i int) []byte {
+			return []byte(`{"email":"` + benchEmail(run, i) + `","project_id":"shop"}`)
+		})
+	})
+	b.Run("ceiling", func(b *testing.B) {
+		srv, _ := benchCeiling(b)
+		run := randHex(4)
+		load(b, srv.URL+"/send", 200, func(i int) []byte {
+			return []byte(`{"email":"` + benchEmail(run, i) + `","project_id":"shop"}`)
+		})
+	})
+}
+
+func BenchmarkVerifyCode(b *testing.B) {
+	b.Run("authd", func(b *testing.B) {
+		srv, mail := benchAuthd(b)
+		run := randHex(4)
+		// Codes for b.N distinct addresses, sent and captured before the
+		// clock starts.
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		for i := range b.N {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				resp, err := benchClient.Post(srv.URL+"/api/v1/auth/send-code", "application/json",
+					bytes.NewReader([]byte(`{"email":"`+benchEmail(run, i)+`","project_id":"shop"}`)))
+				if err != nil || resp.StatusCode != 200 {
+					b.Errorf("send-code: %v", err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+		for deadline := time.Now().Add(60 * time.Second); mail.n.Load() < int64(b.N); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d codes captured", mail.n.Load(), b.N)
+			}
+		}
+		load(b, srv.URL+"/api/v1/auth/verify-code", 200, func(i int) []byte {
+			e := benchEmail(run, i)
+			return []byte(`{"email":"` + e + `","project_id":"shop","code":"` + mail.code(e) + `"}`)
+		})
+	})
+	b.Run("ceiling", func(b *testing.B) {
+		srv, c := benchCeiling(b)
+		run := randHex(4)
+		now := time.Now()
+		for i := range b.N {
+			e := benchEmail(run, i)
+			if _, err := c.codes.IssueCode(context.Background(), authd.IssueRequest{
+				Address: e, Project: "shop", ClientIP: "127.0.0.1", Now: now,
+				Record: authd.CodeRecord{ID: "id", Hash: authd.CodeHash(c.keys.Code, "shop", e, "123456"), ExpiresAt: now.Add(5 * time.Minute)},
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		load(b, srv.URL+"/verify", 200, func(i int) []byte {
+			return []byte(`{"email":"` + benchEmail(run, i) + `","project_id":"shop","code":"123456"}`)
+		})
+	})
+}
+
+// BenchmarkMailDelivery: codes reaching a real SMTP server that answers at
+// once, with the default MAIL_WORKERS, end to end through run().
+//
+//	go test -run '^$' -bench MailDelivery -benchtime 5000x ./cmd/authd
+func BenchmarkMailDelivery(b *testing.B) {
+	smtp := smtptest.Start(b)
+	env := benchEnv(b)
+	delete(env, "MAIL_BACKEND")
+	env["SMTP_HOST"], env["SMTP_PORT"], env["SMTP_TLS"] = smtp.Host(), strconv.Itoa(smtp.Port()), "false"
+	env["PORT"] = strconv.Itoa(freePort(b))
+	env["HOST"] = "127.0.0.1"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard) }()
+	defer func() { cancel(); <-done }()
+	url := "http://127.0.0.1:" + env["PORT"]
+	for i := 0; ; i++ {
+		if resp, err := http.Get(url + "/api/v1/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 500 {
+			b.Fatal("authd did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run := randHex(4)
+	b.ResetTimer()
+	began := time.Now()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range b.N {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			resp, err := benchClient.Post(url+"/api/v1/auth/send-code", "application/json",
+				bytes.NewReader([]byte(`{"email":"`+benchEmail(run, i)+`","project_id":"shop"}`)))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	smtp.Wait(b, b.N, 5*time.Minute)
+	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "mails/s")
+}
