@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -92,5 +94,47 @@ func TestCurlWithoutContentType(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("Content-Type %q: %d %s", ct, r.Status, r.Body)
 		}
+	}
+}
+
+// pydantic ignored unknown fields; so does authd.
+func TestUnknownFieldsIgnored(t *testing.T) {
+	inst := start(t, map[string]string{})
+	r := post(t, inst.URL+"/api/v1/auth/send-code", "application/json",
+		`{"email":"`+uniqueEmail("extra")+`","project_id":"shop","extra":{"nested":[1,2]},"code":"x"}`)
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+}
+
+// The OpenAPI document describes both versions, with the original's error
+// shape and no huma-specific fields in the answers.
+func TestOpenAPIDocument(t *testing.T) {
+	inst := start(t, map[string]string{})
+	resp, err := http.Get(inst.URL + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("openapi.json: %d %v", resp.StatusCode, err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi %q", doc.OpenAPI)
+	}
+	for _, p := range []string{"/api/v1/auth/send-code", "/api/v1/auth/verify-code", "/api/v2/auth/send-code", "/api/v2/auth/verify-code"} {
+		op := doc.Paths[p]["post"]
+		if op == nil || op["requestBody"] == nil {
+			t.Errorf("%s: no POST with a request body", p)
+		}
+	}
+	// The answers carry no $schema field (v1 bodies are frozen).
+	r := post(t, inst.URL+"/api/v2/auth/send-code", "", `{"email":"`+uniqueEmail("schema")+`","project_id":"shop"}`)
+	if strings.Contains(string(r.Body), "$schema") || r.Header.Get("Link") != "" {
+		t.Fatalf("huma's schema link leaked into an answer: %s", r.Body)
 	}
 }
