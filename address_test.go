@@ -78,3 +78,32 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNormalizeEmail: whatever comes in, an accepted address is in stored
+// form (normalising it again changes nothing), holds no control character
+// or space, and fits SMTP once punycoded.
+func FuzzNormalizeEmail(f *testing.F) {
+	for _, s := range []string{"ana@example.com", "Ana@EXÄMPLE.com", "a@xn--exmple-cua.com", "\"q\"@x.com", "a b@c.d", "a@b@c.d", "a@example.com\r\n", "x@𝄞.example", "a@.com", "a@exa\u0308mple.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := authd.NormalizeEmail(in)
+		if err != nil {
+			if e, ok := err.(*authd.Error); !ok || e.Code != authd.EINVALID {
+				t.Fatalf("error %v is not an EINVALID *Error", err)
+			}
+			return
+		}
+		again, err := authd.NormalizeEmail(got)
+		if err != nil || again != got {
+			t.Fatalf("NormalizeEmail(%q) = %q, which normalises to %q, %v", in, got, again, err)
+		}
+		if strings.ContainsFunc(got, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			t.Fatalf("accepted address %q holds a space or control character", got)
+		}
+		ascii, err := authd.ASCIIEmail(got)
+		if err != nil || len(ascii) > authd.MaxEmailLength {
+			t.Fatalf("accepted %q but its SMTP form is %q, %v", got, ascii, err)
+		}
+	})
+}

@@ -38,6 +38,10 @@ type IssueRequest struct {
 	CodesPerAddress Rate          // all projects together
 	SendPerIP       Rate
 	MailsPerProject Rate
+
+	// Job, when set, is the code's mail: queued in the same atomic step as
+	// the code, so that a stored code always has its mail on the way.
+	Job *MailJob
 }
 
 // IssueResult is what a successful IssueCode reports.
@@ -75,7 +79,8 @@ type CodeStore interface {
 	// IssueCode checks, in this order, the client-IP limit, the per-project
 	// mail limit, the resend cooldown of (Project, Address) and the codes per
 	// address limit; if all pass it stores Record, replacing any live code of
-	// (Project, Address), and counts the request against each limit — all
+	// (Project, Address), queues Job (if set) with its delivery status
+	// "queued", and counts the request against each limit — all
 	// atomically. A refused request changes nothing and counts nowhere.
 	//
 	// Errors: ERATELIMITED (with RetryAfter and Limit one of "send_per_ip",

@@ -30,6 +30,9 @@ type Error struct {
 	// Field names the offending input (EINVALID only): "email", "code", ...
 	Field string
 	Err   error
+	// reason says why an ECODE refusal happened (see CodeRefused), for
+	// metrics only: the caller's answer is the same for every reason.
+	reason string
 }
 
 func (e *Error) Error() string {

@@ -6,7 +6,8 @@ import (
 )
 
 // Message is one verification mail. Code is the plaintext code: a Message
-// lives only in memory, on its way to the Sender.
+// lives only in memory; at rest (the mail queue) it is sealed by a
+// JobSealer (delivery.go).
 type Message struct {
 	// To is the normalised address (Unicode domain); senders encode the
 	// domain for SMTP with ASCIIEmail.
@@ -43,10 +44,3 @@ type SendError struct {
 
 func (e *SendError) Error() string { return "send mail: " + e.Err.Error() }
 func (e *SendError) Unwrap() error { return e.Err }
-
-// Outbox takes a message for delivery off the request path.
-//
-// Errors: EUNAVAILABLE when the message cannot be accepted.
-type Outbox interface {
-	Enqueue(ctx context.Context, m Message) error
-}

@@ -17,14 +17,22 @@ const CodeLength = 6
 type Service struct {
 	Codes  CodeStore
 	Users  UserStore
-	Outbox Outbox
+	Queue  MailQueue // the delivery statuses of the jobs Codes queues
+	Sealer JobSealer // encrypts each mail job before it is stored
 	Signer ProofSigner
 	Policy Policy
 	Keys   Keys
 
-	// ProjectName returns the display name used in mails for a project_id.
-	// Nil: a fixed name, never the raw project_id.
+	// Tokens signs the v2 identity tokens (JWT). Nil: no tokens, v1 proofs
+	// only.
+	Tokens TokenIssuer
+
+	// ProjectName returns the display name used in mails for a project_id
+	// when there is no registry. Nil: a fixed name, never the raw project_id.
 	ProjectName func(projectID string) string
+	// Projects, when set, is the registry (PROJECTS_FILE): unknown
+	// projects are refused, known ones bring their name and limits.
+	Projects *Registry
 
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // nil: crypto/rand
@@ -43,6 +51,7 @@ type SendResult struct {
 	ExpiresIn   time.Duration
 	ResendAfter time.Duration
 	CodeID      string
+	DeliveryID  string // the mail's delivery status handle (Service.Delivery)
 	IP          LimitState
 }
 
@@ -52,6 +61,11 @@ type VerifyRequest struct {
 	ProjectID string
 	Code      string
 	ClientIP  string
+
+	// WantToken asks for a signed identity token beside the proof (v2).
+	WantToken bool
+	// Nonce is the client's own value, bound into the token ("" for none).
+	Nonce string
 }
 
 // VerifyResult is a successful verification: the signed v1 proof and the
@@ -60,6 +74,8 @@ type VerifyResult struct {
 	Proof Proof
 	User  User
 	IP    LimitState
+	// Token is set when the request asked for one and Tokens is set.
+	Token Token
 }
 
 func (s *Service) now() time.Time {
@@ -84,7 +100,7 @@ func (s *Service) logger() *slog.Logger {
 }
 
 // SendCode issues a new code for (Email, ProjectID), replacing any live one,
-// and hands its mail to the Outbox. The answer does not depend on whether the
+// and queues its mail in the same atomic write. The answer does not depend on whether the
 // address has an account.
 //
 // Errors: EINVALID (Field says which), ERATELIMITED, EUNAVAILABLE.
@@ -93,8 +109,9 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, err
 	}
-	if !ValidProjectID(req.ProjectID) {
-		return SendResult{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
+	proj, err := s.project(req.ProjectID)
+	if err != nil {
+		return SendResult{}, err
 	}
 	code, err := NewCode(s.rand(), CodeLength)
 	if err != nil {
@@ -104,35 +121,38 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
+	deliveryID, err := NewID(s.rand())
+	if err != nil {
+		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
+	}
 	now := s.now()
-	p := s.Policy
+	p := proj.Policy
 	addr := AddressKey(s.Keys.Address, email)
 	rec := CodeRecord{ID: id, Hash: CodeHash(s.Keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
+	msg := Message{
+		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
+		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, AddressKey: addr, CodeID: id,
+		ReplaceableAt: now.Add(p.ResendCooldown),
+	}
+	// The code reaches the store only sealed: at rest it exists as a hash
+	// and inside this ciphertext, nowhere else.
+	sealed, err := s.Sealer.Seal(deliveryID, msg)
+	if err != nil {
+		return SendResult{}, err
+	}
 	res, err := s.Codes.IssueCode(ctx, IssueRequest{
 		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP, Record: rec, Now: now,
 		ResendCooldown: p.ResendCooldown, CodesPerAddress: p.CodesPerAddress,
 		SendPerIP: p.SendPerIP, MailsPerProject: p.MailsPerProject,
+		Job: &MailJob{
+			DeliveryID: deliveryID, Address: addr, Project: req.ProjectID, CodeID: id,
+			ExpiresAt: rec.ExpiresAt, ReplaceableAt: msg.ReplaceableAt, Sealed: sealed,
+		},
 	})
 	if err != nil {
-		return SendResult{}, err
+		return SendResult{IP: limitOnError(res.IP, p.SendPerIP, "send_per_ip", err)}, err
 	}
-	name := "your account"
-	if s.ProjectName != nil {
-		name = s.ProjectName(req.ProjectID)
-	}
-	msg := Message{
-		To: email, ProjectID: req.ProjectID, ProjectName: name, Code: code,
-		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, AddressKey: addr, CodeID: id,
-		ReplaceableAt: now.Add(p.ResendCooldown),
-	}
-	if err := s.Outbox.Enqueue(ctx, msg); err != nil {
-		// The code is stored but no mail will carry it: the user's retry
-		// after the cooldown gets a new one. (Issue 3 makes the code and
-		// its mail one atomic write.)
-		s.logger().WarnContext(ctx, "mail not queued", "err", err)
-		return SendResult{}, Unavailable("mail queue", err)
-	}
-	return SendResult{ExpiresIn: p.CodeTTL, ResendAfter: p.ResendCooldown, CodeID: id, IP: res.IP}, nil
+	return SendResult{ExpiresIn: p.CodeTTL, ResendAfter: p.ResendCooldown, CodeID: id, DeliveryID: deliveryID, IP: res.IP}, nil
 }
 
 // VerifyCode checks Code for (Email, ProjectID) and, on success, records the
@@ -146,14 +166,15 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	if !ValidProjectID(req.ProjectID) {
-		return VerifyResult{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
+	proj, err := s.project(req.ProjectID)
+	if err != nil {
+		return VerifyResult{}, err
 	}
 	if !ValidCode(req.Code, CodeLength) {
 		return VerifyResult{}, &Error{Code: EINVALID, Field: "code", Message: "code must be 6 digits"}
 	}
 	now := s.now()
-	p := s.Policy
+	p := proj.Policy
 	addr := AddressKey(s.Keys.Address, email)
 	res, err := s.Codes.ConsumeCode(ctx, ConsumeRequest{
 		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP,
@@ -161,7 +182,7 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 		AttemptsPerCode: p.AttemptsPerCode, FailuresPerAddress: p.FailuresPerAddress, VerifyPerIP: p.VerifyPerIP,
 	})
 	if err != nil {
-		return VerifyResult{}, err
+		return VerifyResult{IP: limitOnError(res.IP, p.VerifyPerIP, "verify_per_ip", err)}, err
 	}
 	user, err := s.Users.UpsertVerified(ctx, email, now)
 	if err != nil {
@@ -182,7 +203,27 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 		Verified: true, IssuedAt: now.Unix(),
 	}
 	proof.Signature = s.Signer.Signature(proof)
-	return VerifyResult{Proof: proof, User: user, IP: res.IP}, nil
+	out := VerifyResult{Proof: proof, User: user, IP: res.IP}
+	if req.WantToken && s.Tokens != nil {
+		tok, err := s.Tokens.IssueToken(ctx, TokenClaims{
+			Subject: user.ID, Audience: req.ProjectID, Email: email, Nonce: req.Nonce, IssuedAt: now,
+		})
+		if err != nil {
+			// Signing is in memory and fails only without a loaded key or
+			// randomness: give the code back, as for a user store failure.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if rerr := s.Codes.RestoreCode(rctx, addr, req.ProjectID, res.Record, now); rerr != nil {
+				s.logger().ErrorContext(ctx, "code not restored after a token signing failure", "err", rerr)
+			}
+			if ErrorCode(err) == EUNAVAILABLE {
+				return VerifyResult{}, err
+			}
+			return VerifyResult{}, Unavailable("token signer", err)
+		}
+		out.Token = tok
+	}
+	return out, nil
 }
 
 // Unlock clears an address's failure and codes-per-address budgets: the
@@ -204,4 +245,15 @@ func IsRateLimited(err error) (time.Duration, bool) {
 		return e.RetryAfter, true
 	}
 	return 0, false
+}
+
+// limitOnError is the client-IP limit's state beside a refusal, for the
+// RateLimit-* headers: the store's when it reported one, and when the IP
+// limit itself refused, empty until RetryAfter.
+func limitOnError(st LimitState, r Rate, ipLimit string, err error) LimitState {
+	var e *Error
+	if errors.As(err, &e) && e.Code == ERATELIMITED && e.Limit == ipLimit && !r.Off() {
+		return LimitState{Limit: r.N, Remaining: 0, Reset: e.RetryAfter}
+	}
+	return st
 }

@@ -79,6 +79,12 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
+		// The mail queue's streams exist from start-up (the workers'
+		// consumer group needs them); bad input must leave them empty.
+		if strings.HasSuffix(k, ":mail") && rdb.Type(context.Background(), k).Val() == "stream" &&
+			rdb.XLen(context.Background(), k).Val() == 0 {
+			continue
+		}
 		if !strings.Contains(k, "{ip:") || !strings.HasSuffix(k, ":verify") {
 			t.Errorf("bad input left a key behind: %s", k)
 		}

@@ -55,20 +55,28 @@ func (c *captureSender) code(email string) string {
 
 // benchEnv is a production configuration with every limit off.
 func benchEnv(b *testing.B) map[string]string {
+	prefix := "bench-" + randHex(4) + ":"
+	dropRedisPrefix(b, testenv.RedisURL(b), prefix) // the mail streams have no TTL
 	return map[string]string{
 		"DATABASE_URL": scratchDatabase(b), "REDIS_URL": testenv.RedisURL(b),
-		"REDIS_KEY_PREFIX": "bench-" + randHex(4) + ":",
+		"REDIS_KEY_PREFIX": prefix,
 		"MAIL_BACKEND":     "log", "LOG_LEVEL": "error",
 		"SECRET_KEY": testSecret, "AUTHD_MASTER_KEY": randHex(32), "AUTHD_DATA_DIR": b.TempDir(),
+		"AUTHD_ISSUER":           testIssuer,
 		"LIMIT_SEND_CODE_PER_IP": "0", "LIMIT_VERIFY_CODE_PER_IP": "0",
 		"LIMIT_CODES_PER_ADDRESS": "0", "LIMIT_FAILURES_PER_ADDRESS": "0",
-		"MAIL_QUEUE_SIZE": "1000000",
 	}
 }
 
-func benchAuthd(b *testing.B) (*httptest.Server, *captureSender) {
+// benchAuthd starts authd in-process on benchEnv; overrides are
+// variable, value pairs.
+func benchAuthd(b *testing.B, overrides ...string) (*httptest.Server, *captureSender) {
 	b.Helper()
-	cfg, err := loadConfig(envOf(benchEnv(b)))
+	env := benchEnv(b)
+	for i := 0; i+1 < len(overrides); i += 2 {
+		env[overrides[i]] = overrides[i+1]
+	}
+	cfg, err := loadConfig(envOf(env))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,11 +86,11 @@ func benchAuthd(b *testing.B) (*httptest.Server, *captureSender) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go a.pool.Run(context.Background())
+	a.worker.Start()
 	srv := httptest.NewServer(a.handler)
 	b.Cleanup(func() {
 		srv.Close()
-		a.pool.Close(context.Background())
+		a.worker.Close(context.Background())
 		a.close()
 	})
 	return srv, mail

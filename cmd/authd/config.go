@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/joho/godotenv"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/httpapi"
 )
 
 // Config is authd's whole configuration, parsed and checked once at start
@@ -36,24 +38,41 @@ type Config struct {
 	RedisPrefix  string // REDIS_KEY_PREFIX: lets deployments share a Redis
 	DataDir      string
 
-	MailBackend   string // "smtp" or "log"
-	SMTPHost      string
-	SMTPPort      int
-	SMTPUser      string
-	SMTPPassword  string
-	SMTPTLS       bool
-	FromEmail     string
-	FromName      string
-	MailWorkers   int
-	MailQueueSize int
-	TemplatesDir  string // EMAIL_TEMPLATES_DIR: "" = the embedded templates
+	MailBackend  string // "smtp" or "log"
+	SMTPHost     string
+	SMTPPort     int
+	SMTPUser     string
+	SMTPPassword string
+	SMTPTLS      bool
+	FromEmail    string
+	FromName     string
+	MailWorkers  int
+	TemplatesDir string // EMAIL_TEMPLATES_DIR: "" = the embedded templates
+
+	// MailClaimTimeout (MAIL_CLAIM_TIMEOUT) is how long a mail job claimed
+	// by an instance that stopped renewing it stays invisible to the others.
+	MailClaimTimeout time.Duration
+	// MailRetryBackoff (MAIL_RETRY_BACKOFF) is the delay before a failed
+	// mail's first retry, doubled per retry up to MailRetryMax
+	// (MAIL_RETRY_MAX).
+	MailRetryBackoff time.Duration
+	MailRetryMax     time.Duration
 
 	Policy authd.Policy
+	// Projects is the PROJECTS_FILE registry; nil without one.
+	Projects *authd.Registry
+
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 
 	Host      string
 	Port      int
 	LogLevel  slog.Level
 	LogFormat string // "json" or "text"
+
+	opsConfig // METRICS_ADDR, SHUTDOWN_* (ops.go)
+
+	tokenConfig // AUTHD_ISSUER, TOKEN_*, JWKS_CACHE_SECONDS (tokens.go)
 }
 
 // Addr is the listen address.
@@ -192,8 +211,20 @@ func loadConfig(e env) (Config, error) {
 	if c.MailWorkers, err = intVar(e, "MAIL_WORKERS", 16, 1, 1024); err != nil {
 		return c, err
 	}
-	if c.MailQueueSize, err = intVar(e, "MAIL_QUEUE_SIZE", 10000, 1, 10_000_000); err != nil {
+	if c.MailClaimTimeout, err = durationVar(e, "MAIL_CLAIM_TIMEOUT", 30*time.Second); err != nil {
 		return c, err
+	}
+	if c.MailClaimTimeout < time.Second {
+		return c, configError("MAIL_CLAIM_TIMEOUT", "must be at least 1s: claims are renewed every third of it")
+	}
+	if c.MailRetryBackoff, err = durationVar(e, "MAIL_RETRY_BACKOFF", 2*time.Second); err != nil {
+		return c, err
+	}
+	if c.MailRetryMax, err = durationVar(e, "MAIL_RETRY_MAX", 30*time.Second); err != nil {
+		return c, err
+	}
+	if c.MailRetryBackoff <= 0 || c.MailRetryMax < c.MailRetryBackoff {
+		return c, configError("MAIL_RETRY_MAX", "want 0 < MAIL_RETRY_BACKOFF <= MAIL_RETRY_MAX")
 	}
 
 	// Policy.
@@ -230,6 +261,15 @@ func loadConfig(e env) (Config, error) {
 		}
 	}
 	c.Policy = p
+	if path := e.get("PROJECTS_FILE"); path != "" {
+		if c.Projects, err = loadProjects(path, p); err != nil {
+			return c, configError("PROJECTS_FILE", err.Error())
+		}
+	}
+
+	if c.TrustedProxies, err = httpapi.ParseTrustedProxies(e.get("TRUSTED_PROXIES")); err != nil {
+		return c, configError("TRUSTED_PROXIES", "want CIDRs or addresses separated by commas, e.g. 10.0.0.0/8,192.168.1.10")
+	}
 
 	// Listener and logs.
 	c.Host = e.get("HOST")
@@ -266,8 +306,15 @@ func loadConfig(e env) (Config, error) {
 		return c, configError("LOG_FORMAT", "want json or text")
 	}
 
+	if c.opsConfig, err = loadOpsConfig(e); err != nil {
+		return c, err
+	}
+
 	// Secrets last: development mode may generate them into DataDir.
 	if err := c.loadSecrets(e); err != nil {
+		return c, err
+	}
+	if c.tokenConfig, err = loadTokenConfig(e, c); err != nil {
 		return c, err
 	}
 	return c, nil

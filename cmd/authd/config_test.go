@@ -22,6 +22,7 @@ func prodVars(extra ...string) map[string]string {
 	m := map[string]string{
 		"POSTGRES_SERVER": "db", "REDIS_HOST": "redis", "SMTP_HOST": "smtp",
 		"SECRET_KEY": testSecret, "AUTHD_MASTER_KEY": goodMaster,
+		"AUTHD_ISSUER": testIssuer,
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		m[extra[i]] = extra[i+1]
@@ -179,5 +180,54 @@ func TestCommands(t *testing.T) {
 	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out, &errOut)
 	if err == nil || exitCode(err) != 2 {
 		t.Fatalf("unknown command: %v (exit %d)", err, exitCode(err))
+	}
+}
+
+func TestConfigProjectsAndProxies(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	good := write("good.yaml", "- id: shop\n  display_name: Shop\n  allowed_origins: [https://Shop.Example.com]\n  limits: {send_code_per_ip: 3/m, resend_seconds: 5}\n- id: bank\n  display_name: Bank\n")
+	c, err := loadConfig(envOf(prodVars("PROJECTS_FILE", good, "TRUSTED_PROXIES", "10.0.0.0/8 ::1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop, ok := c.Projects.Lookup("shop")
+	if !ok || shop.DisplayName != "Shop" || shop.Policy.SendPerIP != (authd.Rate{N: 3, Period: time.Minute}) || shop.Policy.ResendCooldown != 5*time.Second {
+		t.Fatalf("shop: %+v", shop)
+	}
+	if bank, _ := c.Projects.Lookup("bank"); bank.Policy != c.Policy {
+		t.Fatal("a project without limits does not get the global policy")
+	}
+	if !c.Projects.AllowsOrigin("https://shop.example.com") || c.Projects.AllowsOrigin("https://evil.example.com") {
+		t.Fatal("allowed origins")
+	}
+	if len(c.TrustedProxies) != 2 {
+		t.Fatalf("TRUSTED_PROXIES: %v", c.TrustedProxies)
+	}
+	for name, content := range map[string]string{
+		"missing":   "",
+		"notalist":  `{"id": "shop"}`,
+		"unknown":   "- id: shop\n  display_name: Shop\n  limitz: {}\n",
+		"badrate":   "- id: shop\n  display_name: Shop\n  limits: {send_code_per_ip: lots}\n",
+		"dup":       "- id: shop\n  display_name: A\n- id: shop\n  display_name: B\n",
+		"badid":     "- id: 'sh op'\n  display_name: A\n",
+		"noname":    "- id: shop\n",
+		"badorigin": "- id: shop\n  display_name: A\n  allowed_origins: ['*']\n",
+	} {
+		path := filepath.Join(dir, "nope.yaml")
+		if content != "" {
+			path = write(name+".yaml", content)
+		}
+		_, err := loadConfig(envOf(prodVars("PROJECTS_FILE", path)))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: PROJECTS_FILE:") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := loadConfig(envOf(prodVars("TRUSTED_PROXIES", "10.0.0.0/99"))); err == nil || !strings.HasPrefix(err.Error(), "config: TRUSTED_PROXIES:") {
+		t.Errorf("bad TRUSTED_PROXIES: %v", err)
 	}
 }

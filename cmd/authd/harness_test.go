@@ -28,6 +28,9 @@ import (
 // the placeholders start-up refuses.
 const testSecret = "e2e-secret-key-0123456789abcdef0123456789"
 
+// testIssuer is the AUTHD_ISSUER of production instances in tests.
+const testIssuer = "https://authd.test"
+
 // syncBuffer collects an instance's log lines.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -191,6 +194,8 @@ func newProduction(t *testing.T, opts ...smtptest.Option) production {
 	t.Helper()
 	db := scratchDatabase(t)
 	redisURL := testenv.RedisURL(t)
+	prefix := "e2e-" + randHex(4) + ":"
+	dropRedisPrefix(t, redisURL, prefix) // the mail streams have no TTL
 	smtp := smtptest.Start(t, opts...)
 	return production{
 		DB:   db,
@@ -198,12 +203,13 @@ func newProduction(t *testing.T, opts ...smtptest.Option) production {
 		Env: map[string]string{
 			"DATABASE_URL":      db,
 			"REDIS_URL":         redisURL,
-			"REDIS_KEY_PREFIX":  "e2e-" + randHex(4) + ":",
+			"REDIS_KEY_PREFIX":  prefix,
 			"SMTP_HOST":         smtp.Host(),
 			"SMTP_PORT":         strconv.Itoa(smtp.Port()),
 			"SMTP_TLS":          "false",
 			"SECRET_KEY":        testSecret,
 			"AUTHD_MASTER_KEY":  randHex(32),
+			"AUTHD_ISSUER":      testIssuer,
 			"EMAILS_FROM_EMAIL": "noreply@authd.test",
 			"EMAILS_FROM_NAME":  "Authd Tests",
 		},

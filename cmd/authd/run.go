@@ -20,6 +20,7 @@ import (
 	"github.com/authd/authd/internal/proof"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/sqlite"
+	"github.com/authd/authd/verify"
 )
 
 // usageError is a bad command line: exit code 2.
@@ -43,10 +44,19 @@ Usage:
   authd [serve]              run the HTTP server (migrates the database first)
   authd migrate [up|status]  apply the database migrations, or list them
   authd users unlock EMAIL   clear an address's failure and send budgets
+  authd users show EMAIL     print the user of an address
+  authd users delete EMAIL   erase an address: user rows, codes, cooldowns, budgets
+  authd users duplicates     list the rows whose emails differ only in letter case
+  authd healthcheck          ask the server at HOST:PORT for readiness (exit 0 ready, 1 not)
+  authd proof verify [--audience P] [--max-age D] [--jwks URL]
+                             check a v1 proof (JSON) or a v2 token read on stdin
+  authd keys list            list the token signing keys
+  authd keys rotate [--delay D]  publish a new signing key, sign with it after D
   authd version              print the version
 
 Configuration comes from the environment and an optional .env file; see README.md.
-Exit codes: 0 success, 1 failure, 2 bad usage.
+Exit codes: 0 success, 1 failure (or not ready, an invalid proof, a user
+not found), 2 bad usage. Every command takes --help.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -81,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version", "--version":
 		fmt.Fprintln(stdout, "authd", buildVersion())
 		return nil
-	case "serve", "migrate", "users":
+	case "serve", "migrate", "users", "keys", "healthcheck", "proof":
 	default:
 		return usageError{fmt.Sprintf("authd: unknown command %q\n\n%s", cmd, usage)}
 	}
@@ -90,11 +100,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cmd == "healthcheck" {
+		return runHealthcheck(ctx, e, stdout) // HOST and PORT only (cli.go)
+	}
 	cfg, err := loadConfig(e)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	routeLibraryLogs(log) // before any store is opened: their first lines too
 
 	switch cmd {
 	case "migrate":
@@ -119,6 +133,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
 	case "users":
+		if len(args) == 0 || args[0] != "unlock" {
+			return runUsers(ctx, args, cfg, log, stdout) // cli.go
+		}
 		if len(args) != 2 || args[0] != "unlock" {
 			return usageError{"authd users: want unlock EMAIL\n\n" + usage}
 		}
@@ -141,15 +158,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "unlocked")
 		return nil
 	}
+	if cmd == "proof" {
+		return runProof(ctx, args, cfg, stdout) // cli.go
+	}
+	if cmd == "keys" {
+		return runKeys(ctx, args, cfg, log, stdout)
+	}
 	return serve(ctx, cfg, log)
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	// Lines logged inside a request carry its X-Request-ID (httpapi).
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(httpapi.WithRequestID(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(httpapi.WithRequestID(slog.NewJSONHandler(w, opts)))
 }
 
 // userStore is what run needs of a user backend beyond authd.UserStore.
@@ -199,8 +223,10 @@ func openCodes(ctx context.Context, cfg Config, log *slog.Logger) (authd.CodeSto
 // benchmarks drive in-process.
 type app struct {
 	handler http.Handler
-	pool    *mailer.Pool
+	worker  *mailer.Worker // delivers the code store's mail queue
 	closers []func()
+	ready   *httpapi.Readiness // readiness, start-up and shutdown state (ops.go)
+	metrics *httpapi.Metrics   // nil when cfg.noObserve
 }
 
 func (a *app) close() {
@@ -227,8 +253,12 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, sender authd.Send
 		return nil, err
 	}
 	a.closers = append(a.closers, users.Close)
-	if err := users.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+	// A database not up yet does not stop start-up (ops.go).
+	a.ready = &httpapi.Readiness{}
+	mctx, stopMigrations := context.WithCancel(ctx)
+	a.closers = append(a.closers, stopMigrations)
+	if err := startMigrations(mctx, users, log, a.ready); err != nil {
+		return nil, err
 	}
 	codes, closeCodes, err := openCodes(ctx, cfg, log)
 	if err != nil {
@@ -248,20 +278,42 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, sender authd.Send
 	if c, ok := sender.(interface{ Close() error }); ok {
 		a.closers = append(a.closers, func() { c.Close() })
 	}
-	a.pool = mailer.NewPool(sender, mailer.PoolOptions{
-		Workers:   cfg.MailWorkers,
-		QueueSize: cfg.MailQueueSize,
-		Logger:    log,
-		Current: func(ctx context.Context, m authd.Message) (bool, error) {
-			return codes.IsCurrent(ctx, m.AddressKey, m.ProjectID, m.CodeID, time.Now())
-		},
+	// The queue lives in the code store: IssueCode writes each code's job
+	// in the same atomic step (DESIGN.md §3).
+	queue, ok := codes.(authd.MailQueue)
+	if !ok {
+		return nil, fmt.Errorf("code store %T has no mail queue", codes)
+	}
+	sealer, err := mailer.NewSealer(keys.Mail, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.worker = mailer.NewWorker(queue, codes.IsCurrent, sealer, sender, mailer.WorkerOptions{
+		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
+		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax,
 	})
+	tokens, stopTokens, err := startTokens(ctx, cfg, keys, users, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, stopTokens)
 	svc := &authd.Service{
-		Codes: codes, Users: users, Outbox: a.pool, Signer: proof.NewHMAC(cfg.SecretKey),
+		Tokens: tokens,
+		Codes:  codes, Users: users, Queue: queue, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey),
 		Policy: cfg.Policy, Keys: keys, Logger: log,
 		ProjectName: func(string) string { return cfg.ProjectName },
+		Projects:    cfg.Projects,
 	}
-	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log})
+	a.ready.Checks = newReadiness(users, codes, a.worker).Checks
+	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "token_keys", Check: tokens.Ready})
+	var observe *httpapi.Observer
+	if !cfg.noObserve {
+		a.metrics = newMetrics(users, codes, mailStats(a))
+		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
+	}
+	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log, TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects,
+		Readiness: a.ready, Observe: observe, ServeMetrics: cfg.MetricsAddr == "",
+		Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
 	return a, nil
 }
 
@@ -303,26 +355,39 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := serveMetrics(cfg, a, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	log.Info("authd listening", "addr", "http://"+ln.Addr().String(), "version", buildVersion(),
 		"users", backendName(cfg.DatabaseURL != "", "postgres", "sqlite"),
 		"codes", backendName(cfg.RedisURL != "", "redis", "memory"), "mail", cfg.MailBackend)
 
-	// The pool outlives the server: requests in flight at shutdown still
-	// hand it their mail, and Close drains it.
-	go a.pool.Run(context.WithoutCancel(ctx))
+	// The worker outlives the server: it keeps sending while requests in
+	// flight at shutdown finish; then it stops taking jobs.
+	a.worker.Start()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		a.pool.Close(context.Background())
+		a.worker.Close(context.Background())
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Readiness answers 503 first, so load balancers stop sending; the
+	// listener stays open for SHUTDOWN_DELAY, then in-flight requests get
+	// SHUTDOWN_TIMEOUT to finish.
+	log.Info("shutting down", "delay", cfg.ShutdownDelay.String(), "timeout", cfg.ShutdownTimeout.String())
+	a.ready.MarkDraining()
+	time.Sleep(cfg.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	a.pool.Close(sctx)
+	// Sends in flight finish within the same bound; jobs not done stay in
+	// the queue for the next instance.
+	a.worker.Close(sctx)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

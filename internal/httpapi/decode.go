@@ -68,7 +68,9 @@ func (f *fields) str(name string, optional bool) (string, bool) {
 		return "", false
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	// json.Unmarshal leaves a string alone on null; pydantic calls null
+	// "not a valid string".
+	if err := json.Unmarshal(raw, &s); err != nil || string(bytes.TrimSpace(raw)) == "null" {
 		f.errs = append(f.errs, FieldError{Loc: []any{"body", name}, Msg: "Input should be a valid string", Type: "string_type"})
 		return "", false
 	}

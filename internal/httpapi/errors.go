@@ -140,3 +140,11 @@ func retryAfterSeconds(d time.Duration) int {
 	}
 	return s
 }
+
+// resetSeconds rounds up, like Retry-After, but a full bucket resets in 0.
+func resetSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return retryAfterSeconds(d)
+}

@@ -37,6 +37,7 @@ type SendCodeV2Response struct {
 	Message     string `json:"message" example:"Verification code sent successfully"`
 	ExpiresIn   int64  `json:"expires_in" doc:"Seconds the code stays valid"`
 	ResendAfter int64  `json:"resend_after" doc:"Seconds before another code may be sent to this address for this project"`
+	DeliveryID  string `json:"delivery_id" doc:"The mail's handle for GET /api/v2/auth/deliveries/{delivery_id}"`
 }
 
 // ProofResponse is the original's proof; field order is frozen.
@@ -81,9 +82,11 @@ func (s *server) send(ctx context.Context, in *rawInput) (authd.SendResult, erro
 	if err != nil {
 		return authd.SendResult{}, err
 	}
+	noteEmail(ctx, req.email)
 	res, err := s.Flow.SendCode(ctx, authd.SendRequest{Email: req.email, ProjectID: req.projectID, ClientIP: clientIPFrom(ctx)})
+	noteOutcome(ctx, "send", err)
 	if err != nil {
-		return authd.SendResult{}, fromDomain(s.log, err)
+		return res, limitHeaders(fromDomain(s.log, err), res.IP)
 	}
 	return res, nil
 }
@@ -105,6 +108,7 @@ func (s *server) handleSendV2(ctx context.Context, in *rawInput) (*jsonOutput, e
 		Message:     msgCodeSent,
 		ExpiresIn:   int64(res.ExpiresIn.Seconds()),
 		ResendAfter: int64(res.ResendAfter.Seconds()),
+		DeliveryID:  res.DeliveryID,
 	}), nil
 }
 
@@ -116,9 +120,11 @@ func (s *server) verify(ctx context.Context, in *rawInput, v2 bool) (authd.Verif
 	if err != nil {
 		return authd.VerifyResult{}, err
 	}
-	res, err := s.Flow.VerifyCode(ctx, authd.VerifyRequest{Email: req.email, ProjectID: req.projectID, Code: req.code, ClientIP: clientIPFrom(ctx)})
+	noteEmail(ctx, req.email)
+	res, err := s.Flow.VerifyCode(ctx, authd.VerifyRequest{Email: req.email, ProjectID: req.projectID, Code: req.code, ClientIP: clientIPFrom(ctx), WantToken: v2, Nonce: req.nonce})
+	noteOutcome(ctx, "verify", err)
 	if err != nil {
-		return authd.VerifyResult{}, fromDomain(s.log, err)
+		return res, limitHeaders(fromDomain(s.log, err), res.IP)
 	}
 	return res, nil
 }
@@ -136,7 +142,7 @@ func (s *server) handleVerifyV2(ctx context.Context, in *rawInput) (*jsonOutput,
 	if err != nil {
 		return nil, err
 	}
-	return withLimit(res.IP, res.Proof), nil
+	return withLimit(res.IP, v2Body(res)), nil
 }
 
 // withLimit sets the RateLimit-* headers of the client-IP limit: a
@@ -146,7 +152,23 @@ func withLimit(l authd.LimitState, body any) *jsonOutput {
 	if l.Limit > 0 {
 		out.RateLimitLimit = strconv.Itoa(l.Limit)
 		out.RateLimitRemaining = strconv.Itoa(l.Remaining)
-		out.RateLimitReset = strconv.Itoa(retryAfterSeconds(l.Reset))
+		out.RateLimitReset = strconv.Itoa(resetSeconds(l.Reset))
 	}
 	return out
+}
+
+// limitHeaders adds the client-IP limit's RateLimit-* headers to an error
+// answer, as withLimit does to a success.
+func limitHeaders(err error, l authd.LimitState) error {
+	e, ok := err.(*apiError)
+	if !ok || l.Limit <= 0 {
+		return err
+	}
+	if e.headers == nil {
+		e.headers = http.Header{}
+	}
+	e.headers.Set("RateLimit-Limit", strconv.Itoa(l.Limit))
+	e.headers.Set("RateLimit-Remaining", strconv.Itoa(l.Remaining))
+	e.headers.Set("RateLimit-Reset", strconv.Itoa(resetSeconds(l.Reset)))
+	return e
 }

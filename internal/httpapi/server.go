@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"runtime/debug"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/verify"
 )
 
 // MaxBodyBytes is the largest request body accepted (DESIGN.md §1).
@@ -34,6 +36,24 @@ type Options struct {
 	Version     string
 	Flow        Flow
 	Logger      *slog.Logger
+	// Readiness backs /api/v1/health/ready and holds the auth endpoints at
+	// 503 until start-up is done; nil: always ready (tests, benchmarks).
+	Readiness *Readiness
+	// Observe records each request's access-log line and metrics; nil: none.
+	Observe *Observer
+	// ServeMetrics adds GET /metrics (Observe.Metrics) to this handler:
+	// METRICS_ADDR unset puts the metrics on the main port.
+	ServeMetrics bool
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
+	// headers are believed (TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
+	// Projects is the registry; its allowed origins get CORS. Nil: none.
+	Projects *authd.Registry
+	// Tokens serves the published keys, the discovery document and the
+	// token half of verify-proof (tokens.go); nil: none of these routes.
+	Tokens Tokens
+	// Proofs checks v1 proofs for verify-proof (SECRET_KEY).
+	Proofs *verify.ProofVerifier
 }
 
 type server struct {
@@ -58,7 +78,7 @@ func New(opts Options) http.Handler {
 	cfg.Info.Description = "Email one-time-code authentication. /api/v1 is the original service's API, frozen; /api/v2 adds to it."
 	api := humago.New(mux, cfg)
 	s.routes(mux, api)
-	return s.recoverer(s.clientIP(s.notFound(mux)))
+	return s.recoverer(s.hardening(s.clientIP(s.observe(mux, s.startupGate(s.notFound(mux))))))
 }
 
 // register adds a POST operation whose JSON body the handler decodes itself

@@ -4,6 +4,7 @@ package inmem
 
 import (
 	"context"
+	"crypto/subtle"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type CodeStore struct {
 	// whose time has passed is full, the same as a missing one.
 	tats      map[limitKey]time.Time
 	lastSweep time.Time
+	queue     memQueue // the mail jobs (queue.go)
 }
 
 var _ authd.CodeStore = (*CodeStore)(nil)
@@ -80,6 +82,7 @@ func (s *CodeStore) sweep(now time.Time) {
 			delete(s.tats, k)
 		}
 	}
+	s.sweepQueue(now)
 	s.lastSweep = now
 }
 
@@ -163,16 +166,22 @@ func (s *CodeStore) IssueCode(ctx context.Context, req authd.IssueRequest) (auth
 	if !ok {
 		return authd.IssueResult{}, authd.RateLimited("send_per_ip", wait)
 	}
+	// A refusal by a later limit still reports the client-IP limit, as it
+	// stands without this request, for the RateLimit-* headers.
+	var refused authd.IssueResult
+	if !req.SendPerIP.Off() {
+		refused.IP = state(req.SendPerIP, ipTAT.Add(-emission(req.SendPerIP)), now)
+	}
 	ok, pTAT, wait := s.check(pK, req.MailsPerProject, now)
 	if !ok {
-		return authd.IssueResult{}, authd.RateLimited("mails_per_project", wait)
+		return refused, authd.RateLimited("mails_per_project", wait)
 	}
 	if end, found := s.cool[ck]; found && end.After(now) {
-		return authd.IssueResult{}, authd.RateLimited("cooldown", end.Sub(now))
+		return refused, authd.RateLimited("cooldown", end.Sub(now))
 	}
 	ok, sentTAT, wait := s.check(sentK, req.CodesPerAddress, now)
 	if !ok {
-		return authd.IssueResult{}, authd.RateLimited("codes_per_address", wait)
+		return refused, authd.RateLimited("codes_per_address", wait)
 	}
 
 	s.commit(ipK, req.SendPerIP, ipTAT)
@@ -186,6 +195,9 @@ func (s *CodeStore) IssueCode(ctx context.Context, req authd.IssueRequest) (auth
 	rec := cloneRecord(req.Record)
 	rec.Attempts = 0
 	s.codes[ck] = rec
+	if req.Job != nil {
+		s.enqueue(req.Job, now)
+	}
 	return authd.IssueResult{Replaced: replaced, IP: state(req.SendPerIP, ipTAT, now)}, nil
 }
 
@@ -218,26 +230,28 @@ func (s *CodeStore) ConsumeCode(ctx context.Context, req authd.ConsumeRequest) (
 	if !found || !now.Before(rec.ExpiresAt) {
 		// Missing, used, dead or expired: not a try against a live code,
 		// so it costs the address nothing.
-		return res, authd.ErrInvalidCode
+		return res, authd.CodeRefused(authd.CodeExpired)
 	}
 	if req.AttemptsPerCode > 0 && rec.Attempts >= req.AttemptsPerCode {
 		// Dead under a lower limit than the one it was tried under.
 		delete(s.codes, ck)
-		return res, authd.ErrInvalidCode
+		return res, authd.CodeRefused(authd.CodeBurnt)
 	}
-	if string(rec.Hash) == string(req.Hash) {
+	if subtle.ConstantTimeCompare(rec.Hash, req.Hash) == 1 {
 		delete(s.codes, ck)
 		res.Record = cloneRecord(rec)
 		return res, nil
 	}
 	rec.Attempts++
+	reason := authd.CodeWrong
 	if req.AttemptsPerCode > 0 && rec.Attempts >= req.AttemptsPerCode {
 		delete(s.codes, ck)
+		reason = authd.CodeBurnt
 	} else {
 		s.codes[ck] = rec
 	}
 	s.commit(failK, req.FailuresPerAddress, failTAT)
-	return res, authd.ErrInvalidCode
+	return res, authd.CodeRefused(reason)
 }
 
 // RestoreCode implements authd.CodeStore. Any record of (project, address)

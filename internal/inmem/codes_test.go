@@ -88,3 +88,7 @@ func TestSweepLazily(t *testing.T) {
 		t.Fatalf("Len = %d after the codes expired, want 1", got)
 	}
 }
+
+func TestMailQueue(t *testing.T) {
+	storetest.MailQueue(t, func(t *testing.T) storetest.QueueStore { return inmem.NewCodeStore() })
+}

@@ -46,7 +46,6 @@ func TestRedact(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	p := NewPool(nil, PoolOptions{Backoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	for _, tc := range []struct {
 		attempt  int
 		min, max time.Duration
@@ -57,8 +56,15 @@ func TestBackoff(t *testing.T) {
 		{5, 500 * time.Millisecond, time.Second},
 		{40, 500 * time.Millisecond, time.Second},
 	} {
+		// The defaults: the first retry within 2 s, no wait over 30 s.
+		if d := backoff(2*time.Second, 30*time.Second, 1); d > 2*time.Second {
+			t.Fatalf("first retry after %v", d)
+		}
+		if d := backoff(2*time.Second, 30*time.Second, 50); d > 30*time.Second {
+			t.Fatalf("retry after %v", d)
+		}
 		for range 100 {
-			if d := p.backoff(tc.attempt); d < tc.min || d > tc.max {
+			if d := backoff(100*time.Millisecond, time.Second, tc.attempt); d < tc.min || d > tc.max {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", tc.attempt, d, tc.min, tc.max)
 			}
 		}

@@ -1,6 +1,7 @@
 // Package mailer sends verification mails: SMTPSender over SMTP (go-mail),
-// LogSender for development, the templates both render, and Pool, the
-// in-memory delivery queue and workers that take mail off the request path.
+// LogSender for development, the templates both render, Sealer, which
+// encrypts mail jobs at rest, and Worker, which delivers the jobs of the
+// durable queue the code store keeps (authd.MailQueue).
 //
 // Nothing here logs a code, except LogSender, whose log is the mailbox in
 // development mode. Addresses are logged masked (MaskEmail).

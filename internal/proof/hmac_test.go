@@ -1,6 +1,7 @@
 package proof
 
 import (
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -167,4 +168,25 @@ func BenchmarkMessage(b *testing.B) {
 	for b.Loop() {
 		Message(vectorProof)
 	}
+}
+
+// FuzzVerify: a proof taken apart and put back from any JSON verifies only
+// when its signature is the one Sign gives; nothing panics.
+func FuzzVerify(f *testing.F) {
+	h := NewHMAC("change-me-to-32-random-bytes-0123456789")
+	good := h.Sign(authd.Proof{AuthUserID: "3f1c2b9e-8a7d-4c6e-9b1a-2d3e4f5a6b7c", Email: "ana@example.com", ProjectID: "shop", Verified: true, IssuedAt: 1764412800})
+	b, _ := json.Marshal(good)
+	f.Add(b)
+	f.Add([]byte(`{"signature":"` + strings.Repeat("0", 64) + `"}`))
+	f.Add([]byte(`{"email":"zo\u00eb@ex\u00e4mple.com","verified":false,"issued_at":-1,"signature":"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p authd.Proof
+		if json.Unmarshal(data, &p) != nil {
+			return
+		}
+		want := h.Sign(p).Signature
+		if got := h.Verify(p); got != (p.Signature == want) {
+			t.Fatalf("Verify = %v for signature %q (Sign gives %q)", got, p.Signature, want)
+		}
+	})
 }

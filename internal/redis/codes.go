@@ -22,15 +22,23 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	exp := rec.ExpiresAt.UnixMicro()
 
 	if !s.split {
-		r, err := s.runAll(ctx, []scriptCall{{issueScript,
-			[]string{ipKey, pKey, k.code, k.cool, k.sent},
-			[]any{now, ipT, ipN, pT, pN, cool, sentT, sentN, rec.ID, rec.Hash, exp}}})
+		keys := []string{ipKey, pKey, k.code, k.cool, k.sent}
+		args := []any{now, ipT, ipN, pT, pN, cool, sentT, sentN, rec.ID, rec.Hash, exp}
+		if j := req.Job; j != nil {
+			keys = append(keys, k.mail, s.statusKey(j.DeliveryID))
+			args = append(args, jobArgs(j)...)
+		}
+		r, err := s.runAll(ctx, []scriptCall{{issueScript, keys, args}})
 		if err != nil {
 			return authd.IssueResult{}, err
 		}
 		v, err := parseIssue(r[0], 3)
 		if err != nil {
-			return authd.IssueResult{}, err
+			var res authd.IssueResult
+			if ip, ok := refusalIPState(r[0]); ok {
+				res.IP = limitState(req.SendPerIP, ip[0], ip[1])
+			}
+			return res, err
 		}
 		return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2])}, nil
 	}
@@ -51,9 +59,17 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
-	r, err := s.runAll(ctx, []scriptCall{{issueAddressScript,
+	calls := []scriptCall{{issueAddressScript,
 		[]string{k.code, k.cool, k.sent},
-		[]any{now, cool, sentT, sentN, rec.ID, rec.Hash, exp}}})
+		[]any{now, cool, sentT, sentN, rec.ID, rec.Hash, exp}}}
+	if j := req.Job; j != nil {
+		// The status lives in its own slot: written in the same pipeline
+		// (one round trip), taken back below if the address refuses.
+		calls[0].keys = append(calls[0].keys, k.mail)
+		calls[0].args = append(calls[0].args, jobArgs(j)...)
+		calls = append(calls, scriptCall{statusInitScript, []string{s.statusKey(j.DeliveryID)}, []any{now, exp}})
+	}
+	r, err := s.runAll(ctx, calls)
 	if err != nil {
 		// The script may have run: keep the tokens, erring on the strict
 		// side.
@@ -63,6 +79,9 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	if err != nil {
 		if authd.ErrorCode(err) == authd.ERATELIMITED {
 			s.refund(ctx, now, taken)
+			if j := req.Job; j != nil {
+				_ = s.client.Del(context.WithoutCancel(ctx), s.statusKey(j.DeliveryID)).Err()
+			}
 		}
 		return authd.IssueResult{}, err
 	}
@@ -87,7 +106,7 @@ func parseLimit(a []any) (isLimit bool, err error) {
 	if kind, _ := a[0].(string); kind != "limit" {
 		return false, nil
 	}
-	if len(a) != 3 {
+	if len(a) != 3 && len(a) != 5 {
 		return true, badReply(a)
 	}
 	name, ok1 := a[1].(string)
@@ -96,6 +115,17 @@ func parseLimit(a []any) (isLimit bool, err error) {
 		return true, badReply(a)
 	}
 	return true, limited(name, wait)
+}
+
+// refusalIPState reads the client-IP limit's state that a refusal by a
+// later limit carries: {'limit', name, wait, remaining, reset}.
+func refusalIPState(reply any) ([]int64, bool) {
+	a, ok := reply.([]any)
+	if !ok || len(a) != 5 {
+		return nil, false
+	}
+	v, err := ints(a[3:], 2)
+	return v, err == nil
 }
 
 // ints reads exactly n integers.
@@ -272,7 +302,13 @@ func parseConsume(a []any) (authd.CodeRecord, error) {
 	}
 	switch kind, _ := a[0].(string); kind {
 	case "invalid":
-		return authd.CodeRecord{}, authd.ErrInvalidCode
+		// The reason (expired, burnt, wrong) is for metrics; the answer
+		// is the one 401 whatever it is.
+		reason, _ := a[len(a)-1].(string)
+		if len(a) < 2 {
+			reason = ""
+		}
+		return authd.CodeRecord{}, authd.CodeRefused(reason)
 	case "ok":
 		if len(a) != 5 {
 			return authd.CodeRecord{}, badReply(a)

@@ -70,6 +70,20 @@ func TestCodeStore(t *testing.T) {
 	}
 }
 
+func TestMailQueue(t *testing.T) {
+	c := newClient(t)
+	for _, mode := range []struct {
+		name  string
+		split bool
+	}{{"OneScript", false}, {"Split", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			storetest.MailQueue(t, func(t *testing.T) storetest.QueueStore {
+				return redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+			})
+		})
+	}
+}
+
 // TestKeys checks the key layout (see the package comment) and that no key
 // outlives what it holds.
 func TestKeys(t *testing.T) {

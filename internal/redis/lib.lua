@@ -104,8 +104,21 @@ end
 -- consume_address is the address's side of ConsumeCode: the failure
 -- budget, then the comparison. Replies:
 --   {'limit', 'failures_per_address', wait}
---   {'invalid'}
+--   {'invalid', reason}   reason: expired, burnt or wrong (metrics only)
 --   {'ok', id, hash, exp, attempts}
+-- equal_ct compares two strings in a time that depends only on their
+-- lengths: how long a wrong guess takes says nothing of how close it was.
+local function equal_ct(a, b)
+  if #a ~= #b then
+    return false
+  end
+  local d = 0
+  for i = 1, #a do
+    d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i)))
+  end
+  return d == 0
+end
+
 local function consume_address(fail, code, now, fail_t, fail_n, hash, max_att)
   local ok, fail_tat, wait = gcra_check(fail, now, fail_t, fail_n)
   if not ok then
@@ -115,24 +128,46 @@ local function consume_address(fail, code, now, fail_t, fail_n, hash, max_att)
   if not rec[1] or tonumber(rec[3]) <= now then
     -- Missing, used, dead or expired: not a try against a live code, so
     -- it costs the address nothing.
-    return {'invalid'}
+    return {'invalid', 'expired'}
   end
   local att = tonumber(rec[4])
   if max_att > 0 and att >= max_att then
     -- Dead under a lower limit than the one it was tried under.
     redis.call('DEL', code)
-    return {'invalid'}
+    return {'invalid', 'burnt'}
   end
-  if rec[2] == hash then
+  if equal_ct(rec[2], hash) then
     redis.call('DEL', code)
     return {'ok', rec[1], rec[2], tonumber(rec[3]), att}
   end
   att = att + 1
+  local reason = 'wrong'
   if max_att > 0 and att >= max_att then
     redis.call('DEL', code)
+    reason = 'burnt'
   else
     redis.call('HSET', code, 'att', int(att))
   end
   gcra_set(fail, now, fail_t, fail_tat)
-  return {'invalid'}
+  return {'invalid', reason}
+end
+
+-- status_set writes a delivery's status, kept until its code expires (exp):
+-- for as long as the code lives, and no longer.
+local function status_set(key, now, exp, st, attempts, next_)
+  redis.call('HSET', key, 'st', st, 'n', attempts, 'next', next_, 'exp', int(exp))
+  redis.call('PEXPIRE', key, ms(exp - now))
+end
+
+-- enqueue_job adds a code's mail job to the stream of its address bucket
+-- (same hash slot as the code) and, when dlv is given (the status key may
+-- live in another slot: split mode writes it on its own), its status
+-- "queued". The job's fields: d delivery id, a address key, p project,
+-- c code id, e code expiry, r replaceable-at, s the sealed message.
+local function enqueue_job(stream, dlv, now, exp, dlv_id, addr, project, code_id, repl, sealed)
+  redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
+    'e', int(exp), 'r', repl, 's', sealed)
+  if dlv then
+    status_set(dlv, now, exp, 'queued', 0, 0)
+  end
 end

@@ -11,6 +11,8 @@
 //	P{a:B}:fail:<address>            GCRA: failures per address
 //	P{ip:<ip>}:send, P{ip:<ip>}:verify  GCRA: per client IP
 //	P{p:<project>}:mails             GCRA: mails per project
+//	P{a:B}:mail                      stream: the bucket's mail jobs (queue.go)
+//	P{d:<delivery id>}:dlv           hash: a delivery's status, until its code expires
 //
 // Project IDs are expected valid (authd.ValidProjectID) and address keys
 // to be authd.AddressKey's: neither may contain ':' or braces.
@@ -67,6 +69,7 @@ type Store struct {
 	client goredis.UniversalClient
 	prefix string
 	split  bool
+	queue  queueState
 }
 
 var _ authd.CodeStore = (*Store)(nil)
@@ -91,7 +94,7 @@ const addressBuckets = 64
 
 // addressKeys are the keys of one address, all under its bucket's hash
 // tag.
-type addressKeys struct{ code, cool, sent, fail string }
+type addressKeys struct{ code, cool, sent, fail, mail string }
 
 // keysOf returns the keys of address (code and cooldown of project).
 func (s *Store) keysOf(address, project string) addressKeys {
@@ -103,6 +106,7 @@ func (s *Store) keysOf(address, project string) addressKeys {
 		cool: tag + "cool:" + project + ":" + address,
 		sent: tag + "sent:" + address,
 		fail: tag + "fail:" + address,
+		mail: tag + "mail",
 	}
 }
 

@@ -20,6 +20,10 @@ var (
 	takeScript           = script("take.lua")
 	refundScript         = script("refund.lua")
 	restoreScript        = script("restore.lua")
+	statusInitScript     = script("status_init.lua")
+	statusScript         = script("status.lua")
+	extendScript         = script("extend.lua")
+	releaseScript        = script("release.lua")
 )
 
 func script(name string) *goredis.Script {

@@ -49,6 +49,7 @@ type config struct {
 	reply       func(n int) *smtp.SMTPError
 	startTLS    bool
 	implicitTLS bool
+	addr        string // where to listen; "" = 127.0.0.1 on a free port
 
 	// closeTimeout bounds Close's wait for Serve to return: a server that
 	// does not stop fails the test instead of hanging it.
@@ -106,7 +107,14 @@ func WithImplicitTLS() Option {
 	return func(c *config) { c.implicitTLS = true }
 }
 
-// Start starts a server on 127.0.0.1 on a free port and stops it with
+// WithAddr makes the server listen on addr ("127.0.0.1:port"): a test
+// can bring a server back on the port of one it closed, as an SMTP server
+// restarting.
+func WithAddr(addr string) Option {
+	return func(c *config) { c.addr = addr }
+}
+
+// Start starts a server on 127.0.0.1 on a free port (see WithAddr) and stops it with
 // t.Cleanup.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -132,7 +140,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	// purpose would fill its output, and t.Log after the test ends panics.
 	s.srv.ErrorLog = log.New(io.Discard, "", 0)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := s.cfg.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}

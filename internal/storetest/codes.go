@@ -63,6 +63,7 @@ func CodeStore(t *testing.T, open func(t *testing.T) authd.CodeStore) {
 		{"RestoreKeepsAttempts", testCodesRestoreKeepsAttempts},
 		{"LimitsOff", testCodesLimitsOff},
 		{"IPLimitState", testCodesIPLimitState},
+		{"RefusalReasons", testCodesRefusalReasons},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd/internal/testenv"
+)
+
+// runCmd runs authd's run() with args and exactly env, as main would.
+func runCmd(t *testing.T, env map[string]string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	code := 0
+	if err != nil {
+		code = exitCode(err)
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"users", "--help"},
+		{"users", "show", "--help"}, {"users", "delete", "--help"}, {"users", "duplicates", "--help"},
+		{"users", "unlock", "--help"}, {"healthcheck", "--help"}, {"proof", "verify", "--help"},
+		{"version", "--help"}, {"keys", "--help"},
+	} {
+		out, _, code := runCmd(t, map[string]string{}, args...)
+		if code != 0 || !strings.Contains(out, "Exit codes") || !strings.Contains(out, "healthcheck") {
+			t.Errorf("%v: exit %d, usage printed %t", args, code, strings.Contains(out, "Exit codes"))
+		}
+	}
+	if _, _, code := runCmd(t, map[string]string{}, "frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestHealthcheckCommand(t *testing.T) {
+	env := newProduction(t)
+	inst := start(t, env.Env)
+	port := strings.TrimPrefix(inst.URL, "http://127.0.0.1:")
+	// HOST 0.0.0.0 (the container's) is asked on loopback.
+	out, errs, code := runCmd(t, map[string]string{"HOST": "0.0.0.0", "PORT": port}, "healthcheck")
+	if code != 0 || !strings.Contains(out, `"database":"ok"`) {
+		t.Fatalf("healthcheck on a ready server: exit %d %s %s", code, out, errs)
+	}
+	_, errs, code = runCmd(t, map[string]string{"PORT": strconv.Itoa(freePort(t))}, "healthcheck")
+	if code != 1 {
+		t.Fatalf("healthcheck with nothing listening: exit %d %s", code, errs)
+	}
+
+	// Not ready (Redis unreachable): exit 1.
+	env2 := newProduction(t)
+	env2.Env["REDIS_URL"] = "redis://127.0.0.1:1/0"
+	inst2 := start(t, env2.Env)
+	_, errs, code = runCmd(t, map[string]string{"HOST": "127.0.0.1", "PORT": strings.TrimPrefix(inst2.URL, "http://127.0.0.1:")}, "healthcheck")
+	if code != 1 || !strings.Contains(errs, "not ready (503)") || !strings.Contains(errs, `"redis":"down"`) {
+		t.Fatalf("healthcheck on an unready server: exit %d %s", code, errs)
+	}
+}
+
+func TestUsersShowDeleteDuplicates(t *testing.T) {
+	env := newProduction(t)
+	inst := start(t, env.Env)
+	email := uniqueEmail("erase")
+	code := inst.sendAndRead(t, env.SMTP, email, "shop")
+	if r := inst.verify(t, "v1", email, "shop", code); r.Status != 200 {
+		t.Fatalf("verify: %d %s", r.Status, r.Body)
+	}
+	// A live code in another project, a wrong try (failure budget), a
+	// cooldown: all of it is the address's state in Redis.
+	inst.sendAndRead(t, env.SMTP, email, "blog")
+	inst.verify(t, "v1", email, "blog", "000000")
+
+	// A case variant, as the original service made them.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	upper := strings.ToUpper(email[:1]) + email[1:]
+	if _, err := conn.Exec(ctx, `INSERT INTO auth_users (id, email, created_at) VALUES (gen_random_uuid(), $1, now() at time zone 'utc')`, upper); err != nil {
+		t.Fatal(err)
+	}
+
+	out, errs, ec := runCmd(t, env.Env, "users", "show", strings.ToUpper(email))
+	var shown map[string]string
+	if ec != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown["email"] != email || shown["id"] == "" {
+		t.Fatalf("users show: exit %d %q %s", ec, out, errs)
+	}
+	out, _, ec = runCmd(t, env.Env, "users", "duplicates")
+	if ec != 0 || !strings.Contains(out, email+": 2 rows") || !strings.Contains(out, upper) {
+		t.Fatalf("users duplicates: exit %d %s", ec, out)
+	}
+
+	rdb := goredisClient(t)
+	prefix := env.Env["REDIS_KEY_PREFIX"]
+	before := countKeys(t, rdb, prefix)
+	out, errs, ec = runCmd(t, env.Env, "users", "delete", email)
+	if ec != 0 || !strings.Contains(out, "deleted 2 user row(s)") {
+		t.Fatalf("users delete: exit %d %s %s", ec, out, errs)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM auth_users WHERE lower(email) = $1`, email).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows left after delete: %d %v", n, err)
+	}
+	after := countKeys(t, rdb, prefix)
+	t.Logf("Redis keys under the test prefix: %d before, %d after; %s", before, after, out)
+	// The code of "blog", both cooldowns and both budgets are gone: a new
+	// code can be sent at once (no cooldown) and the old one is dead.
+	if r := inst.send(t, "v1", email, "blog"); r.Status != 200 {
+		t.Fatalf("send after erasure (cooldown should be gone): %d %s", r.Status, r.Body)
+	}
+	if _, _, ec := runCmd(t, env.Env, "users", "show", email); ec != 1 {
+		t.Fatalf("users show after delete: exit %d, want 1", ec)
+	}
+	if _, _, ec := runCmd(t, env.Env, "users", "show", "not an address"); ec != 2 {
+		t.Fatalf("users show with a bad address: exit %d, want 2", ec)
+	}
+}
+
+// In development mode (SQLite, codes in memory) delete erases the rows and
+// says where the rest lives.
+func TestUsersDeleteDevelopment(t *testing.T) {
+	env := map[string]string{"AUTHD_DATA_DIR": t.TempDir()}
+	if _, errs, ec := runCmd(t, env, "migrate"); ec != 0 {
+		t.Fatalf("migrate: %s", errs)
+	}
+	out, errs, ec := runCmd(t, env, "users", "delete", "Nobody@Example.com")
+	if ec != 0 || !strings.Contains(out, "deleted 0 user row(s) of nobody@example.com") || !strings.Contains(out, "memory") {
+		t.Fatalf("users delete in development: exit %d %q %q", ec, out, errs)
+	}
+	if _, _, ec := runCmd(t, env, "users", "delete"); ec != 2 {
+		t.Fatalf("users delete without an address: exit %d, want 2", ec)
+	}
+}
+
+func goredisClient(t *testing.T) *goredis.Client {
+	t.Helper()
+	o, err := goredis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func countKeys(t *testing.T, c *goredis.Client, prefix string) int {
+	t.Helper()
+	keys, err := c.Keys(context.Background(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func TestProofVerifyCommand(t *testing.T) {
+	env := newProduction(t)
+	// The issuer is the instance itself, so that the command finds the
+	// published keys at AUTHD_ISSUER/.well-known/jwks.json.
+	port := strconv.Itoa(freePort(t))
+	env.Env["PORT"] = port
+	env.Env["AUTHD_ISSUER"] = "http://127.0.0.1:" + port
+	inst := start(t, env.Env)
+	email := uniqueEmail("proofcli")
+	code := inst.sendAndRead(t, env.SMTP, email, "shop")
+	r := inst.verify(t, "v2", email, "shop", code)
+	if r.Status != 200 {
+		t.Fatalf("verify: %d %s", r.Status, r.Body)
+	}
+	var answer map[string]any
+	json.Unmarshal(r.Body, &answer)
+	token, _ := answer["token"].(string)
+	if token == "" {
+		t.Fatalf("no token in %s", r.Body)
+	}
+	// The v1 proof: the answer less the v2 fields.
+	for _, k := range []string{"token", "token_type", "expires_in"} {
+		delete(answer, k)
+	}
+	proofJSON, _ := json.Marshal(answer)
+
+	old := stdin
+	defer func() { stdin = old }()
+	check := func(input string, wantCode int, want string, args ...string) {
+		t.Helper()
+		stdin = strings.NewReader(input)
+		out, errs, ec := runCmd(t, env.Env, append([]string{"proof", "verify"}, args...)...)
+		if ec != wantCode || !strings.Contains(out+errs, want) {
+			t.Errorf("proof verify %v: exit %d (want %d), %q %q, want %q", args, ec, wantCode, out, errs, want)
+		}
+	}
+	check(string(proofJSON), 0, "valid v1 proof: ")
+	check(string(proofJSON), 0, email, "--audience", "shop")
+	check(string(proofJSON), 1, "INVALID: wrong_audience", "--audience", "bank")
+	check(strings.Replace(string(proofJSON), `"project_id":"shop"`, `"project_id":"bank"`, 1), 1, "INVALID: bad_signature")
+	check(token, 0, "valid token: ")
+	check(token, 0, "aud=shop", "--audience", "shop")
+	check(token, 1, "INVALID: wrong_audience", "--audience", "bank")
+	check(token[:len(token)-4]+"AAAA", 1, "INVALID: bad_signature")
+	check("not json", 1, "INVALID: malformed")
+	check(token, 2, "unknown flag", "--frobnicate", "x")
+}
+
+// The image's binary: a static CGO_ENABLED=0 build, run as uid/gid 65532
+// (distroless's nonroot) with a data directory of its own, answers.
+func TestStaticBuildRunsAsNonRoot(t *testing.T) {
+	setpriv := testenv.LookPath(t, "setpriv")
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "not root: cannot switch to uid 65532 to run the binary")
+	}
+	bin := buildAuthd(t)
+	if out, err := exec.Command("file", bin).CombinedOutput(); err == nil && !strings.Contains(string(out), "statically linked") {
+		t.Fatalf("not a static binary: %s", out)
+	}
+	// A directory uid 65532 can reach: the binary and an empty data dir.
+	dir, err := os.MkdirTemp("", "authd-nonroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	b, _ := os.ReadFile(bin)
+	nbin := filepath.Join(dir, "authd")
+	if err := os.WriteFile(nbin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o700)
+	if err := os.Chown(data, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(freePort(t))
+	cmd := exec.Command(setpriv, "--reuid=65532", "--regid=65532", "--clear-groups", nbin)
+	cmd.Dir = dir
+	cmd.Env = []string{"HOST=127.0.0.1", "PORT=" + port, "AUTHD_DATA_DIR=" + data}
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/api/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the static binary as uid 65532 did not answer:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// It runs as 65532 and wrote its state there, not as root.
+	st, err := os.Stat(filepath.Join(data, "authd.db"))
+	if err != nil {
+		t.Fatalf("no SQLite database in the data dir: %v", err)
+	}
+	if uid := fileUID(st); uid != 65532 {
+		t.Fatalf("authd.db owned by uid %d, want 65532", uid)
+	}
+	if out, err := exec.Command(nbin, "version").Output(); err != nil || strings.TrimSpace(string(out)) != "authd "+builtVersion {
+		t.Errorf("authd version: %q %v (the -X main.version of the Dockerfile's build)", out, err)
+	}
+	// The image's HEALTHCHECK, as uid 65532 too.
+	hc := exec.Command(setpriv, "--reuid=65532", "--regid=65532", "--clear-groups", nbin, "healthcheck")
+	hc.Env = []string{"HOST=0.0.0.0", "PORT=" + port}
+	if out, err := hc.CombinedOutput(); err != nil {
+		t.Fatalf("authd healthcheck: %v %s", err, out)
+	}
+}
+
+func fileUID(fi os.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// The deployment files and the docs agree with the code: every variable
+// docker-compose.yml and .env.example set is one authd reads, and every
+// variable authd reads is in README's configuration table and in
+// .env.example.
+
+var (
+	// e.get("X"), e.set("X"), intVar(e, "X", ...), boolVar, durationVar...
+	envReadRe = regexp.MustCompile(`(?:\be\.(?:get|set)\(|\b\w+Var\(e,\s*)"([A-Z][A-Z0-9_]+)"`)
+	// The limits' table in config.go: {"LIMIT_...", &p.X, "10/m"}.
+	envTableRe = regexp.MustCompile(`\{"([A-Z][A-Z0-9_]+)",\s*&`)
+	varNameRe  = regexp.MustCompile("`([A-Z][A-Z0-9_]{2,})`")
+	envLineRe  = regexp.MustCompile(`^#?\s*([A-Z][A-Z0-9_]+)=`)
+)
+
+// variablesRead parses cmd/authd's sources for the variables read.
+func variablesRead(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, re := range []*regexp.Regexp{envReadRe, envTableRe} {
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				seen[m[1]] = true
+			}
+		}
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	if len(out) < 30 || !slices.Contains(out, "SECRET_KEY") || !slices.Contains(out, "LIMIT_SEND_CODE_PER_IP") {
+		t.Fatalf("the parser found too little: %v", out)
+	}
+	return out
+}
+
+// readmeVariables are the names in the first cell of README's tables.
+func readmeVariables(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		for _, m := range varNameRe.FindAllStringSubmatch(cells[1], -1) {
+			out[m[1]] = true
+		}
+	}
+	return out
+}
+
+// envExampleVariables are the names .env.example sets or shows commented.
+func envExampleVariables(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := os.Open("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := envLineRe.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
+			out[m[1]] = true
+		}
+	}
+	return out
+}
+
+// composeVariables are the keys of every service's environment in
+// docker-compose.yml (map form, as the file is written).
+func composeVariables(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Environment map[string]string `json:"environment"`
+		} `json:"services"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("docker-compose.yml: %v (environment must be a map)", err)
+	}
+	out := map[string]bool{}
+	for _, svc := range c.Services {
+		for k := range svc.Environment {
+			out[k] = true
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("docker-compose.yml: found only %v", out)
+	}
+	return out
+}
+
+func TestEveryVariableDocumented(t *testing.T) {
+	read := variablesRead(t)
+	readSet := map[string]bool{}
+	for _, v := range read {
+		readSet[v] = true
+	}
+	readme, example := readmeVariables(t), envExampleVariables(t)
+	for _, v := range read {
+		if !readme[v] {
+			t.Errorf("%s is read by authd but not in README's configuration table", v)
+		}
+		if !example[v] {
+			t.Errorf("%s is read by authd but not in .env.example", v)
+		}
+	}
+	for v := range example {
+		if !readSet[v] {
+			t.Errorf(".env.example sets %s, which authd does not read", v)
+		}
+	}
+	for v := range composeVariables(t) {
+		if !readSet[v] {
+			t.Errorf("docker-compose.yml sets %s, which authd does not read", v)
+		}
+	}
+}
+
+// The Dockerfile's promises, read from the file: no Docker engine runs
+// here (TestStaticBuildRunsAsNonRoot runs what the image would).
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, want := range []string{
+		"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "\nUSER 65532:65532\n", "\nEXPOSE 8013\n",
+		`HEALTHCHECK`, `CMD ["/authd", "healthcheck"]`, "./cmd/authd",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if n := strings.Count(df, "\nFROM "); n < 2 {
+		t.Errorf("Dockerfile has %d stages, want a build stage and a final one", n)
+	}
+	c, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose := string(c)
+	for _, want := range []string{
+		"image: postgres:15-alpine", "image: redis:7-alpine", "--appendonly", "mailpit",
+		"condition: service_healthy", `"127.0.0.1:8013:8013"`, `["CMD", "/authd", "healthcheck"]`,
+	} {
+		if !strings.Contains(compose, want) {
+			t.Errorf("docker-compose.yml lacks %q", want)
+		}
+	}
+	if strings.Count(compose, "healthcheck:") < 4 {
+		t.Error("docker-compose.yml: want a healthcheck on each of the 4 services")
+	}
+	ign, err := os.ReadFile("../../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{".env", ".git", "data/"} {
+		if !strings.Contains(string(ign), want) {
+			t.Errorf(".dockerignore lacks %q", want)
+		}
+	}
+}
+
+// docker-compose.yml parsed as YAML: the structure the Docker engine would
+// act on (no engine runs here).
+func TestComposeStructure(t *testing.T) {
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Image       string            `json:"image"`
+			Build       any               `json:"build"`
+			Ports       []string          `json:"ports"`
+			Command     []string          `json:"command"`
+			Environment map[string]string `json:"environment"`
+			DependsOn   map[string]struct {
+				Condition string `json:"condition"`
+			} `json:"depends_on"`
+			Healthcheck struct {
+				Test []string `json:"test"`
+			} `json:"healthcheck"`
+		} `json:"services"`
+	}
+	// Keys this test does not read (restart, volumes...) are allowed.
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	want := map[string]string{"postgres": "postgres:15-alpine", "redis": "redis:7-alpine"}
+	for name, image := range want {
+		if c.Services[name].Image != image {
+			t.Errorf("%s: image %q, want %q", name, c.Services[name].Image, image)
+		}
+	}
+	if !strings.Contains(c.Services["mailpit"].Image, "mailpit") {
+		t.Errorf("no mailpit service: %+v", c.Services["mailpit"])
+	}
+	if !slices.Contains(c.Services["redis"].Command, "--appendonly") || !slices.Contains(c.Services["redis"].Command, "noeviction") {
+		t.Errorf("redis command %v: want appendonly and noeviction", c.Services["redis"].Command)
+	}
+	a := c.Services["authd"]
+	if a.Build == nil || !slices.Equal(a.Ports, []string{"127.0.0.1:8013:8013"}) {
+		t.Errorf("authd: build %v, ports %v", a.Build, a.Ports)
+	}
+	for _, dep := range []string{"postgres", "redis", "mailpit"} {
+		if a.DependsOn[dep].Condition != "service_healthy" {
+			t.Errorf("authd depends_on %s: %q, want service_healthy", dep, a.DependsOn[dep].Condition)
+		}
+	}
+	for name, s := range c.Services {
+		if len(s.Healthcheck.Test) == 0 {
+			t.Errorf("%s has no healthcheck", name)
+		}
+	}
+	if !slices.Equal(a.Healthcheck.Test, []string{"CMD", "/authd", "healthcheck"}) {
+		t.Errorf("authd healthcheck %v", a.Healthcheck.Test)
+	}
+	// The compose network names the other services: authd reaches them
+	// by those names.
+	if a.Environment["POSTGRES_SERVER"] != "postgres" || a.Environment["REDIS_HOST"] != "redis" || !strings.Contains(a.Environment["SMTP_HOST"], "mailpit") {
+		t.Errorf("authd environment does not point at the services: %v", a.Environment)
+	}
+}

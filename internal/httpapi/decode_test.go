@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/authd/authd"
+)
+
+// FuzzDecodeVerify: any body gives either valid fields or a 422 in
+// FastAPI's list shape that never repeats what was sent.
+func FuzzDecodeVerify(f *testing.F) {
+	for _, s := range []string{
+		`{"email":"a@example.com","project_id":"shop","code":"123456"}`,
+		`{"email":1}`, `[]`, `{`, ``, `null`, `"x"`, `{"email":"a@example.com","project_id":"shop","code":"123456","nonce":"n"}`,
+		`{"email":"SECRETVALUE@example.com\r\n","project_id":"SECRETVALUE","code":"SECRETVALUE"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in, err := decodeVerify(body, true)
+		if err == nil {
+			if _, e := authd.NormalizeEmail(in.email); e != nil || !authd.ValidProjectID(in.projectID) || !authd.ValidCode(in.code, 6) {
+				t.Fatalf("accepted invalid fields %+v", in)
+			}
+			return
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.status != 422 {
+			t.Fatalf("error %v is not a 422", err)
+		}
+		list, ok := ae.Detail.([]FieldError)
+		if !ok || len(list) == 0 {
+			t.Fatalf("422 detail is not a non-empty list: %#v", ae.Detail)
+		}
+		out, _ := json.Marshal(ae)
+		if strings.Contains(string(out), "SECRETVALUE") {
+			t.Fatalf("the 422 echoes the submitted value: %s", out)
+		}
+		for _, fe := range list {
+			if len(fe.Loc) == 0 || fe.Loc[0] != "body" || fe.Msg == "" || fe.Type == "" {
+				t.Fatalf("field error %+v is not FastAPI's shape", fe)
+			}
+		}
+	})
+}
+
+func TestDecodeErrors(t *testing.T) {
+	cases := map[string]string{
+		``:                                      "missing",
+		`{"email":"a@example.com"`:              "json_invalid",
+		`[1]`:                                   "model_attributes_type",
+		`{"email":null,"project_id":"shop"}`:    "string_type",
+		`{"project_id":"shop","code":"123456"}`: "missing",
+		`{"email":"a@example.com","project_id":"a b","code":"123456"}`: "string_pattern_mismatch",
+		`{"email":"a@example.com","project_id":"ab","code":"12345"}`:   "string_pattern_mismatch",
+		`{"email":"nope","project_id":"ab","code":"123456"}`:           "value_error",
+	}
+	for body, typ := range cases {
+		_, err := decodeVerify([]byte(body), false)
+		ae, ok := err.(*apiError)
+		if !ok {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if list := ae.Detail.([]FieldError); list[0].Type != typ {
+			t.Errorf("%s: type %q, want %q", body, list[0].Type, typ)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Check is one dependency the readiness probe asks about.
+type Check struct {
+	Name string // "database", "redis", "mail": a key of the answer's checks
+	// Check answers nil when the dependency works. It is called with a
+	// context that ends after Readiness.Timeout.
+	Check func(ctx context.Context) error
+	// Optional checks report "degraded" when they fail but do not make
+	// the instance unready: the hook for a mail worker that is behind
+	// (its Degraded() signal) — codes are still stored, mail follows late.
+	Optional bool
+}
+
+// Readiness is the state behind /api/v1/health/ready, kept apart from the
+// liveness answer of /api/v1/health: an instance can be alive and not ready
+// (its database not up yet, or shutting down).
+//
+// Until MarkStarted is called (cmd/authd calls it once the migrations have
+// run), the auth endpoints answer 503: an instance whose database has never
+// answered must not hand out codes it cannot later verify.
+type Readiness struct {
+	Checks  []Check
+	Timeout time.Duration // per check; 0 means one second
+
+	started  atomic.Bool
+	draining atomic.Bool
+}
+
+// MarkStarted records that start-up work (migrations) is done.
+func (r *Readiness) MarkStarted() { r.started.Store(true) }
+
+// Started reports whether MarkStarted was called.
+func (r *Readiness) Started() bool { return r.started.Load() }
+
+// MarkDraining makes readiness answer 503 from now on, so a load balancer
+// stops sending new requests while the ones in flight finish.
+func (r *Readiness) MarkDraining() { r.draining.Store(true) }
+
+// ReadyBody is the answer of /api/v1/health/ready.
+type ReadyBody struct {
+	Status string            `json:"status" enum:"ready,not_ready" doc:"ready, or not_ready (503)"`
+	Checks map[string]string `json:"checks" doc:"each check's state: ok, down, degraded, starting, draining"`
+}
+
+// evaluate runs every check concurrently, each bounded by the timeout, and
+// reports whether the instance is ready. A check's error is not in the
+// answer: it may name hosts; the log has it.
+func (r *Readiness) evaluate(ctx context.Context, s *server) (bool, ReadyBody) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(r.Checks)+1)}
+	ready := true
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range r.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			err := c.Check(cctx)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				body.Checks[c.Name] = "ok"
+			case c.Optional:
+				body.Checks[c.Name] = "degraded"
+				s.log.Warn("readiness check degraded", "check", c.Name, "err", err)
+			default:
+				body.Checks[c.Name] = "down"
+				ready = false
+				s.log.Warn("readiness check failed", "check", c.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if !r.started.Load() {
+		body.Checks["startup"] = "starting"
+		ready = false
+	}
+	if r.draining.Load() {
+		body.Checks["shutdown"] = "draining"
+		ready = false
+	}
+	if !ready {
+		body.Status = "not_ready"
+	}
+	return ready, body
+}
+
+type readyOutput struct {
+	Status int
+	Body   ReadyBody
+}
+
+func (s *server) handleReady(ctx context.Context, _ *struct{}) (*readyOutput, error) {
+	if s.Readiness == nil {
+		return &readyOutput{Status: http.StatusOK, Body: ReadyBody{Status: "ready", Checks: map[string]string{}}}, nil
+	}
+	ok, body := s.Readiness.evaluate(ctx, s)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return &readyOutput{Status: status, Body: body}, nil
+}
+
+// startupGate answers 503 on the auth endpoints until start-up is done,
+// and while draining closes each connection after its answer.
+//
+// Why the close: a kept-alive connection that is idle when the server
+// finally shuts down is closed under a client that may be writing its next
+// request on it, and that request is lost. "Connection: close" on every
+// answer during SHUTDOWN_DELAY moves busy clients to new connections,
+// which the listener refuses cleanly once it is closed.
+func (s *server) startupGate(next http.Handler) http.Handler {
+	if s.Readiness == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Readiness.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		if !s.Readiness.Started() && isAuthPath(r.URL.Path) {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": msgUnavailable})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isAuthPath(p string) bool {
+	return strings.HasPrefix(p, "/api/v1/auth/") || strings.HasPrefix(p, "/api/v2/auth/")
+}

@@ -1,0 +1,484 @@
+package mailer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/authd/authd"
+)
+
+// CurrentFunc reports whether the code named id is still the live code of
+// (address, project): authd.CodeStore.IsCurrent.
+type CurrentFunc func(ctx context.Context, address, project, id string, now time.Time) (bool, error)
+
+// WorkerOptions configure a Worker. Zero values take the defaults.
+type WorkerOptions struct {
+	// Workers is how many mails are sent at once (MAIL_WORKERS, default
+	// 16): sized for the SMTP server, not the CPU.
+	Workers int
+	// ClaimTimeout is how long a claimed job stays invisible to other
+	// instances without being renewed (MAIL_CLAIM_TIMEOUT, default 30s).
+	// The worker renews its claims every third of it, during long sends
+	// and waits before retries alike, so it is the time another instance
+	// waits before taking over from one that died.
+	ClaimTimeout time.Duration
+	// PollInterval is the wait between two looks at an empty queue
+	// (default 50ms): the delay a new mail may wait for a worker.
+	PollInterval time.Duration
+	// Backoff is the delay before the first retry (default 2s), doubled
+	// for each further retry up to MaxBackoff (default 30s); each delay is
+	// drawn uniformly from its upper half, so that the mails of one outage
+	// do not all come back at once.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// SendTimeout bounds one send attempt (default 30s).
+	SendTimeout time.Duration
+	// DegradedAfter is how many temporary send failures in a row make
+	// Degraded report true (default 5).
+	DegradedAfter int
+	// Consumer names this instance in the queue (default: host name and
+	// random bits, unique per Worker).
+	Consumer string
+
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
+}
+
+// WorkerStats counts outcomes since the Worker started.
+type WorkerStats struct {
+	Claimed           int64         // jobs taken from the queue (a job taken over from a dead instance counts again)
+	Sent              int64         // delivered
+	Retried           int64         // attempts after the first
+	DroppedSuperseded int64         // not sent: a newer code replaced the job's, or it was used
+	DroppedExpired    int64         // not sent: the code expired before a send could succeed
+	FailedPermanent   int64         // refused by the server (5xx)
+	FailedUnreadable  int64         // the job could not be opened (another master key?)
+	Held              int           // jobs this instance holds now: in flight or waiting to retry
+	QueueAgeLast      time.Duration // how long the last job claimed had waited in the queue
+	QueueAgeMax       time.Duration // the longest such wait
+}
+
+// Worker delivers the mail jobs of an authd.MailQueue: it claims jobs,
+// opens them, drops those whose code is no longer live, sends the rest,
+// retries temporary failures with backoff until the code expires, and
+// finishes each job (status recorded, job deleted). Every instance of authd
+// runs one; the queue's claims keep them from sending a mail twice.
+//
+// Start starts it; Close stops it gracefully.
+type Worker struct {
+	queue   authd.MailQueue
+	current CurrentFunc
+	sealer  authd.JobSealer
+	sender  authd.Sender
+	opts    WorkerOptions
+	log     *slog.Logger
+
+	ready    chan *heldJob
+	stop     chan struct{} // closed by Close: no new jobs, no new attempts
+	stopOnce sync.Once
+	sendCtx  context.Context // cancelled when Close's ctx ends: cuts sends in flight
+	cutSends context.CancelFunc
+	wg       sync.WaitGroup // workers, fetcher and keeper
+	idle     atomic.Int64   // workers waiting for a job
+
+	mu   sync.Mutex
+	held map[string]*heldJob // by Ref
+
+	failStreak atomic.Int64
+
+	claimed, sent, retried, superseded, expired, failedPerm, unreadable atomic.Int64
+	ageLast, ageMax                                                     atomic.Int64
+}
+
+// heldJob is a job this instance has claimed, with its attempts so far.
+type heldJob struct {
+	job      authd.ClaimedJob
+	attempts int
+}
+
+// NewWorker returns a Worker; call Start.
+func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSealer, sender authd.Sender, opts WorkerOptions) *Worker {
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	if opts.ClaimTimeout <= 0 {
+		opts.ClaimTimeout = 30 * time.Second
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 50 * time.Millisecond
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 2 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	opts.MaxBackoff = max(opts.MaxBackoff, opts.Backoff)
+	if opts.SendTimeout <= 0 {
+		opts.SendTimeout = 30 * time.Second
+	}
+	if opts.DegradedAfter <= 0 {
+		opts.DegradedAfter = 5
+	}
+	if opts.Consumer == "" {
+		host, _ := os.Hostname()
+		var b [6]byte
+		rand.Read(b[:])
+		opts.Consumer = host + "-" + hex.EncodeToString(b[:])
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	sendCtx, cut := context.WithCancel(context.Background())
+	return &Worker{
+		queue: queue, current: current, sealer: sealer, sender: sender, opts: opts, log: logger,
+		ready: make(chan *heldJob), stop: make(chan struct{}),
+		sendCtx: sendCtx, cutSends: cut, held: make(map[string]*heldJob),
+	}
+}
+
+// Start starts the workers, the fetcher that claims jobs for them, and the
+// keeper that renews the claims held. It returns at once.
+func (w *Worker) Start() {
+	for range w.opts.Workers {
+		w.wg.Go(w.work)
+	}
+	w.wg.Go(w.fetch)
+	w.wg.Go(w.keep)
+}
+
+// Close stops claiming jobs and starting attempts, waits for the sends in
+// flight to end, and returns; if ctx ends first it cuts them and returns
+// ctx's error. Jobs not finished (waiting to retry, or cut) stay in the
+// queue, released: another instance takes them over at once.
+func (w *Worker) Close(ctx context.Context) error {
+	w.stopOnce.Do(func() { close(w.stop) })
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.cutSends()
+		<-done
+		err = ctx.Err()
+	}
+	w.cutSends()
+	// What is left (waiting to retry, or cut mid-send) goes back to the
+	// queue at once rather than after the claim timeout: the next instance
+	// need not wait. If the queue does not answer, the claims lapse anyway.
+	w.mu.Lock()
+	left := make([]authd.ClaimedJob, 0, len(w.held))
+	for _, h := range w.held {
+		left = append(left, h.job)
+	}
+	w.mu.Unlock()
+	if len(left) > 0 {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if rerr := w.queue.Release(rctx, w.opts.Consumer, left); rerr != nil {
+			w.log.Warn("mail queue: releasing claims failed; they lapse after the claim timeout", slog.Any("err", rerr))
+		}
+		cancel()
+		w.log.Info("mail worker stopped; jobs left for another instance", slog.Int("jobs", len(left)))
+	}
+	return err
+}
+
+// Degraded reports whether the last DegradedAfter sends in a row failed
+// temporarily (connection refused, timeouts, 4xx): SMTP is likely down.
+// A success clears it. For the readiness endpoint.
+func (w *Worker) Degraded() bool {
+	return w.failStreak.Load() >= int64(w.opts.DegradedAfter)
+}
+
+// Stats returns the outcome counters.
+func (w *Worker) Stats() WorkerStats {
+	w.mu.Lock()
+	held := len(w.held)
+	w.mu.Unlock()
+	return WorkerStats{
+		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Retried: w.retried.Load(),
+		DroppedSuperseded: w.superseded.Load(), DroppedExpired: w.expired.Load(),
+		FailedPermanent: w.failedPerm.Load(), FailedUnreadable: w.unreadable.Load(),
+		Held:         held,
+		QueueAgeLast: time.Duration(w.ageLast.Load()), QueueAgeMax: time.Duration(w.ageMax.Load()),
+	}
+}
+
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d or until Close; false means Close.
+func (w *Worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stop:
+		return false
+	}
+}
+
+// fetch claims as many jobs as there are idle workers and hands them over.
+func (w *Worker) fetch() {
+	var failing time.Duration // the wait after a failed claim; 0 while the queue answers
+	for !w.stopping() {
+		n := int(w.idle.Load())
+		if n == 0 {
+			if !w.sleep(w.opts.PollInterval / 5) {
+				return
+			}
+			continue
+		}
+		cctx, cancel := context.WithTimeout(w.sendCtx, 5*time.Second)
+		jobs, err := w.queue.Claim(cctx, w.opts.Consumer, n, w.opts.ClaimTimeout, w.opts.Now())
+		cancel()
+		if err != nil {
+			// Once per outage, and no faster than every second after the
+			// first: a down Redis must not flood the log.
+			if failing == 0 {
+				w.log.Warn("mail queue: claim failed; retrying", slog.Any("err", err))
+			}
+			failing = min(max(2*failing, w.opts.PollInterval), time.Second)
+			if !w.sleep(failing) {
+				return
+			}
+			continue
+		}
+		if failing > 0 {
+			w.log.Info("mail queue: claims work again")
+			failing = 0
+		}
+		var fresh []*heldJob
+		w.mu.Lock()
+		for _, j := range jobs {
+			if _, dup := w.held[j.Ref]; dup {
+				continue // a lapsed claim of our own, still being worked on
+			}
+			h := &heldJob{job: j}
+			w.held[j.Ref] = h
+			fresh = append(fresh, h)
+		}
+		w.mu.Unlock()
+		now := w.opts.Now()
+		for _, h := range fresh {
+			w.claimed.Add(1)
+			if !h.job.QueuedAt.IsZero() {
+				age := max(now.Sub(h.job.QueuedAt), 0)
+				w.ageLast.Store(int64(age))
+				for {
+					old := w.ageMax.Load()
+					if int64(age) <= old || w.ageMax.CompareAndSwap(old, int64(age)) {
+						break
+					}
+				}
+			}
+			if !w.hand(h) {
+				return
+			}
+		}
+		if len(jobs) == 0 && !w.sleep(w.opts.PollInterval) {
+			return
+		}
+	}
+}
+
+// hand gives h to a worker; false when Close came first (h stays claimed).
+func (w *Worker) hand(h *heldJob) bool {
+	select {
+	case w.ready <- h:
+		return true
+	case <-w.stop:
+		return false
+	}
+}
+
+// keep renews the claims of every held job, three times per claim
+// timeout, so that neither a long send nor a wait before a retry lets
+// another instance take a job over.
+func (w *Worker) keep() {
+	for w.sleep(w.opts.ClaimTimeout / 3) {
+		w.mu.Lock()
+		jobs := make([]authd.ClaimedJob, 0, len(w.held))
+		for _, h := range w.held {
+			jobs = append(jobs, h.job)
+		}
+		w.mu.Unlock()
+		if len(jobs) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.opts.ClaimTimeout/3)
+		if err := w.queue.Extend(ctx, w.opts.Consumer, jobs, w.opts.Now()); err != nil {
+			w.log.Warn("mail queue: renewing claims failed", slog.Any("err", err))
+		}
+		cancel()
+	}
+}
+
+func (w *Worker) work() {
+	for {
+		w.idle.Add(1)
+		select {
+		case h := <-w.ready:
+			w.idle.Add(-1)
+			w.attempt(h)
+		case <-w.stop:
+			w.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// attempt makes one attempt at h's mail and settles what follows: finish,
+// or schedule the next attempt.
+func (w *Worker) attempt(h *heldJob) {
+	j := h.job
+	logger := w.log.With(slog.String("delivery_id", j.DeliveryID), slog.String("project", j.Project))
+	now := w.opts.Now()
+	if j.DeliveryID == "" {
+		w.unreadable.Add(1)
+		logger.Error("mail job unreadable: dropped")
+		w.finish(h, authd.DeliveryFailed)
+		return
+	}
+	if !now.Before(j.ExpiresAt) {
+		w.expired.Add(1)
+		logger.Warn("mail dropped: the code expired before it could be sent", slog.Int("attempts", h.attempts))
+		w.finish(h, authd.DeliveryFailed)
+		return
+	}
+	m, err := w.sealer.Open(j.DeliveryID, j.Sealed)
+	if err != nil {
+		w.unreadable.Add(1)
+		logger.Error("mail job cannot be opened: dropped", slog.Any("err", err))
+		w.finish(h, authd.DeliveryFailed)
+		return
+	}
+	m.ProjectID, m.AddressKey, m.CodeID = j.Project, j.Address, j.CodeID
+	m.ExpiresAt, m.ReplaceableAt = j.ExpiresAt, j.ReplaceableAt
+	logger = logger.With(slog.String("to", MaskEmail(m.To)))
+
+	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
+	defer cancel()
+	// Before ReplaceableAt the resend cooldown guarantees no newer code:
+	// skip the store's round trip.
+	if w.current != nil && !now.Before(j.ReplaceableAt) {
+		ok, err := w.current(ctx, j.Address, j.Project, j.CodeID, now)
+		if err == nil && !ok {
+			w.superseded.Add(1)
+			logger.Info("mail dropped unsent: its code was replaced or used")
+			w.finish(h, authd.DeliverySuperseded)
+			return
+		}
+		if err != nil {
+			w.retry(h, logger, slog.String("error", "code store: "+err.Error()))
+			return
+		}
+	}
+	h.attempts++
+	err = w.sender.Send(ctx, m)
+	if err == nil {
+		w.failStreak.Store(0)
+		w.sent.Add(1)
+		logger.Info("mail sent", slog.Int("attempts", h.attempts))
+		w.finish(h, authd.DeliverySent)
+		return
+	}
+	reason := slog.String("error", redact(err.Error(), []string{m.To}, m.Code))
+	var se *authd.SendError
+	if errors.As(err, &se) && !se.Temporary {
+		w.failedPerm.Add(1)
+		logger.Warn("mail refused for good: not retried", slog.Int("attempts", h.attempts), reason)
+		w.finish(h, authd.DeliveryFailed)
+		return
+	}
+	w.failStreak.Add(1)
+	w.retry(h, logger, reason)
+}
+
+// retry schedules the next attempt at h after a temporary failure, unless
+// Close has come or the code would expire first.
+func (w *Worker) retry(h *heldJob, logger *slog.Logger, reason slog.Attr) {
+	now := w.opts.Now()
+	wait := backoff(w.opts.Backoff, w.opts.MaxBackoff, max(h.attempts, 1))
+	next := now.Add(wait)
+	if !next.Before(h.job.ExpiresAt) {
+		w.expired.Add(1)
+		logger.Warn("mail failed: the code expires before the next try", slog.Int("attempts", h.attempts), reason)
+		w.finish(h, authd.DeliveryFailed)
+		return
+	}
+	if w.stopping() {
+		// Left claimed: the next instance takes it over.
+		logger.Info("mail not sent at shutdown; left for another instance", slog.Int("attempts", h.attempts), reason)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := w.queue.Retrying(ctx, h.job, h.attempts, next, now); err != nil {
+		logger.Warn("mail queue: recording the retry failed", slog.Any("err", err))
+	}
+	cancel()
+	logger.Info("mail failed, will retry", slog.Int("attempts", h.attempts), slog.Duration("retry_in", wait), reason)
+	// The job stays claimed (the keeper renews it) and comes back to a
+	// worker when its time has come; no worker waits for it meanwhile.
+	time.AfterFunc(wait, func() {
+		if w.hand(h) {
+			w.retried.Add(1)
+		}
+	})
+}
+
+// finish records the job's final status and deletes it from the queue.
+// Tried a few times: a job not finished is sent again by another instance
+// after the claim timeout.
+func (w *Worker) finish(h *heldJob, status string) {
+	var err error
+	for try := 0; try < 3; try++ {
+		if try > 0 && !w.sleep(200*time.Millisecond) {
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = w.queue.Finish(ctx, h.job, status, h.attempts, w.opts.Now())
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		w.log.Error("mail queue: finishing a job failed; it may be sent again", slog.String("delivery_id", h.job.DeliveryID), slog.Any("err", err))
+	}
+	w.mu.Lock()
+	delete(w.held, h.job.Ref)
+	w.mu.Unlock()
+}
+
+// backoff is the wait after the given failed attempt: base doubled per
+// attempt, capped, uniform in its upper half.
+func backoff(base, maxWait time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	half := d / 2
+	return half + mrand.N(d-half+1)
+}

@@ -1,0 +1,50 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// seal encrypts an Ed25519 private key (its 32-byte seed) under key, the
+// one derived from AUTHD_MASTER_KEY for this purpose (authd.Keys.Token),
+// with XChaCha20-Poly1305: a random 24-byte nonce is safe however many keys
+// are ever sealed. The kid is the associated data, so a sealed key copied
+// onto another row does not open.
+func seal(key []byte, kid string, priv ed25519.PrivateKey, rand io.Reader) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+ed25519.SeedSize+aead.Overhead())
+	if _, err := io.ReadFull(rand, nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, priv.Seed(), []byte(kid)), nil
+}
+
+// errOpen is a sealed key that does not open: another AUTHD_MASTER_KEY
+// sealed it, or the row was altered.
+var errOpen = errors.New("the private key does not decrypt: was AUTHD_MASTER_KEY changed, or the row altered?")
+
+// open decrypts what seal made.
+func open(key []byte, kid string, sealed []byte) (ed25519.PrivateKey, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize()+aead.Overhead() {
+		return nil, errOpen
+	}
+	seed, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
+	if err != nil {
+		return nil, errOpen
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("sealed key %s: want a %d-byte seed, got %d", kid, ed25519.SeedSize, len(seed))
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}

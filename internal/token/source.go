@@ -1,0 +1,263 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/verify"
+)
+
+// StoreSource keeps the keys in the database (authd.KeyStore), private
+// halves sealed under Key (authd.Keys.Token). It makes the first key when
+// the store has none, under the store's lock.
+type StoreSource struct {
+	Store authd.KeyStore
+	Key   []byte           // authd.Keys.Token, derived from AUTHD_MASTER_KEY
+	Now   func() time.Time // nil: time.Now
+	Rand  io.Reader        // nil: crypto/rand
+
+	mu     sync.Mutex
+	opened map[string]material // by kid: each key is opened once
+}
+
+func (s *StoreSource) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *StoreSource) rand() io.Reader {
+	if s.Rand != nil {
+		return s.Rand
+	}
+	return rand.Reader
+}
+
+func (s *StoreSource) load(ctx context.Context) ([]material, error) {
+	keys, err := s.Store.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		now := s.now()
+		keys, err = s.Store.EnsureSigningKey(ctx, func() (authd.SigningKey, error) {
+			return NewSigningKey(s.Key, now, now, s.rand())
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened == nil {
+		s.opened = map[string]material{}
+	}
+	out := make([]material, 0, len(keys))
+	for _, k := range keys {
+		if m, ok := s.opened[k.ID]; ok && m.activeFrom.Equal(k.ActiveFrom) {
+			out = append(out, m)
+			continue
+		}
+		if k.Algorithm != verify.EdDSA {
+			return nil, wrapf(authd.EINTERNAL, nil, "signing key %s: unknown algorithm %q", k.ID, k.Algorithm)
+		}
+		priv, err := open(s.Key, k.ID, k.SealedPrivateKey)
+		if err != nil {
+			return nil, wrapf(authd.EINTERNAL, err, "signing key %s: %v", k.ID, err)
+		}
+		m := material{id: k.ID, alg: verify.EdDSA, priv: priv, pub: priv.Public().(ed25519.PublicKey), createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
+		s.opened[k.ID] = m
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// NewSigningKey generates an Ed25519 key that signs from activeFrom, sealed
+// under key. Its kid is the RFC 7638 thumbprint of its public key.
+func NewSigningKey(key []byte, now, activeFrom time.Time, r io.Reader) (authd.SigningKey, error) {
+	pub, priv, err := ed25519.GenerateKey(r)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot generate a signing key")
+	}
+	kid, err := thumbprint(pub)
+	if err != nil {
+		return authd.SigningKey{}, err
+	}
+	sealed, err := seal(key, kid, priv, r)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot seal the signing key")
+	}
+	return authd.SigningKey{
+		ID: kid, Algorithm: verify.EdDSA, PublicKey: pub, SealedPrivateKey: sealed,
+		CreatedAt: now.UTC(), ActiveFrom: activeFrom.UTC(),
+	}, nil
+}
+
+func thumbprint(pub ed25519.PublicKey) (string, error) {
+	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", wrapf(authd.EINTERNAL, err, "cannot compute the kid")
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// Rotate stores a new key that is published at once and signs from
+// now+delay, and deletes the keys no longer published (their tokens have
+// all expired). It returns the new key.
+//
+// Errors: EUNAVAILABLE, EINTERNAL.
+func Rotate(ctx context.Context, src *StoreSource, delay, ttl time.Duration) (authd.SigningKey, error) {
+	now := src.now()
+	k, err := NewSigningKey(src.Key, now, now.Add(delay), src.rand())
+	if err != nil {
+		return authd.SigningKey{}, err
+	}
+	// The first key, when there is none yet, so the new one has something
+	// to take over from (and the history reads as it happened).
+	if _, err := src.load(ctx); err != nil {
+		return authd.SigningKey{}, err
+	}
+	if err := src.Store.AddSigningKey(ctx, k); err != nil {
+		return authd.SigningKey{}, err
+	}
+	if err := Prune(ctx, src, now, ttl); err != nil {
+		return k, err
+	}
+	return k, nil
+}
+
+// Prune deletes the keys that are retired at now: superseded long enough
+// ago that every token they signed has expired.
+//
+// Errors: EUNAVAILABLE, EINTERNAL.
+func Prune(ctx context.Context, src *StoreSource, now time.Time, ttl time.Duration) error {
+	infos, err := List(ctx, src, now, ttl)
+	if err != nil {
+		return err
+	}
+	for _, ki := range infos {
+		if ki.State != "retired" {
+			continue
+		}
+		if err := src.Store.DeleteSigningKey(ctx, ki.ID); err != nil && authd.ErrorCode(err) != authd.ENOTFOUND {
+			return err
+		}
+	}
+	return nil
+}
+
+// FileSource reads Ed25519 keys from a PEM file (TOKEN_KEY_FILE): the first
+// PRIVATE KEY block (PKCS #8) signs, every other block, private or PUBLIC
+// KEY, is published only. To rotate, put the new key first and keep the old
+// one after it until its tokens have expired; the file is read again at
+// every poll.
+type FileSource struct {
+	Path string
+}
+
+func (f FileSource) load(context.Context) ([]material, error) {
+	b, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, wrapf(authd.EINTERNAL, err, "TOKEN_KEY_FILE: %v", err)
+	}
+	return parsePEM(b)
+}
+
+// CheckPEM reports whether b is a usable TOKEN_KEY_FILE (see FileSource).
+//
+// Errors: EINTERNAL naming the block at fault.
+func CheckPEM(b []byte) error {
+	_, err := parsePEM(b)
+	return err
+}
+
+func parsePEM(b []byte) ([]material, error) {
+	var out []material
+	signing := false
+	for i := 0; ; i++ {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "PUBLIC KEY":
+			key, err = x509.ParsePKIXPublicKey(block.Bytes)
+		default:
+			return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: block %d is a %q, want PRIVATE KEY or PUBLIC KEY", i+1, block.Type)
+		}
+		if err != nil {
+			return nil, wrapf(authd.EINTERNAL, err, "TOKEN_KEY_FILE: block %d: %v", i+1, err)
+		}
+		m := material{alg: verify.EdDSA, pinned: true}
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+			m.pub = k.Public().(ed25519.PublicKey)
+			if !signing {
+				m.priv, signing = k, true
+			}
+		case ed25519.PublicKey:
+			m.pub = k
+		default:
+			return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: block %d is not an Ed25519 key", i+1)
+		}
+		if m.id, err = thumbprint(m.pub); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	if !signing {
+		return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: no PRIVATE KEY block (PKCS #8 Ed25519)")
+	}
+	return out, nil
+}
+
+// Secret is the HS256 source: one shared secret (TOKEN_HS256_SECRET), never
+// published.
+type Secret []byte
+
+func (s Secret) load(context.Context) ([]material, error) {
+	if len(s) == 0 {
+		return nil, errors.New("token: empty HS256 secret")
+	}
+	// The kid names the secret without revealing anything about it.
+	m := hmac.New(sha256.New, s)
+	m.Write([]byte("authd token kid"))
+	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+	return []material{{id: kid, alg: verify.HS256, secret: []byte(s)}}, nil
+}
+
+// GenerateKeyPEM returns a new Ed25519 private key as a PKCS #8 PEM block,
+// for TOKEN_KEY_FILE.
+func GenerateKeyPEM(r io.Reader) ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(r)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

@@ -1,0 +1,74 @@
+package authd
+
+import (
+	"context"
+	"time"
+)
+
+// TokenClaims are what a v2 identity token asserts. The issuer, the token's
+// id and its lifetime are the issuer's to set.
+type TokenClaims struct {
+	Subject  string    // auth_user_id
+	Audience string    // project_id
+	Email    string    // the normalised address
+	Nonce    string    // the client's own value, "" for none
+	IssuedAt time.Time // the verification's time
+}
+
+// Token is a signed identity token: a compact JWS (JWT).
+type Token struct {
+	Raw       string
+	KeyID     string
+	ExpiresIn time.Duration
+}
+
+// TokenIssuer signs identity tokens. Implementation: internal/token.
+type TokenIssuer interface {
+	// IssueToken signs c with the current signing key.
+	//
+	// Errors: EUNAVAILABLE when no signing key is loaded, EINTERNAL when the
+	// random source or the signer fails.
+	IssueToken(ctx context.Context, c TokenClaims) (Token, error)
+}
+
+// SigningKey is a token signing key as stored: the public half as it is,
+// the private half sealed with the key derived from AUTHD_MASTER_KEY
+// (Keys.Token), bound to ID. A key signs from ActiveFrom until the next
+// key's ActiveFrom, and is published before (so consumers fetch it before
+// they meet it) and after (until every token it signed has expired).
+type SigningKey struct {
+	ID               string // kid
+	Algorithm        string // "EdDSA"
+	PublicKey        []byte // raw Ed25519 public key
+	SealedPrivateKey []byte // XChaCha20-Poly1305 nonce || ciphertext
+	CreatedAt        time.Time
+	ActiveFrom       time.Time
+}
+
+// KeyStore keeps the token signing keys in the database, so that every
+// instance signs with the same key and publishes the same set.
+// Implementations: internal/postgres, internal/sqlite.
+type KeyStore interface {
+	// SigningKeys returns every stored key, ordered by ActiveFrom then ID.
+	//
+	// Errors: EUNAVAILABLE.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+
+	// EnsureSigningKey makes the first key: under a database-wide lock, when
+	// no key is stored it calls gen once and stores its key. It returns the
+	// stored keys (as SigningKeys does). Instances starting together on an
+	// empty database make one key between them.
+	//
+	// Errors: EUNAVAILABLE, or gen's error as it is.
+	EnsureSigningKey(ctx context.Context, gen func() (SigningKey, error)) ([]SigningKey, error)
+
+	// AddSigningKey stores k.
+	//
+	// Errors: EINVALID when a key with k.ID is stored, EUNAVAILABLE.
+	AddSigningKey(ctx context.Context, k SigningKey) error
+
+	// DeleteSigningKey removes the key id.
+	//
+	// Errors: ENOTFOUND, EUNAVAILABLE.
+	DeleteSigningKey(ctx context.Context, id string) error
+}
