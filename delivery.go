@@ -98,6 +98,15 @@ type MailQueue interface {
 	//
 	// Errors: ENOTFOUND (unknown, or its code has expired), EUNAVAILABLE.
 	Delivery(ctx context.Context, id string, now time.Time) (Delivery, error)
+
+	// OldestQueued returns when the oldest job still in the queue was
+	// queued, by the queue's clock: a job is in it until Finish, whether
+	// waiting, in flight or waiting to retry. The zero time means the
+	// queue is empty. For the queue age metric: unlike the wait of the
+	// last job claimed, it grows while nothing is being claimed.
+	//
+	// Errors: EUNAVAILABLE.
+	OldestQueued(ctx context.Context) (time.Time, error)
 }
 
 // JobSealer encrypts a Message for the queue, bound to its delivery id: a

@@ -190,13 +190,13 @@ func TestConfigProjectsAndProxies(t *testing.T) {
 		os.WriteFile(p, []byte(content), 0o600)
 		return p
 	}
-	good := write("good.yaml", "- id: shop\n  display_name: Shop\n  allowed_origins: [https://Shop.Example.com]\n  limits: {send_code_per_ip: 3/m, resend_seconds: 5}\n- id: bank\n  display_name: Bank\n")
+	good := write("good.yaml", "- id: shop\n  display_name: Shop\n  allowed_origins: [https://Shop.Example.com]\n  limits: {mails_per_project: 3/m, resend_seconds: 5}\n- id: bank\n  display_name: Bank\n")
 	c, err := loadConfig(envOf(prodVars("PROJECTS_FILE", good, "TRUSTED_PROXIES", "10.0.0.0/8 ::1")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	shop, ok := c.Projects.Lookup("shop")
-	if !ok || shop.DisplayName != "Shop" || shop.Policy.SendPerIP != (authd.Rate{N: 3, Period: time.Minute}) || shop.Policy.ResendCooldown != 5*time.Second {
+	if !ok || shop.DisplayName != "Shop" || shop.Policy.MailsPerProject != (authd.Rate{N: 3, Period: time.Minute}) || shop.Policy.ResendCooldown != 5*time.Second {
 		t.Fatalf("shop: %+v", shop)
 	}
 	if bank, _ := c.Projects.Lookup("bank"); bank.Policy != c.Policy {
@@ -212,7 +212,8 @@ func TestConfigProjectsAndProxies(t *testing.T) {
 		"missing":   "",
 		"notalist":  `{"id": "shop"}`,
 		"unknown":   "- id: shop\n  display_name: Shop\n  limitz: {}\n",
-		"badrate":   "- id: shop\n  display_name: Shop\n  limits: {send_code_per_ip: lots}\n",
+		"badrate":   "- id: shop\n  display_name: Shop\n  limits: {mails_per_project: lots}\n",
+		"shared":    "- id: shop\n  display_name: Shop\n  limits: {send_code_per_ip: 100/m}\n",
 		"dup":       "- id: shop\n  display_name: A\n- id: shop\n  display_name: B\n",
 		"badid":     "- id: 'sh op'\n  display_name: A\n",
 		"noname":    "- id: shop\n",

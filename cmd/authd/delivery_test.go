@@ -261,7 +261,13 @@ func TestDeliveryProcessKilledMidSend(t *testing.T) {
 	b := start(t, envB)
 	began := time.Now()
 	code := mailCode(t, p.SMTP, email, 0)
-	t.Logf("taken over and delivered %v after instance B started", time.Since(began))
+	took := time.Since(began)
+	t.Logf("taken over and delivered %v after instance B started", took)
+	// Within the visibility timeout (1 s here; lapsed claims are looked
+	// for every timeout/4), with room for a loaded machine.
+	if took > 4*time.Second {
+		t.Errorf("the dead instance's job took %v to be taken over, claim timeout 1s", took)
+	}
 	b.waitStatus(t, id, "sent", 5*time.Second)
 	if r := b.verify(t, "v1", email, "shop", code); r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)

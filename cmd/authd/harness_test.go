@@ -325,3 +325,24 @@ func wrongCode(code string, i int) string {
 		i++
 	}
 }
+
+// hideUsers renames the users table away, as if the database had lost it,
+// and returns the function that puts it back.
+func hideUsers(t *testing.T, db string) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `ALTER TABLE auth_users RENAME TO auth_users_hidden`); err != nil {
+		conn.Close(ctx)
+		t.Fatal(err)
+	}
+	return func() {
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `ALTER TABLE auth_users_hidden RENAME TO auth_users`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

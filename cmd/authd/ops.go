@@ -219,13 +219,14 @@ type mailCollector struct{ w mailWorker }
 // mailWorker is what the metrics read of the delivery worker.
 type mailWorker interface {
 	Stats() mailer.WorkerStats
+	QueueAge(ctx context.Context) (time.Duration, error)
 	Degraded() bool
 }
 
 var (
 	mailJobsDesc = prometheus.NewDesc("authd_mail_jobs_total", "Mail jobs by outcome: claimed, sent, retried, dropped_superseded, dropped_expired, failed_permanent, failed_unreadable.", []string{"outcome"}, nil)
 	mailHeldDesc = prometheus.NewDesc("authd_mail_jobs_held", "Mail jobs this instance holds: in flight or waiting to retry.", nil, nil)
-	mailAgeDesc  = prometheus.NewDesc("authd_mail_queue_age_seconds", "How long the last job claimed had waited in the queue.", nil, nil)
+	mailAgeDesc  = prometheus.NewDesc("authd_mail_queue_age_seconds", "How long the oldest mail job not yet delivered (waiting, in flight or waiting to retry) has been in the queue, at scrape time; 0 when the queue is empty. Absent from a scrape when the queue does not answer.", nil, nil)
 	mailAgeMax   = prometheus.NewDesc("authd_mail_queue_age_max_seconds", "The longest wait in the queue of a job claimed since start.", nil, nil)
 	mailDegraded = prometheus.NewDesc("authd_mail_degraded", "1 while the mail worker fails to deliver (readiness says mail: degraded).", nil, nil)
 )
@@ -246,7 +247,14 @@ func (c mailCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mailJobsDesc, prometheus.CounterValue, float64(n), outcome)
 	}
 	ch <- prometheus.MustNewConstMetric(mailHeldDesc, prometheus.GaugeValue, float64(st.Held))
-	ch <- prometheus.MustNewConstMetric(mailAgeDesc, prometheus.GaugeValue, st.QueueAgeLast.Seconds())
+	// Asked of the queue at each scrape: it grows while nothing is claimed.
+	// A queue that does not answer leaves the series out rather than
+	// showing a made-up 0 (authd_mail_degraded and readiness say more).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if age, err := c.w.QueueAge(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(mailAgeDesc, prometheus.GaugeValue, age.Seconds())
+	}
+	cancel()
 	ch <- prometheus.MustNewConstMetric(mailAgeMax, prometheus.GaugeValue, st.QueueAgeMax.Seconds())
 	degraded := 0.0
 	if c.w.Degraded() {

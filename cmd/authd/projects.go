@@ -22,15 +22,14 @@ type projectEntry struct {
 	ID             string   `json:"id"`
 	DisplayName    string   `json:"display_name"`
 	AllowedOrigins []string `json:"allowed_origins"`
-	Limits         struct {
-		SendCodePerIP      string `json:"send_code_per_ip"`
-		VerifyCodePerIP    string `json:"verify_code_per_ip"`
-		CodesPerAddress    string `json:"codes_per_address"`
-		FailuresPerAddress string `json:"failures_per_address"`
-		MailsPerProject    string `json:"mails_per_project"`
-		ExpireSeconds      *int   `json:"expire_seconds"`
-		AttemptsLimit      *int   `json:"attempts_limit"`
-		ResendSeconds      *int   `json:"resend_seconds"`
+	// Limits are the ones kept per project. The per-IP and per-address
+	// budgets are shared by all projects (one counter each, so that a
+	// caller cannot pick the loosest project_id): they are global only.
+	Limits struct {
+		MailsPerProject string `json:"mails_per_project"`
+		ExpireSeconds   *int   `json:"expire_seconds"`
+		AttemptsLimit   *int   `json:"attempts_limit"`
+		ResendSeconds   *int   `json:"resend_seconds"`
 	} `json:"limits"`
 }
 
@@ -56,21 +55,9 @@ func loadProjects(path string, global authd.Policy) (*authd.Registry, error) {
 	projects := make([]authd.Project, 0, len(entries))
 	for _, e := range entries {
 		p := authd.Project{ID: e.ID, DisplayName: e.DisplayName, AllowedOrigins: e.AllowedOrigins, Policy: global}
-		for _, r := range []struct {
-			name, v string
-			dst     *authd.Rate
-		}{
-			{"send_code_per_ip", e.Limits.SendCodePerIP, &p.Policy.SendPerIP},
-			{"verify_code_per_ip", e.Limits.VerifyCodePerIP, &p.Policy.VerifyPerIP},
-			{"codes_per_address", e.Limits.CodesPerAddress, &p.Policy.CodesPerAddress},
-			{"failures_per_address", e.Limits.FailuresPerAddress, &p.Policy.FailuresPerAddress},
-			{"mails_per_project", e.Limits.MailsPerProject, &p.Policy.MailsPerProject},
-		} {
-			if r.v == "" {
-				continue
-			}
-			if *r.dst, err = authd.ParseRate(r.v); err != nil {
-				return nil, fmt.Errorf("project %q: limits.%s: %v", e.ID, r.name, err)
+		if v := e.Limits.MailsPerProject; v != "" {
+			if p.Policy.MailsPerProject, err = authd.ParseRate(v); err != nil {
+				return nil, fmt.Errorf("project %q: limits.mails_per_project: %v", e.ID, err)
 			}
 		}
 		if v := e.Limits.ExpireSeconds; v != nil {

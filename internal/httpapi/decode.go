@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"strings"
@@ -37,22 +38,21 @@ func decodeObject(body []byte) (*fields, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Field required", Type: "missing"})
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	// One pass: Unmarshal checks the whole body's syntax before it looks at
+	// types, so a syntax error and "not an object" stay apart.
+	f := &fields{}
+	err := json.Unmarshal(body, &f.raw)
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te) || (err == nil && f.raw == nil):
+		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
+	case err != nil:
 		pos := 0
-		if se, ok := err.(*json.SyntaxError); ok {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
 			pos = int(se.Offset)
 		}
 		return nil, validationError(FieldError{Loc: []any{"body", pos}, Msg: "JSON decode error", Type: "json_invalid"})
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
-	}
-	f := &fields{}
-	if err := json.Unmarshal(body, &f.raw); err != nil {
-		return nil, validationError(FieldError{Loc: []any{"body", 0}, Msg: "JSON decode error", Type: "json_invalid"})
 	}
 	return f, nil
 }

@@ -69,3 +69,16 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactAddresses(t *testing.T) {
+	err := errors.New(`ERROR: duplicate key value violates unique constraint (SQLSTATE 23505): Key (email)=(zoë.smith@exämple.com) already exists; also "b@x.io"`)
+	got := redactAddresses(err)
+	for _, leak := range []string{"zoë.smith", "b@x.io"} {
+		if strings.Contains(got, leak) {
+			t.Fatalf("redacted text still holds %q: %s", leak, got)
+		}
+	}
+	if !strings.Contains(got, "z***@exämple.com") || !strings.Contains(got, "b***@x.io") {
+		t.Fatalf("masked forms missing: %s", got)
+	}
+}

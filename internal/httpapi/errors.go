@@ -4,8 +4,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -103,7 +106,7 @@ func init() {
 func fromDomain(log *slog.Logger, err error) error {
 	var e *authd.Error
 	if !errors.As(err, &e) {
-		log.Error("unexpected error", "err", err)
+		log.Error("unexpected error", "err", redactAddresses(err))
 		return &apiError{status: http.StatusInternalServerError, Detail: msgInternal}
 	}
 	switch e.Code {
@@ -120,15 +123,35 @@ func fromDomain(log *slog.Logger, err error) error {
 		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
 		return &apiError{status: http.StatusTooManyRequests, Detail: msgTooMany, headers: h}
 	case authd.EUNAVAILABLE:
-		log.Warn("dependency unavailable", "what", e.Message, "err", e.Err)
+		log.Warn("dependency unavailable", "what", e.Message, "err", redactAddresses(e.Err))
 		h := http.Header{}
 		h.Set("Retry-After", "1")
 		return &apiError{status: http.StatusServiceUnavailable, Detail: msgUnavailable, headers: h}
 	case authd.ENOTFOUND:
 		return &apiError{status: http.StatusNotFound, Detail: "Not Found"}
 	}
-	log.Error("internal error", "err", err)
+	log.Error("internal error", "err", redactAddresses(err))
 	return &apiError{status: http.StatusInternalServerError, Detail: msgInternal}
+}
+
+// addressRE finds what looks like an email address in a driver's message
+// (PostgreSQL puts the offending value in its error detail).
+var addressRE = regexp.MustCompile(`[^\s@"'<>()\[\]=,;:]+@[^\s@"'<>()\[\]=,;:]+`)
+
+// redactAddresses is err's text with every address masked as a***@domain:
+// a dependency's error may quote the address, the log must not.
+func redactAddresses(err error) string {
+	if err == nil {
+		return ""
+	}
+	return addressRE.ReplaceAllStringFunc(err.Error(), func(a string) string {
+		at := strings.LastIndexByte(a, '@')
+		if at <= 0 {
+			return "***" + a[at:]
+		}
+		_, size := utf8.DecodeRuneInString(a)
+		return a[:size] + "***" + a[at:]
+	})
 }
 
 // retryAfterSeconds rounds up: a client that waits the advertised time must

@@ -171,3 +171,28 @@ func (s *CodeStore) QueueLen() int {
 	defer s.mu.Unlock()
 	return len(s.queue.jobs)
 }
+
+// OldestQueued implements authd.MailQueue: jobs stay in queue order, so
+// the first is the oldest.
+func (s *CodeStore) OldestQueued(ctx context.Context) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue.jobs) == 0 {
+		return time.Time{}, nil
+	}
+	return s.queue.jobs[0].queuedAt, nil
+}
+
+// eraseJobs removes address's jobs, claimed or not, and their delivery
+// statuses (mu held). A worker still holding one of them finds it gone:
+// Finish and Extend ignore it, and its retries check the code, which the
+// erasure deleted.
+func (s *CodeStore) eraseJobs(address string) {
+	s.queue.jobs = slices.DeleteFunc(s.queue.jobs, func(j *memJob) bool {
+		if j.job.Address != address {
+			return false
+		}
+		delete(s.queue.statuses, j.job.DeliveryID)
+		return true
+	})
+}

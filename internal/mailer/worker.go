@@ -62,8 +62,7 @@ type WorkerStats struct {
 	FailedPermanent   int64         // refused by the server (5xx)
 	FailedUnreadable  int64         // the job could not be opened (another master key?)
 	Held              int           // jobs this instance holds now: in flight or waiting to retry
-	QueueAgeLast      time.Duration // how long the last job claimed had waited in the queue
-	QueueAgeMax       time.Duration // the longest such wait
+	QueueAgeMax       time.Duration // the longest wait in the queue of a job claimed (QueueAge is the backlog's)
 }
 
 // Worker delivers the mail jobs of an authd.MailQueue: it claims jobs,
@@ -95,7 +94,7 @@ type Worker struct {
 	failStreak atomic.Int64
 
 	claimed, sent, retried, superseded, expired, failedPerm, unreadable atomic.Int64
-	ageLast, ageMax                                                     atomic.Int64
+	ageMax                                                              atomic.Int64
 }
 
 // heldJob is a job this instance has claimed, with its attempts so far.
@@ -212,9 +211,24 @@ func (w *Worker) Stats() WorkerStats {
 		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Retried: w.retried.Load(),
 		DroppedSuperseded: w.superseded.Load(), DroppedExpired: w.expired.Load(),
 		FailedPermanent: w.failedPerm.Load(), FailedUnreadable: w.unreadable.Load(),
-		Held:         held,
-		QueueAgeLast: time.Duration(w.ageLast.Load()), QueueAgeMax: time.Duration(w.ageMax.Load()),
+		Held: held, QueueAgeMax: time.Duration(w.ageMax.Load()),
 	}
+}
+
+// QueueAge returns how long the oldest job still in the queue (waiting, in
+// flight or waiting to retry: not yet finished) has waited, by the
+// worker's clock; 0 when the queue is empty. It asks the queue, so it
+// shows a backlog even while no instance claims anything (all of them
+// stopped, or their claims failing), which the wait of the last job
+// claimed could not.
+//
+// Errors: the queue's (EUNAVAILABLE).
+func (w *Worker) QueueAge(ctx context.Context) (time.Duration, error) {
+	at, err := w.queue.OldestQueued(ctx)
+	if err != nil || at.IsZero() {
+		return 0, err
+	}
+	return max(w.opts.Now().Sub(at), 0), nil
 }
 
 func (w *Worker) stopping() bool {
@@ -284,7 +298,6 @@ func (w *Worker) fetch() {
 			w.claimed.Add(1)
 			if !h.job.QueuedAt.IsZero() {
 				age := max(now.Sub(h.job.QueuedAt), 0)
-				w.ageLast.Store(int64(age))
 				for {
 					old := w.ageMax.Load()
 					if int64(age) <= old || w.ageMax.CompareAndSwap(old, int64(age)) {
@@ -351,6 +364,12 @@ func (w *Worker) work() {
 // attempt makes one attempt at h's mail and settles what follows: finish,
 // or schedule the next attempt.
 func (w *Worker) attempt(h *heldJob) {
+	// A worker may take a job after Close (select picks at random between
+	// a ready job and stop): no new attempt then. The job stays held, and
+	// Close releases it for another instance.
+	if w.stopping() {
+		return
+	}
 	j := h.job
 	logger := w.log.With(slog.String("delivery_id", j.DeliveryID), slog.String("project", j.Project))
 	now := w.opts.Now()
@@ -380,8 +399,11 @@ func (w *Worker) attempt(h *heldJob) {
 	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
 	defer cancel()
 	// Before ReplaceableAt the resend cooldown guarantees no newer code:
-	// skip the store's round trip.
-	if w.current != nil && !now.Before(j.ReplaceableAt) {
+	// the first attempt skips the store's round trip. A retry checks all
+	// the same: it is rare, and the code may have been erased meanwhile
+	// (EraseAddress deletes the queued job, but not from this worker's
+	// hands).
+	if w.current != nil && (h.attempts > 0 || !now.Before(j.ReplaceableAt)) {
 		ok, err := w.current(ctx, j.Address, j.Project, j.CodeID, now)
 		if err == nil && !ok {
 			w.superseded.Add(1)
@@ -393,6 +415,9 @@ func (w *Worker) attempt(h *heldJob) {
 			w.retry(h, logger, slog.String("error", "code store: "+err.Error()))
 			return
 		}
+	}
+	if w.stopping() {
+		return // Close came during the check: as above
 	}
 	h.attempts++
 	err = w.sender.Send(ctx, m)

@@ -8,8 +8,12 @@ import (
 	"github.com/authd/authd"
 )
 
-// IssueCode implements authd.CodeStore. One round trip; two in split mode.
+// IssueCode implements authd.CodeStore. One round trip, in split mode too
+// (split.go), where a refusal costs a second one.
 func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.IssueResult, error) {
+	if s.split {
+		return s.issueSplit(ctx, req)
+	}
 	now := req.Now.UnixMicro()
 	ipT, ipN := rateArgs(req.SendPerIP)
 	pT, pN := rateArgs(req.MailsPerProject)
@@ -21,71 +25,25 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	rec := req.Record
 	exp := rec.ExpiresAt.UnixMicro()
 
-	if !s.split {
-		keys := []string{ipKey, pKey, k.code, k.cool, k.sent}
-		args := []any{now, ipT, ipN, pT, pN, cool, sentT, sentN, rec.ID, rec.Hash, exp}
-		if j := req.Job; j != nil {
-			keys = append(keys, k.mail, s.statusKey(j.DeliveryID))
-			args = append(args, jobArgs(j)...)
-		}
-		r, err := s.runAll(ctx, []scriptCall{{issueScript, keys, args}})
-		if err != nil {
-			return authd.IssueResult{}, err
-		}
-		v, err := parseIssue(r[0], 3)
-		if err != nil {
-			var res authd.IssueResult
-			if ip, ok := refusalIPState(r[0]); ok {
-				res.IP = limitState(req.SendPerIP, ip[0], ip[1])
-			}
-			return res, err
-		}
-		return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2])}, nil
-	}
-
-	// Split mode. First the client-IP and project limits, each in its own
-	// slot, in one pipeline; what they took is given back if a later check
-	// refuses.
-	var takes []take
-	if ipT > 0 {
-		takes = append(takes, take{key: ipKey, t: ipT, n: ipN, limit: "send_per_ip"})
-	}
-	if pT > 0 {
-		takes = append(takes, take{key: pKey, t: pT, n: pN, limit: "mails_per_project"})
-	}
-	// ipState is the first take's, which is the IP's when its limit is on
-	// (and ignored when it is off).
-	taken, ipState, err := s.take(ctx, now, takes)
-	if err != nil {
-		return authd.IssueResult{}, err
-	}
-	calls := []scriptCall{{issueAddressScript,
-		[]string{k.code, k.cool, k.sent},
-		[]any{now, cool, sentT, sentN, rec.ID, rec.Hash, exp}}}
+	keys := []string{ipKey, pKey, k.code, k.cool, k.sent}
+	args := []any{now, ipT, ipN, pT, pN, cool, sentT, sentN, rec.ID, rec.Hash, exp}
 	if j := req.Job; j != nil {
-		// The status lives in its own slot: written in the same pipeline
-		// (one round trip), taken back below if the address refuses.
-		calls[0].keys = append(calls[0].keys, k.mail)
-		calls[0].args = append(calls[0].args, jobArgs(j)...)
-		calls = append(calls, scriptCall{statusInitScript, []string{s.statusKey(j.DeliveryID)}, []any{now, exp}})
+		keys = append(keys, k.mail, s.statusKey(j.DeliveryID))
+		args = append(args, jobArgs(j)...)
 	}
-	r, err := s.runAll(ctx, calls)
+	r, err := s.runAll(ctx, []scriptCall{{issueScript, keys, args}})
 	if err != nil {
-		// The script may have run: keep the tokens, erring on the strict
-		// side.
 		return authd.IssueResult{}, err
 	}
-	v, err := parseIssue(r[0], 1)
+	v, err := parseIssue(r[0], 3)
 	if err != nil {
-		if authd.ErrorCode(err) == authd.ERATELIMITED {
-			s.refund(ctx, now, taken)
-			if j := req.Job; j != nil {
-				_ = s.client.Del(context.WithoutCancel(ctx), s.statusKey(j.DeliveryID)).Err()
-			}
+		var res authd.IssueResult
+		if ip, ok := refusalIPState(r[0]); ok {
+			res.IP = limitState(req.SendPerIP, ip[0], ip[1])
 		}
-		return authd.IssueResult{}, err
+		return res, err
 	}
-	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, ipState[0], ipState[1])}, nil
+	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2])}, nil
 }
 
 // parseIssue reads {'limit', name, wait} as a refusal, or {'ok', n ints}.
@@ -156,80 +114,9 @@ func limitState(r authd.Rate, remaining, resetMicros int64) authd.LimitState {
 	}
 }
 
-// take is one GCRA limit counted on its own (split mode).
-type take struct {
-	key   string
-	t, n  int64
-	limit string
-}
-
-// take counts one event against each limit, in one pipeline. If one
-// refuses, or a call fails, the others are given back. It returns what it
-// took, and the remaining and reset of the first limit.
-func (s *Store) take(ctx context.Context, now int64, takes []take) ([]take, [2]int64, error) {
-	var first [2]int64
-	if len(takes) == 0 {
-		return nil, first, nil
-	}
-	calls := make([]scriptCall, len(takes))
-	for i, tk := range takes {
-		calls[i] = scriptCall{takeScript, []string{tk.key}, []any{now, tk.t, tk.n}}
-	}
-	replies, err := s.runAll(ctx, calls)
-	var taken []take
-	var refusal error
-	for i, r := range replies {
-		if r == nil {
-			continue // failed: err says so
-		}
-		v, perr := ints(asSlice(r), 3)
-		switch {
-		case perr != nil:
-			if err == nil {
-				err = perr
-			}
-		case v[0] == 1:
-			taken = append(taken, takes[i])
-			if i == 0 {
-				first = [2]int64{v[1], v[2]}
-			}
-		case refusal == nil:
-			// The earliest limit in check order is the one reported.
-			refusal = limited(takes[i].limit, v[1])
-		}
-	}
-	if err == nil {
-		err = refusal
-	}
-	if err != nil {
-		s.refund(ctx, now, taken)
-		return nil, first, err
-	}
-	return taken, first, nil
-}
-
-func asSlice(v any) []any {
-	a, _ := v.([]any)
-	return a
-}
-
-// refund gives back the events of taken. Best effort: if Redis is down the
-// tokens stay taken until their buckets drain, which errs on the strict
-// side.
-func (s *Store) refund(ctx context.Context, now int64, taken []take) {
-	if len(taken) == 0 {
-		return
-	}
-	ctx = context.WithoutCancel(ctx)
-	calls := make([]scriptCall, len(taken))
-	for i, tk := range taken {
-		calls[i] = scriptCall{refundScript, []string{tk.key}, []any{now, tk.t}}
-	}
-	_, _ = s.runAll(ctx, calls)
-}
-
-// ConsumeCode implements authd.CodeStore. One round trip; two in split
-// mode. Besides the documented results, it reports the client-IP limit's
+// ConsumeCode implements authd.CodeStore. One round trip, in split mode
+// too (split.go), where a try refused for its IP costs a second one.
+// Besides the documented results, it reports the client-IP limit's
 // state with ErrInvalidCode too, for the response headers.
 func (s *Store) ConsumeCode(ctx context.Context, req authd.ConsumeRequest) (authd.ConsumeResult, error) {
 	now := req.Now.UnixMicro()
@@ -264,24 +151,11 @@ func (s *Store) ConsumeCode(ctx context.Context, req authd.ConsumeRequest) (auth
 		}
 		ip, reply = [2]int64{v[0], v[1]}, a[2:]
 	} else {
-		// The IP pays for every try it is allowed, whatever comes next:
-		// nothing to give back.
-		var takes []take
-		if ipT > 0 {
-			takes = []take{{key: ipKey, t: ipT, n: ipN, limit: "verify_per_ip"}}
-		}
-		_, first, err := s.take(ctx, now, takes)
+		var err error
+		ip, reply, err = s.consumeSplit(ctx, req)
 		if err != nil {
 			return authd.ConsumeResult{}, err
 		}
-		ip = first
-		r, err := s.runAll(ctx, []scriptCall{{consumeAddressScript,
-			[]string{k.fail, k.code},
-			[]any{now, failT, failN, req.Hash, maxAtt}}})
-		if err != nil {
-			return authd.ConsumeResult{}, err
-		}
-		reply = asSlice(r[0])
 	}
 	res := authd.ConsumeResult{IP: limitState(req.VerifyPerIP, ip[0], ip[1])}
 	rec, err := parseConsume(reply)

@@ -10,9 +10,11 @@ import (
 
 // EraseAddress deletes everything kept about an address key: its live
 // codes and resend cooldowns in every project, and its send and failure
-// budgets (erasure on request). Mail jobs already queued are not touched:
-// they are encrypted, and the worker drops a job whose code is gone.
-// It reports how many keys it deleted.
+// budgets, and its mail jobs still queued with their delivery statuses
+// (erasure on request: a mail queued before it is not sent after it; the
+// worker skips the code check before a job's resend cooldown ends, so
+// deleting the code alone would not stop it). It reports how many keys of
+// codes, cooldowns and budgets it deleted; jobs are not counted.
 //
 // The codes' keys are found with SCAN (the project is part of the key); on
 // a cluster, on every master.
@@ -55,7 +57,63 @@ func (s *Store) EraseAddress(ctx context.Context, address string) (int, error) {
 	if err != nil {
 		return 0, unavailable(err)
 	}
+	// The jobs after the codes: a worker already holding one (waiting to
+	// retry) checks the code before its next attempt and finds it gone.
+	if err := s.eraseJobs(ctx, k.mail, address); err != nil {
+		return 0, unavailable(err)
+	}
 	return int(n), nil
+}
+
+// eraseJobs deletes address's entries from its bucket's stream, claimed or
+// not (XACK too, so no consumer's pending list keeps them), and their
+// delivery statuses. The stream holds only jobs not yet finished, so
+// reading it whole is cheap; it is read in pages all the same.
+func (s *Store) eraseJobs(ctx context.Context, stream, address string) error {
+	const page = 500
+	var ids, statuses []string
+	for start := "-"; ; {
+		msgs, err := s.client.XRangeN(ctx, stream, start, "+", page).Result()
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if a, _ := m.Values["a"].(string); a != address {
+				continue
+			}
+			ids = append(ids, m.ID)
+			if d, _ := m.Values["d"].(string); d != "" {
+				statuses = append(statuses, s.statusKey(d))
+			}
+		}
+		if len(msgs) < page {
+			break
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var ack *goredis.IntCmd
+	cmds, _ := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		ack = p.XAck(ctx, stream, mailGroup, ids...)
+		p.XDel(ctx, stream, ids...)
+		// Each status key has a slot of its own: one DEL each.
+		for _, k := range statuses {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		err := c.Err()
+		if c == goredis.Cmder(ack) && goredis.HasErrorPrefix(err, "NOGROUP") {
+			continue // no worker has read the streams yet: nothing pending
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // globEscape quotes SCAN's pattern characters in a literal part.

@@ -67,6 +67,64 @@ local function gcra_state(now, t, n, tat)
   return math.floor((n * t - reset) / t), reset
 end
 
+-- gcra_refund gives back one event of a limit (t > 0): the bucket's
+-- theoretical arrival time goes back by one interval.
+local function gcra_refund(key, now, t)
+  local v = redis.call('GET', key)
+  if not v or t <= 0 then
+    return 0
+  end
+  local tat = tonumber(v) - t
+  if tat <= now then
+    redis.call('DEL', key)
+  else
+    gcra_set(key, now, t, tat)
+  end
+  return 1
+end
+
+-- put_back sets a string key to what it held before (prev, '' when it was
+-- missing, with its PTTL prev_ttl).
+local function put_back(key, prev, prev_ttl)
+  if prev == '' then
+    redis.call('DEL', key)
+  elseif tonumber(prev_ttl) > 0 then
+    redis.call('SET', key, prev, 'PX', prev_ttl)
+  else
+    redis.call('SET', key, prev)
+  end
+end
+
+-- gcra_undo takes back an event that a split-mode script counted (it set
+-- key from prev to new) for a request another slot refused. If the bucket
+-- still holds new, nobody counted since: it gets prev back exactly;
+-- otherwise later events are counted on top of ours, and only one interval
+-- is given back. A missing key (drained, or cleared by Unlock) has nothing
+-- left to give back.
+local function gcra_undo(key, now, t, new, prev, prev_ttl)
+  local v = redis.call('GET', key)
+  if not v then
+    return
+  end
+  if v == new then
+    put_back(key, prev, prev_ttl)
+  else
+    gcra_refund(key, now, t)
+  end
+end
+
+-- restore_code puts back a code record that was deleted, unless another
+-- record of (project, address) is there now (it was issued later, so it
+-- wins) or the code has expired. It returns 1 when restored.
+local function restore_code(code, now, id, hash, exp, att)
+  if exp <= now or redis.call('EXISTS', code) == 1 then
+    return 0
+  end
+  redis.call('HSET', code, 'id', id, 'h', hash, 'exp', int(exp), 'att', att)
+  redis.call('PEXPIRE', code, ms(exp - now))
+  return 1
+end
+
 -- issue_check checks the address's side of IssueCode: the resend cooldown
 -- of (project, address), then the codes per address (all projects). It
 -- returns nil, or the name of the refusing limit and the wait.
@@ -164,10 +222,12 @@ end
 -- live in another slot: split mode writes it on its own), its status
 -- "queued". The job's fields: d delivery id, a address key, p project,
 -- c code id, e code expiry, r replaceable-at, s the sealed message.
+-- It returns the entry's id.
 local function enqueue_job(stream, dlv, now, exp, dlv_id, addr, project, code_id, repl, sealed)
-  redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
+  local entry = redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
     'e', int(exp), 'r', repl, 's', sealed)
   if dlv then
     status_set(dlv, now, exp, 'queued', 0, 0)
   end
+  return entry
 end

@@ -212,11 +212,7 @@ func parseJob(stream string, m goredis.XMessage) authd.ClaimedJob {
 		},
 		Ref: stream + " " + m.ID,
 	}
-	if ms, _, ok := strings.Cut(m.ID, "-"); ok {
-		if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
-			j.QueuedAt = time.UnixMilli(v).UTC()
-		}
-	}
+	j.QueuedAt = entryTime(m.ID)
 	return j
 }
 
@@ -318,4 +314,46 @@ func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.D
 		d.NextAttempt = time.UnixMicro(next).UTC()
 	}
 	return d, nil
+}
+
+// OldestQueued implements authd.MailQueue: the first entry of each of the
+// 64 streams, in one pipeline (split by slot on a cluster). An entry's id
+// is the Redis server's time in milliseconds when it was queued, and an
+// entry stays until Finish deletes it.
+func (s *Store) OldestQueued(ctx context.Context) (time.Time, error) {
+	streams := s.mailStreams()
+	cmds := make([]*goredis.XMessageSliceCmd, len(streams))
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, st := range streams {
+			cmds[i] = p.XRangeN(ctx, st, "-", "+", 1)
+		}
+		return nil
+	})
+	var oldest time.Time
+	for _, c := range cmds {
+		msgs, err := c.Result()
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			return time.Time{}, unavailable(err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if at := entryTime(msgs[0].ID); !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	return oldest, nil
+}
+
+// entryTime is when a stream entry was added: its id's milliseconds.
+func entryTime(id string) time.Time {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return time.Time{}
+	}
+	v, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
 }

@@ -1,6 +1,7 @@
 // Package redis implements authd.CodeStore on Redis: codes, resend
 // cooldowns and every GCRA limit of DESIGN.md §2, each call one Lua script
-// (one round trip) on a single Redis or Sentinel.
+// (one round trip) on a single Redis or Sentinel, one pipeline of scripts
+// (one round trip too) on a Redis Cluster.
 //
 // Key layout (P is Options.Prefix, B a bucket of 64 derived from the
 // address key, so that an address's keys share one hash slot):
@@ -23,8 +24,10 @@
 //
 // On Redis Cluster (and Ring) the client-IP and project keys live in other
 // slots than the address's, and one script may not span slots: the store
-// then runs in split mode (see Options.Split), which costs two round trips
-// per call.
+// then runs in split mode (see Options.Split and split.go): one script per
+// slot, all in one pipeline, so that a call still costs one round trip; a
+// request refused by one slot costs a second, which takes back what the
+// others did.
 //
 // How fast a down Redis is reported is the client's business: with
 // go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; with
@@ -53,14 +56,17 @@ type Options struct {
 	Prefix string
 
 	// Split forces split mode, which the store otherwise uses only on a
-	// Redis Cluster or Ring client: the client-IP and project limits are
-	// taken by one script per key (pipelined), then the address's script
-	// runs; if the address's script refuses, the tokens taken are given
-	// back. Two round trips per call (three on such a refusal) instead of
-	// one, and for that short window a refused request holds its IP and
-	// project tokens, which can only make the limits stricter, never looser.
-	// Tests set it to run the contract suite through this path on a single
-	// Redis.
+	// Redis Cluster or Ring client: each hash slot (client IP, project,
+	// address, delivery status) gets its own script, all sent in one
+	// pipeline, so that a call still costs one round trip. When one refuses,
+	// a second round trip takes back what the others did (events given
+	// back, the address's writes undone, the queued job and its status
+	// deleted), ending where single mode would have: a refused request
+	// changes nothing and counts nowhere. For the length of that round trip
+	// a refused request holds its tokens, which can only make the limits
+	// stricter, and its mail job is queued: a worker that takes it then may
+	// send a code that no longer works. Tests set it to run the contract
+	// suite through this path on a single Redis.
 	Split bool
 }
 

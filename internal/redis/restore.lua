@@ -5,10 +5,4 @@
 -- KEYS: code
 -- ARGV: now, id, hash, exp, attempts
 -- Reply: 1 when restored, 0 when not.
-local now, exp = tonumber(ARGV[1]), tonumber(ARGV[4])
-if exp <= now or redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'id', ARGV[2], 'h', ARGV[3], 'exp', int(exp), 'att', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ms(exp - now))
-return 1
+return restore_code(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])

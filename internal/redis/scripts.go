@@ -24,6 +24,8 @@ var (
 	statusScript         = script("status.lua")
 	extendScript         = script("extend.lua")
 	releaseScript        = script("release.lua")
+	undoIssueScript      = script("undo_issue.lua")
+	undoConsumeScript    = script("undo_consume.lua")
 )
 
 func script(name string) *goredis.Script {

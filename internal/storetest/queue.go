@@ -15,6 +15,9 @@ import (
 type QueueStore interface {
 	authd.CodeStore
 	authd.MailQueue
+	// EraseAddress deletes what the store keeps of an address key, its
+	// queued jobs and their statuses included (`authd users delete`).
+	EraseAddress(ctx context.Context, address string) (int, error)
 }
 
 // MailQueue runs the authd.MailQueue contract against the stores open
@@ -38,6 +41,8 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"StatusLivesWithCode", testQueueStatusLivesWithCode},
 		{"UnknownDelivery", testQueueUnknownDelivery},
 		{"ManyJobsEachOnce", testQueueManyJobsEachOnce},
+		{"OldestQueued", testQueueOldestQueued},
+		{"EraseRemovesJobs", testQueueEraseRemovesJobs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,5 +326,90 @@ func testQueueRelease(t *testing.T, s QueueStore) {
 	}
 	if again := claimAll(t, s, "c", time.Minute, now); len(again) != 0 {
 		t.Fatalf("the released job was claimed twice: %+v", again)
+	}
+}
+
+// testQueueOldestQueued: OldestQueued is when the oldest job not yet
+// finished was queued, claimed or not, by the store's clock (Redis: its
+// own, hence the wall clock here); zero once the queue is empty.
+func testQueueOldestQueued(t *testing.T, s QueueStore) {
+	ctx := context.Background()
+	oldest := func() time.Time {
+		t.Helper()
+		at, err := s.OldestQueued(ctx)
+		if err != nil {
+			t.Fatalf("OldestQueued: %v", err)
+		}
+		return at
+	}
+	if at := oldest(); !at.IsZero() {
+		t.Fatalf("empty queue: OldestQueued = %v, want zero", at)
+	}
+	now := time.Now()
+	issueWithJob(t, s, now)
+	first := oldest()
+	if d := first.Sub(now); d < -2*time.Second || d > 2*time.Second {
+		t.Fatalf("OldestQueued = %v, want about %v", first, now)
+	}
+	issueWithJob(t, s, now)
+	// Claimed (in flight, or waiting to retry) is not finished.
+	held := claimAll(t, s, "a", time.Minute, now)
+	if len(held) != 2 {
+		t.Fatalf("claimed %d jobs, want 2", len(held))
+	}
+	if at := oldest(); !at.Equal(first) {
+		t.Fatalf("with both claimed: OldestQueued = %v, want still %v", at, first)
+	}
+	for i, j := range held {
+		if err := s.Finish(ctx, j, authd.DeliverySent, 1, now); err != nil {
+			t.Fatal(err)
+		}
+		if at := oldest(); i == 0 && (at.IsZero() || at.Before(first)) {
+			t.Fatalf("one job left: OldestQueued = %v, want its time, not before %v", at, first)
+		}
+	}
+	if at := oldest(); !at.IsZero() {
+		t.Fatalf("all finished: OldestQueued = %v, want zero", at)
+	}
+}
+
+// testQueueEraseRemovesJobs: erasing an address removes its jobs, claimed
+// or not, with their statuses, so that no worker sends them after; other
+// addresses' jobs stay.
+func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
+	ctx := context.Background()
+	now := time.Now()
+	addr := newCodeAddress(t)
+	claimed := issueFor(t, s, addr, now, 0)
+	held := claimAll(t, s, "a", time.Minute, now)
+	if len(held) != 1 {
+		t.Fatalf("claimed %d jobs, want 1", len(held))
+	}
+	waiting := issueFor(t, s, addr, now, time.Minute) // replaces the first code
+	other := issueWithJob(t, s, now)
+	if _, err := s.EraseAddress(ctx, addr); err != nil {
+		t.Fatalf("EraseAddress: %v", err)
+	}
+	wantNoDelivery(t, s, claimed.DeliveryID, now)
+	wantNoDelivery(t, s, waiting.DeliveryID, now)
+	wantDelivery(t, s, other.DeliveryID, now, authd.DeliveryQueued, 0)
+	wantCodeCurrent(t, s, addr, "shop", waiting.CodeID, now, false)
+	// a gives its claim up: nothing of addr comes back, to anyone.
+	if err := s.Release(ctx, "a", held); err != nil {
+		t.Fatal(err)
+	}
+	got := claimAll(t, s, "b", time.Minute, now)
+	if len(got) != 1 || got[0].DeliveryID != other.DeliveryID {
+		t.Fatalf("after the erasure b claimed %+v, want only the other address's job", got)
+	}
+	if err := s.Finish(ctx, got[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := s.OldestQueued(ctx); err != nil || !at.IsZero() {
+		t.Fatalf("OldestQueued = %v %v, want an empty queue", at, err)
+	}
+	// Erasing again, or an address with nothing queued, is no error.
+	if _, err := s.EraseAddress(ctx, addr); err != nil {
+		t.Fatalf("EraseAddress again: %v", err)
 	}
 }
