@@ -78,7 +78,7 @@ func New(opts Options) http.Handler {
 	cfg.Info.Description = "Email one-time-code authentication. /api/v1 is the original service's API, frozen; /api/v2 adds to it."
 	api := humago.New(mux, cfg)
 	s.routes(mux, api)
-	return s.recoverer(s.hardening(s.clientIP(s.observe(mux, s.startupGate(s.notFound(mux))))))
+	return s.recoverer(s.hardening(s.clientIP(s.observe(s.startupGate(s.notFound(mux))))))
 }
 
 // register adds a POST operation whose JSON body the handler decodes itself
