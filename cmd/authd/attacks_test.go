@@ -419,4 +419,5 @@ func TestAttackEnumeration(t *testing.T) {
 	if len(bodies) != 1 {
 		t.Fatalf("failed verifications tell reasons apart: %v", bodies)
 	}
+	leakCheck(t, inst, []string{string(a.Body), string(b.Body)}, code)
 }

@@ -217,6 +217,7 @@ func TestConfigProjectsAndProxies(t *testing.T) {
 		"dup":       "- id: shop\n  display_name: A\n- id: shop\n  display_name: B\n",
 		"badid":     "- id: 'sh op'\n  display_name: A\n",
 		"noname":    "- id: shop\n",
+		"twice":     "- id: shop\n  display_name: A\n  display_name: B\n",
 		"badorigin": "- id: shop\n  display_name: A\n  allowed_origins: ['*']\n",
 	} {
 		path := filepath.Join(dir, "nope.yaml")

@@ -221,6 +221,10 @@ func TestComposeStructure(t *testing.T) {
 			} `json:"healthcheck"`
 		} `json:"services"`
 	}
+	// Compose refuses a key given twice; so does this test.
+	if _, err := yaml.YAMLToJSONStrict(b); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
 	// Keys this test does not read (restart, volumes...) are allowed.
 	if err := yaml.Unmarshal(b, &c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -42,9 +43,10 @@ func loadProjects(path string, global authd.Policy) (*authd.Registry, error) {
 		return nil, err
 	}
 	// YAML is a superset of JSON: one path for both.
-	js, err := yaml.YAMLToJSON(raw)
+	js, err := yaml.YAMLToJSONStrict(raw) // a key given twice is an error
 	if err != nil {
-		return nil, fmt.Errorf("not JSON or YAML: %v", err)
+		// One line: the YAML parser's message spans several.
+		return nil, fmt.Errorf("not JSON or YAML: %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
