@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -23,15 +22,6 @@ func BenchmarkVerifyFailure(b *testing.B) {
 			}
 			srv, mail := benchAuthd(b, "OTP_EXPIRE_SECONDS", ttl)
 			run := randHex(4)
-			send := func(i int) {
-				resp, err := benchClient.Post(srv.URL+"/api/v1/auth/send-code", "application/json",
-					bytes.NewReader([]byte(`{"email":"`+benchEmail(run, i)+`","project_id":"shop"}`)))
-				if err != nil || resp.StatusCode != 200 {
-					b.Fatalf("send-code: %v", err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
 			verify := func(i int, code string) {
 				resp, err := benchClient.Post(srv.URL+"/api/v1/auth/verify-code", "application/json",
 					bytes.NewReader([]byte(`{"email":"`+benchEmail(run, i)+`","project_id":"shop","code":"`+code+`"}`)))
@@ -42,18 +32,7 @@ func BenchmarkVerifyFailure(b *testing.B) {
 				resp.Body.Close()
 			}
 			if reason != "never-sent" {
-				var wg sync.WaitGroup
-				sem := make(chan struct{}, 32)
-				for i := range b.N {
-					sem <- struct{}{}
-					wg.Go(func() { defer func() { <-sem }(); send(i) })
-				}
-				wg.Wait()
-				for deadline := time.Now().Add(60 * time.Second); mail.n.Load() < int64(b.N); time.Sleep(5 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						b.Fatalf("%d of %d codes captured", mail.n.Load(), b.N)
-					}
-				}
+				issueCodes(b, srv.URL, mail, run)
 			}
 			switch reason {
 			case "burned":

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,28 +99,7 @@ func BenchmarkVerifyCodeToken(b *testing.B) {
 		b.Run(version, func(b *testing.B) {
 			srv, mail := benchAuthd(b)
 			run := randHex(4)
-			sem := make(chan struct{}, 32)
-			var wg sync.WaitGroup
-			for i := range b.N {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					resp, err := benchClient.Post(srv.URL+"/api/v1/auth/send-code", "application/json",
-						strings.NewReader(`{"email":"`+benchEmail(run, i)+`","project_id":"shop"}`))
-					if err != nil || resp.StatusCode != 200 {
-						b.Errorf("send-code: %v", err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				})
-			}
-			wg.Wait()
-			for deadline := time.Now().Add(60 * time.Second); mail.n.Load() < int64(b.N); time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					b.Fatalf("%d of %d codes captured", mail.n.Load(), b.N)
-				}
-			}
+			issueCodes(b, srv.URL, mail, run)
 			load(b, srv.URL+"/api/"+version+"/auth/verify-code", 200, func(i int) []byte {
 				e := benchEmail(run, i)
 				return []byte(`{"email":"` + e + `","project_id":"shop","code":"` + mail.code(e) + `"}`)
