@@ -139,3 +139,18 @@ func ValidCode(code string, n int) bool {
 	}
 	return true
 }
+
+// MaskEmail hides an address for logs: "a***@example.com". Anything that is
+// not an address becomes "***". A first byte that is not printable ASCII
+// (a multi-byte letter, a control character) is shown as "*".
+func MaskEmail(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "***"
+	}
+	first := addr[:1]
+	if addr[0] >= 0x80 || addr[0] < 0x21 {
+		first = "*"
+	}
+	return first + "***@" + addr[at+1:]
+}

@@ -107,3 +107,15 @@ func FuzzNormalizeEmail(f *testing.F) {
 		}
 	})
 }
+
+func TestMaskEmail(t *testing.T) {
+	for in, want := range map[string]string{
+		"ana@example.com": "a***@example.com", "a@example.com": "a***@example.com", "a@b": "a***@b",
+		"ana@exämple.com": "a***@exämple.com", "zoë@exämple.com": "z***@exämple.com", "é@x.com": "****@x.com",
+		"@x.com": "***", "ana@": "***", "not an address": "***", "": "***",
+	} {
+		if got := authd.MaskEmail(in); got != want {
+			t.Errorf("MaskEmail(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -52,7 +52,7 @@ func RequestID(ctx context.Context) string {
 // noteEmail puts the request's address, masked, on its access line.
 func noteEmail(ctx context.Context, email string) {
 	if ri, ok := ctx.Value(requestIDKey).(*reqInfo); ok {
-		ri.email = MaskEmail(strings.ToLower(email))
+		ri.email = authd.MaskEmail(strings.ToLower(email))
 	}
 }
 
@@ -85,20 +85,6 @@ func noteOutcome(ctx context.Context, op string, err error) {
 	default:
 		ri.outcome = "error"
 	}
-}
-
-// MaskEmail hides an address for logs: "a***@example.com". Anything that is
-// not an address becomes "***".
-func MaskEmail(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "***"
-	}
-	first := addr[:1]
-	if addr[0] >= 0x80 || addr[0] < 0x21 {
-		first = "*"
-	}
-	return first + "***@" + addr[at+1:]
 }
 
 // validRequestID accepts what a proxy or a client would send (a UUID, a

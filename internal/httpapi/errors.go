@@ -6,9 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -144,14 +142,7 @@ func redactAddresses(err error) string {
 	if err == nil {
 		return ""
 	}
-	return addressRE.ReplaceAllStringFunc(err.Error(), func(a string) string {
-		at := strings.LastIndexByte(a, '@')
-		if at <= 0 {
-			return "***" + a[at:]
-		}
-		_, size := utf8.DecodeRuneInString(a)
-		return a[:size] + "***" + a[at:]
-	})
+	return addressRE.ReplaceAllStringFunc(err.Error(), authd.MaskEmail)
 }
 
 // retryAfterSeconds rounds up: a client that waits the advertised time must

@@ -4,34 +4,21 @@
 // durable queue the code store keeps (authd.MailQueue).
 //
 // Nothing here logs a code, except LogSender, whose log is the mailbox in
-// development mode. Addresses are logged masked (MaskEmail).
+// development mode. Addresses are logged masked (authd.MaskEmail).
 package mailer
 
 import (
 	"strings"
-)
 
-// MaskEmail hides an address for logs: the first character of the local
-// part, then "***", then the domain ("a***@example.com"). Anything that is
-// not an address becomes "***".
-func MaskEmail(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "***"
-	}
-	first := addr[:1]
-	if addr[0] >= 0x80 {
-		first = "*"
-	}
-	return first + "***@" + addr[at+1:]
-}
+	"github.com/authd/authd"
+)
 
 // redact removes the address and the code from an error text before it is
 // logged: SMTP servers echo recipients in their replies.
 func redact(s string, addrs []string, code string) string {
 	for _, a := range addrs {
 		if a != "" {
-			s = strings.ReplaceAll(s, a, MaskEmail(a))
+			s = strings.ReplaceAll(s, a, authd.MaskEmail(a))
 		}
 	}
 	if code != "" {

@@ -394,7 +394,7 @@ func (w *Worker) attempt(h *heldJob) {
 	}
 	m.ProjectID, m.AddressKey, m.CodeID = j.Project, j.Address, j.CodeID
 	m.ExpiresAt, m.ReplaceableAt = j.ExpiresAt, j.ReplaceableAt
-	logger = logger.With(slog.String("to", MaskEmail(m.To)))
+	logger = logger.With(slog.String("to", authd.MaskEmail(m.To)))
 
 	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
 	defer cancel()
