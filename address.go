@@ -127,19 +127,6 @@ func ValidProjectID(id string) bool {
 	return true
 }
 
-// ValidCode reports whether code is exactly n decimal digits.
-func ValidCode(code string, n int) bool {
-	if len(code) != n {
-		return false
-	}
-	for i := 0; i < len(code); i++ {
-		if code[i] < '0' || code[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // MaskEmail hides an address for logs: "a***@example.com". Anything that is
 // not an address becomes "***". A first byte that is not printable ASCII
 // (a multi-byte letter, a control character) is shown as "*".

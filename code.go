@@ -2,7 +2,23 @@ package authd
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"time"
+)
+
+// CodeLength is the number of digits of a code.
+const CodeLength = 6
+
+// Why a code was refused. The answer is one 401 for all of them (DESIGN.md
+// §2, no oracle for the caller); only metrics tell them apart.
+const (
+	CodeWrong   = "wrong"   // a live code, another value
+	CodeExpired = "expired" // no live code: expired, used, replaced or never sent
+	CodeBurnt   = "burnt"   // the code died of too many wrong tries
 )
 
 // CodeRecord is a code at rest: never the code itself, only its keyed hash.
@@ -73,9 +89,12 @@ type ConsumeResult struct {
 	IP     LimitState
 }
 
-// CodeStore holds codes, the limits around them, and answers in one round
-// trip per call. Implementations: internal/redis, internal/inmem.
+// CodeStore holds codes, the limits around them, and the mail queue the
+// codes' mails wait in: IssueCode queues a code's mail in the same atomic
+// step as the code. Implementations: internal/redis, internal/inmem.
 type CodeStore interface {
+	MailQueue
+
 	// IssueCode checks, in this order, the client-IP limit, the per-project
 	// mail limit, the resend cooldown of (Project, Address) and the codes per
 	// address limit; if all pass it stores Record, replacing any live code of
@@ -118,4 +137,69 @@ type CodeStore interface {
 	//
 	// Errors: EUNAVAILABLE.
 	Unlock(ctx context.Context, address string) error
+
+	// EraseAddress deletes everything kept about an address key: its live
+	// codes and resend cooldowns in every project, its send and failure
+	// budgets, and its mail jobs still queued with their delivery statuses
+	// (a mail queued before the erasure is not sent after it). It reports
+	// how many codes, cooldowns and budgets it deleted; jobs are not
+	// counted.
+	//
+	// Errors: EUNAVAILABLE.
+	EraseAddress(ctx context.Context, address string) (int, error)
+}
+
+// NewCode returns n uniform decimal digits read from r (crypto/rand in
+// production). Rejection sampling: no modulo bias.
+func NewCode(r io.Reader, n int) (string, error) {
+	out := make([]byte, 0, n)
+	var buf [32]byte
+	for len(out) < n {
+		if _, err := io.ReadFull(r, buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if b < 250 { // 250 = 25 * 10: keeps every digit equally likely
+				out = append(out, '0'+b%10)
+				if len(out) == n {
+					break
+				}
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// ValidCode reports whether code is exactly n decimal digits.
+func ValidCode(code string, n int) bool {
+	if len(code) != n {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// CodeHash binds a code to its project and address: a hash taken for one
+// (project, address) never matches another's.
+func CodeHash(key []byte, project, address, code string) []byte {
+	m := hmac.New(sha256.New, key)
+	// Length-prefixed fields: no two (project, address, code) triples share
+	// an input.
+	for _, f := range []string{project, address, code} {
+		fmt.Fprintf(m, "%d:%s", len(f), f)
+	}
+	return m.Sum(nil)
+}
+
+// NewID returns 128 random bits from r, hex-encoded: a code's id.
+func NewID(r io.Reader) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }

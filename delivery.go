@@ -2,6 +2,9 @@ package authd
 
 import (
 	"context"
+	"encoding/hex"
+	"hash/fnv"
+	"io"
 	"time"
 )
 
@@ -109,28 +112,44 @@ type MailQueue interface {
 	OldestQueued(ctx context.Context) (time.Time, error)
 }
 
-// JobSealer encrypts a Message for the queue, bound to its delivery id: a
-// job's payload cannot be opened under another id. Implementation:
-// internal/mailer (XChaCha20-Poly1305 with Keys.Mail).
-type JobSealer interface {
-	// Seal returns m encrypted. Errors: EINTERNAL.
-	Seal(deliveryID string, m Message) ([]byte, error)
-	// Open returns the message sealed under deliveryID. Errors: EINTERNAL
-	// when sealed was not made by Seal with this key and id.
-	Open(deliveryID string, sealed []byte) (Message, error)
+// Partitions is how many parts the code store may split its state into:
+// everything about one address (its codes, budgets, mail jobs and their
+// delivery statuses) lives in the part Partition names, so that a sharded
+// store (Redis Cluster) changes it in one atomic step on one shard. A
+// delivery id carries its part, so that its status is found from the id
+// alone.
+const Partitions = 64
+
+// Partition returns the part of an address key (AddressKey's).
+func Partition(address string) int {
+	h := fnv.New32a()
+	io.WriteString(h, address)
+	return int(h.Sum32() % Partitions)
 }
 
-// Delivery returns the status of the mail named id.
-//
-// Errors: ENOTFOUND (also for an id that is not 32 hex digits), EUNAVAILABLE.
-func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
-	if !validDeliveryID(id) || s.Queue == nil {
-		return Delivery{}, errNoDelivery
+// NewDeliveryID returns a delivery id for a mail of partition p: 128 bits
+// read from r, hex-encoded, the last six of them replaced by p. The other
+// 122 are random and nothing in the id derives from the address but its
+// part, which is one of 64 values of a keyed hash.
+func NewDeliveryID(r io.Reader, p int) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", err
 	}
-	return s.Queue.Delivery(ctx, id, s.now())
+	b[15] = b[15]&^(Partitions-1) | byte(p&(Partitions-1))
+	return hex.EncodeToString(b[:]), nil
 }
 
-var errNoDelivery = &Error{Code: ENOTFOUND, Message: "Delivery not found"}
+// DeliveryPartition returns the partition a delivery id (NewDeliveryID's)
+// names; ok is false when id is not 32 lowercase hex digits.
+func DeliveryPartition(id string) (p int, ok bool) {
+	if !validDeliveryID(id) {
+		return 0, false
+	}
+	var last [1]byte
+	hex.Decode(last[:], []byte(id[30:]))
+	return int(last[0] & (Partitions - 1)), true
+}
 
 // validDeliveryID reports whether id has NewID's form: 32 lowercase hex
 // digits. Anything else is refused before it reaches a store key.

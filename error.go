@@ -44,6 +44,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Is makes every ECODE refusal match ErrInvalidCode, whatever its reason.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t == ErrInvalidCode && e.Code == ECODE
+}
+
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -80,4 +86,32 @@ func RateLimited(limit string, wait time.Duration) *Error {
 		ra = time.Second
 	}
 	return &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later.", RetryAfter: ra, Limit: limit}
+}
+
+// IsRateLimited reports whether err is a rate-limit refusal and when to retry.
+func IsRateLimited(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Code == ERATELIMITED {
+		return e.RetryAfter, true
+	}
+	return 0, false
+}
+
+// CodeRefused is ErrInvalidCode carrying why (CodeWrong, CodeExpired,
+// CodeBurnt), for CodeStore implementations that can tell.
+// errors.Is(err, ErrInvalidCode) holds for it.
+func CodeRefused(reason string) *Error {
+	e := *ErrInvalidCode
+	e.reason = reason
+	return &e
+}
+
+// CodeFailureReason returns why an ECODE error refused a code: CodeWrong,
+// CodeExpired, CodeBurnt, or "invalid" when the store did not say.
+func CodeFailureReason(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code == ECODE && e.reason != "" {
+		return e.reason
+	}
+	return "invalid"
 }

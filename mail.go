@@ -44,3 +44,14 @@ type SendError struct {
 
 func (e *SendError) Error() string { return "send mail: " + e.Err.Error() }
 func (e *SendError) Unwrap() error { return e.Err }
+
+// JobSealer encrypts a Message for the queue, bound to its delivery id: a
+// job's payload cannot be opened under another id. Implementation:
+// internal/mailer (XChaCha20-Poly1305 with Keys.Mail).
+type JobSealer interface {
+	// Seal returns m encrypted. Errors: EINTERNAL.
+	Seal(deliveryID string, m Message) ([]byte, error)
+	// Open returns the message sealed under deliveryID. Errors: EINTERNAL
+	// when sealed was not made by Seal with this key and id.
+	Open(deliveryID string, sealed []byte) (Message, error)
+}

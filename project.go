@@ -83,25 +83,3 @@ func NormalizeOrigin(o string) (string, error) {
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
-
-// project resolves a request's project_id: refused when a registry exists
-// and does not list it.
-func (s *Service) project(id string) (Project, error) {
-	if !ValidProjectID(id) {
-		return Project{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
-	}
-	if s.Projects == nil {
-		name := "your account"
-		if s.ProjectName != nil {
-			name = s.ProjectName(id)
-		}
-		return Project{ID: id, DisplayName: name, Policy: s.Policy}, nil
-	}
-	p, ok := s.Projects.Lookup(id)
-	if !ok {
-		// Project ids are not secrets: say plainly that this one is unknown,
-		// so an integrator sees the typo.
-		return Project{}, &Error{Code: EINVALID, Field: "project_id", Message: "Unknown project_id: it is not in authd's project registry"}
-	}
-	return p, nil
-}

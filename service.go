@@ -9,15 +9,12 @@ import (
 	"time"
 )
 
-// CodeLength is the number of digits of a code.
-const CodeLength = 6
-
-// Service is the send-code / verify-code flow: the only business logic of
+// Service is the send-code / verify-code flow, and the operations around
+// it that an operator runs (unlock, erase): the only business logic of
 // authd. Its fields are its dependencies; cmd/authd wires them.
 type Service struct {
-	Codes  CodeStore
+	Codes  CodeStore // codes, limits, and the mail queue
 	Users  UserStore
-	Queue  MailQueue // the delivery statuses of the jobs Codes queues
 	Sealer JobSealer // encrypts each mail job before it is stored
 	Signer ProofSigner
 	Policy Policy
@@ -121,13 +118,13 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
-	deliveryID, err := NewID(s.rand())
+	addr := AddressKey(s.Keys.Address, email)
+	deliveryID, err := NewDeliveryID(s.rand(), Partition(addr))
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
 	now := s.now()
 	p := proj.Policy
-	addr := AddressKey(s.Keys.Address, email)
 	rec := CodeRecord{ID: id, Hash: CodeHash(s.Keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
@@ -186,17 +183,9 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	}
 	user, err := s.Users.UpsertVerified(ctx, email, now)
 	if err != nil {
-		// Give the code back: the user did nothing wrong. Use a fresh
-		// context, the request's may be what failed.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		if rerr := s.Codes.RestoreCode(rctx, addr, req.ProjectID, res.Record, now); rerr != nil {
-			s.logger().ErrorContext(ctx, "code not restored after a user store failure", "err", rerr)
-		}
-		if ErrorCode(err) == EUNAVAILABLE {
-			return VerifyResult{}, err
-		}
-		return VerifyResult{}, Unavailable("user store", err)
+		// Give the code back: the user did nothing wrong.
+		s.restore(ctx, addr, req.ProjectID, res.Record, now, "user store")
+		return VerifyResult{}, unavailable("user store", err)
 	}
 	proof := Proof{
 		AuthUserID: user.ID, Email: email, ProjectID: req.ProjectID,
@@ -211,19 +200,32 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 		if err != nil {
 			// Signing is in memory and fails only without a loaded key or
 			// randomness: give the code back, as for a user store failure.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			if rerr := s.Codes.RestoreCode(rctx, addr, req.ProjectID, res.Record, now); rerr != nil {
-				s.logger().ErrorContext(ctx, "code not restored after a token signing failure", "err", rerr)
-			}
-			if ErrorCode(err) == EUNAVAILABLE {
-				return VerifyResult{}, err
-			}
-			return VerifyResult{}, Unavailable("token signer", err)
+			s.restore(ctx, addr, req.ProjectID, res.Record, now, "token signer")
+			return VerifyResult{}, unavailable("token signer", err)
 		}
 		out.Token = tok
 	}
 	return out, nil
+}
+
+// restore puts back a code consumed by a verification that could not be
+// completed because of what failed. It uses a context of its own: the
+// request's may be what failed.
+func (s *Service) restore(ctx context.Context, address, project string, rec CodeRecord, now time.Time, what string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.Codes.RestoreCode(rctx, address, project, rec, now); err != nil {
+		s.logger().ErrorContext(ctx, "code not restored after a "+what+" failure", "err", err)
+	}
+}
+
+// unavailable is err as an EUNAVAILABLE answer: as it is when it already is
+// one, else wrapped as what's.
+func unavailable(what string, err error) error {
+	if ErrorCode(err) == EUNAVAILABLE {
+		return err
+	}
+	return Unavailable(what, err)
 }
 
 // Unlock clears an address's failure and codes-per-address budgets: the
@@ -238,13 +240,78 @@ func (s *Service) Unlock(ctx context.Context, email string) error {
 	return s.Codes.Unlock(ctx, AddressKey(s.Keys.Address, email))
 }
 
-// IsRateLimited reports whether err is a rate-limit refusal and when to retry.
-func IsRateLimited(err error) (time.Duration, bool) {
-	var e *Error
-	if errors.As(err, &e) && e.Code == ERATELIMITED {
-		return e.RetryAfter, true
+// Erasure is what EraseAddress deleted.
+type Erasure struct {
+	Email string // the normalised address
+	Users int    // user rows, case variants included
+	Codes int    // codes, cooldowns and budgets; queued mails are not counted
+}
+
+// EraseAddress erases an address on request: its user rows (case variants
+// too), then everything the code store keeps of it — live codes and
+// cooldowns in every project, budgets, and mails still queued, which are
+// then never sent.
+//
+// Errors: EINVALID; EUNAVAILABLE (when the code store fails after the user
+// rows were deleted, the Erasure says how many were).
+func (s *Service) EraseAddress(ctx context.Context, email string) (Erasure, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return Erasure{}, err
 	}
-	return 0, false
+	out := Erasure{Email: email}
+	if out.Users, err = s.Users.DeleteByEmail(ctx, email); err != nil {
+		return out, err
+	}
+	if out.Codes, err = s.Codes.EraseAddress(ctx, AddressKey(s.Keys.Address, email)); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// User returns the user of an address: the oldest of its case variants.
+//
+// Errors: EINVALID, ENOTFOUND, EUNAVAILABLE.
+func (s *Service) User(ctx context.Context, email string) (User, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	return s.Users.FindByEmail(ctx, email)
+}
+
+// Delivery returns the status of the mail named id.
+//
+// Errors: ENOTFOUND (also for an id that is not 32 hex digits), EUNAVAILABLE.
+func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
+	if !validDeliveryID(id) {
+		return Delivery{}, errNoDelivery
+	}
+	return s.Codes.Delivery(ctx, id, s.now())
+}
+
+var errNoDelivery = &Error{Code: ENOTFOUND, Message: "Delivery not found"}
+
+// project resolves a request's project_id: refused when a registry exists
+// and does not list it.
+func (s *Service) project(id string) (Project, error) {
+	if !ValidProjectID(id) {
+		return Project{}, &Error{Code: EINVALID, Field: "project_id", Message: "project_id must be 1-64 characters of A-Z a-z 0-9 . _ -"}
+	}
+	if s.Projects == nil {
+		name := "your account"
+		if s.ProjectName != nil {
+			name = s.ProjectName(id)
+		}
+		return Project{ID: id, DisplayName: name, Policy: s.Policy}, nil
+	}
+	p, ok := s.Projects.Lookup(id)
+	if !ok {
+		// Project ids are not secrets: say plainly that this one is unknown,
+		// so an integrator sees the typo.
+		return Project{}, &Error{Code: EINVALID, Field: "project_id", Message: "Unknown project_id: it is not in authd's project registry"}
+	}
+	return p, nil
 }
 
 // limitOnError is the client-IP limit's state beside a refusal, for the

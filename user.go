@@ -38,6 +38,14 @@ type UserStore interface {
 	// Errors: EUNAVAILABLE.
 	CaseDuplicates(ctx context.Context) ([][]User, error)
 
+	// DeleteByEmail deletes every row matching email case-insensitively
+	// (erasure on request: case variants too) and reports how many.
+	//
+	// Errors: EUNAVAILABLE.
+	DeleteByEmail(ctx context.Context, email string) (int, error)
+
 	// Ping checks that the store answers.
+	//
+	// Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 }

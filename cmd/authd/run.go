@@ -278,17 +278,11 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, sender authd.Send
 	if c, ok := sender.(interface{ Close() error }); ok {
 		a.closers = append(a.closers, func() { c.Close() })
 	}
-	// The queue lives in the code store: IssueCode writes each code's job
-	// in the same atomic step (DESIGN.md §3).
-	queue, ok := codes.(authd.MailQueue)
-	if !ok {
-		return nil, fmt.Errorf("code store %T has no mail queue", codes)
-	}
 	sealer, err := mailer.NewSealer(keys.Mail, nil)
 	if err != nil {
 		return nil, err
 	}
-	a.worker = mailer.NewWorker(queue, codes.IsCurrent, sealer, sender, mailer.WorkerOptions{
+	a.worker = mailer.NewWorker(codes, codes.IsCurrent, sealer, sender, mailer.WorkerOptions{
 		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
 		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax,
 	})
@@ -299,7 +293,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, sender authd.Send
 	a.closers = append(a.closers, stopTokens)
 	svc := &authd.Service{
 		Tokens: tokens,
-		Codes:  codes, Users: users, Queue: queue, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey),
+		Codes:  codes, Users: users, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey),
 		Policy: cfg.Policy, Keys: keys, Logger: log,
 		ProjectName: func(string) string { return cfg.ProjectName },
 		Projects:    cfg.Projects,
