@@ -72,18 +72,18 @@ func benchEnv(b *testing.B) map[string]string {
 // wait in Redis, and the benchmark measures the request path alone.
 const noWorkers = "bench:no-workers"
 
-// benchAuthd starts authd in-process on benchEnv; overrides are
-// variable, value pairs.
-func benchAuthd(b *testing.B, overrides ...string) (*httptest.Server, *captureSender) {
+// benchAuthd starts authd in-process on benchEnv; vars are variable,
+// value pairs to set.
+func benchAuthd(b *testing.B, vars ...string) (*httptest.Server, *captureSender) {
 	b.Helper()
 	env := benchEnv(b)
 	workers := true
-	for i := 0; i+1 < len(overrides); i += 2 {
-		if overrides[i] == noWorkers {
+	for i := 0; i+1 < len(vars); i += 2 {
+		if vars[i] == noWorkers {
 			workers = false
 			continue
 		}
-		env[overrides[i]] = overrides[i+1]
+		env[vars[i]] = vars[i+1]
 	}
 	cfg, err := loadConfig(envOf(env))
 	if err != nil {
@@ -91,7 +91,7 @@ func benchAuthd(b *testing.B, overrides ...string) (*httptest.Server, *captureSe
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	mail := &captureSender{codes: map[string]string{}}
-	a, err := newApp(context.Background(), cfg, log, mail)
+	a, err := newApp(context.Background(), cfg, log, overrides{sender: mail})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func BenchmarkMailDelivery(b *testing.B) {
 	env["HOST"] = "127.0.0.1"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, io.Discard, io.Discard) }()
 	defer func() { cancel(); <-done }()
 	url := "http://127.0.0.1:" + env["PORT"]
 	for i := 0; ; i++ {

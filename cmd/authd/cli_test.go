@@ -23,8 +23,14 @@ import (
 // runCmd runs authd's run() with args and exactly env, as main would.
 func runCmd(t *testing.T, env map[string]string, args ...string) (string, string, int) {
 	t.Helper()
+	return runCmdInput(t, env, "", args...)
+}
+
+// runCmdInput is runCmd with input on stdin.
+func runCmdInput(t *testing.T, env map[string]string, input string, args ...string) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(input), &out, &errb)
 	code := 0
 	if err != nil {
 		code = exitCode(err)
@@ -197,12 +203,9 @@ func TestProofVerifyCommand(t *testing.T) {
 	}
 	proofJSON, _ := json.Marshal(answer)
 
-	old := stdin
-	defer func() { stdin = old }()
 	check := func(input string, wantCode int, want string, args ...string) {
 		t.Helper()
-		stdin = strings.NewReader(input)
-		out, errs, ec := runCmd(t, env.Env, append([]string{"proof", "verify"}, args...)...)
+		out, errs, ec := runCmdInput(t, env.Env, input, append([]string{"proof", "verify"}, args...)...)
 		if ec != wantCode || !strings.Contains(out+errs, want) {
 			t.Errorf("proof verify %v: exit %d (want %d), %q %q, want %q", args, ec, wantCode, out, errs, want)
 		}
@@ -298,4 +301,18 @@ func fileUID(fi os.FileInfo) int {
 		return int(st.Uid)
 	}
 	return -1
+}
+
+func TestCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	for _, args := range [][]string{{"--help"}, {"help"}, {"migrate", "--help"}, {"users", "--help"}, {"version"}} {
+		out.Reset()
+		if err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut); err != nil || out.Len() == 0 {
+			t.Fatalf("%v: %v %q", args, err, out.String())
+		}
+	}
+	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, nil, &out, &errOut)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("unknown command: %v (exit %d)", err, exitCode(err))
+	}
 }

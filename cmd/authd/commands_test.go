@@ -24,13 +24,13 @@ func TestUsersUnlock(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string { return inst.Env[k] }
-	if err := run(context.Background(), []string{"users", "unlock", strings.ToUpper(email)}, getenv, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"users", "unlock", strings.ToUpper(email)}, getenv, nil, &out, &errOut); err != nil {
 		t.Fatalf("users unlock: %v\n%s", err, errOut.String())
 	}
 	if r := inst.verify(t, "v1", email, "shop", code); r.Status != 200 {
 		t.Fatalf("after unlock: %d %s", r.Status, r.Body)
 	}
-	if err := run(context.Background(), []string{"users", "unlock", "not an address"}, getenv, &out, &errOut); err == nil {
+	if err := run(context.Background(), []string{"users", "unlock", "not an address"}, getenv, nil, &out, &errOut); err == nil {
 		t.Fatal("unlock of a bad address succeeded")
 	}
 }
@@ -39,7 +39,7 @@ func TestMigrateCommand(t *testing.T) {
 	env := newProduction(t)
 	getenv := func(k string) string { return env.Env[k] }
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"migrate", "status"}, getenv, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"migrate", "status"}, getenv, nil, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(strings.ToLower(out.String()), "pending") {
@@ -47,12 +47,12 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	for range 2 {
 		out.Reset()
-		if err := run(context.Background(), []string{"migrate"}, getenv, &out, &errOut); err != nil {
+		if err := run(context.Background(), []string{"migrate"}, getenv, nil, &out, &errOut); err != nil {
 			t.Fatal(err)
 		}
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"migrate", "status"}, getenv, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"migrate", "status"}, getenv, nil, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(strings.ToLower(out.String()), "pending") {

@@ -63,7 +63,7 @@ func BenchmarkSendCodeSMTP(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+			a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), overrides{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -430,22 +430,3 @@ func TestDeliveryBurstSlowSMTP(t *testing.T) {
 		t.Errorf("%d distinct recipients among %d messages, want %d", len(seen), len(msgs), n)
 	}
 }
-
-func TestMailConfig(t *testing.T) {
-	c, err := loadConfig(envOf(prodVars("MAIL_CLAIM_TIMEOUT", "45")))
-	if err != nil || c.MailClaimTimeout != 45*time.Second || c.MailRetryBackoff != 2*time.Second || c.MailRetryMax != 30*time.Second {
-		t.Fatalf("MAIL_CLAIM_TIMEOUT=45: %+v %v", c.MailClaimTimeout, err)
-	}
-	for _, tc := range []struct{ key, val, want string }{
-		{"MAIL_CLAIM_TIMEOUT", "500ms", "MAIL_CLAIM_TIMEOUT"},
-		{"MAIL_CLAIM_TIMEOUT", "soon", "MAIL_CLAIM_TIMEOUT"},
-		{"MAIL_RETRY_BACKOFF", "1m", "MAIL_RETRY_MAX"}, // above the 30 s maximum
-		{"MAIL_RETRY_BACKOFF", "0", "MAIL_RETRY_MAX"},
-		{"MAIL_RETRY_MAX", "-1s", "MAIL_RETRY_MAX"},
-	} {
-		_, err := loadConfig(envOf(prodVars(tc.key, tc.val)))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s=%s: %v, want an error naming %s", tc.key, tc.val, err, tc.want)
-		}
-	}
-}

@@ -1,157 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 )
 
-// The deployment files and the docs agree with the code: every variable
-// docker-compose.yml and .env.example set is one authd reads, and every
-// variable authd reads is in README's configuration table and in
-// .env.example.
-
-var (
-	// e.get("X"), e.set("X"), intVar(e, "X", ...), boolVar, durationVar...
-	envReadRe = regexp.MustCompile(`(?:\be\.(?:get|set)\(|\b\w+Var\(e,\s*)"([A-Z][A-Z0-9_]+)"`)
-	// The limits' table in config.go: {"LIMIT_...", &p.X, "10/m"}.
-	envTableRe = regexp.MustCompile(`\{"([A-Z][A-Z0-9_]+)",\s*&`)
-	varNameRe  = regexp.MustCompile("`([A-Z][A-Z0-9_]{2,})`")
-	envLineRe  = regexp.MustCompile(`^#?\s*([A-Z][A-Z0-9_]+)=`)
-)
-
-// variablesRead parses cmd/authd's sources for the variables read.
-func variablesRead(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, re := range []*regexp.Regexp{envReadRe, envTableRe} {
-			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-				seen[m[1]] = true
-			}
-		}
-	}
-	var out []string
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	if len(out) < 30 || !slices.Contains(out, "SECRET_KEY") || !slices.Contains(out, "LIMIT_SEND_CODE_PER_IP") {
-		t.Fatalf("the parser found too little: %v", out)
-	}
-	return out
-}
-
-// readmeVariables are the names in the first cell of README's tables.
-func readmeVariables(t *testing.T) map[string]bool {
-	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "| `") {
-			continue
-		}
-		cells := strings.Split(line, "|")
-		for _, m := range varNameRe.FindAllStringSubmatch(cells[1], -1) {
-			out[m[1]] = true
-		}
-	}
-	return out
-}
-
-// envExampleVariables are the names .env.example sets or shows commented.
-func envExampleVariables(t *testing.T) map[string]bool {
-	t.Helper()
-	f, err := os.Open("../../.env.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if m := envLineRe.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
-			out[m[1]] = true
-		}
-	}
-	return out
-}
-
-// composeVariables are the keys of every service's environment in
-// docker-compose.yml (map form, as the file is written).
-func composeVariables(t *testing.T) map[string]bool {
-	t.Helper()
-	b, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		Services map[string]struct {
-			Environment map[string]string `json:"environment"`
-		} `json:"services"`
-	}
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		t.Fatalf("docker-compose.yml: %v (environment must be a map)", err)
-	}
-	out := map[string]bool{}
-	for _, svc := range c.Services {
-		for k := range svc.Environment {
-			out[k] = true
-		}
-	}
-	if len(out) < 10 {
-		t.Fatalf("docker-compose.yml: found only %v", out)
-	}
-	return out
-}
-
-func TestEveryVariableDocumented(t *testing.T) {
-	read := variablesRead(t)
-	readSet := map[string]bool{}
-	for _, v := range read {
-		readSet[v] = true
-	}
-	readme, example := readmeVariables(t), envExampleVariables(t)
-	for _, v := range read {
-		if !readme[v] {
-			t.Errorf("%s is read by authd but not in README's configuration table", v)
-		}
-		if !example[v] {
-			t.Errorf("%s is read by authd but not in .env.example", v)
-		}
-	}
-	for v := range example {
-		if !readSet[v] {
-			t.Errorf(".env.example sets %s, which authd does not read", v)
-		}
-	}
-	for v := range composeVariables(t) {
-		if !readSet[v] {
-			t.Errorf("docker-compose.yml sets %s, which authd does not read", v)
-		}
-	}
-}
+// The deployment files say what the code does (the variables they set are
+// checked against the settings table in internal/config).
 
 // The Dockerfile's promises, read from the file: no Docker engine runs
 // here (TestStaticBuildRunsAsNonRoot runs what the image would).

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/smtptest"
 	"github.com/authd/authd/internal/testenv"
 )
@@ -30,6 +31,17 @@ const testSecret = "e2e-secret-key-0123456789abcdef0123456789"
 
 // testIssuer is the AUTHD_ISSUER of production instances in tests.
 const testIssuer = "https://authd.test"
+
+// envOf is an environment of exactly m.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// loadConfig is the whole configuration of the environment getenv, as
+// serve loads it.
+func loadConfig(getenv func(string) string) (config.Config, error) {
+	return config.Load(getenv, "", config.All)
+}
 
 // syncBuffer collects an instance's log lines.
 type syncBuffer struct {
@@ -85,7 +97,7 @@ func start(t *testing.T, env map[string]string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, logs)
+		done <- run(ctx, nil, func(k string) string { return env[k] }, nil, io.Discard, logs)
 	}()
 	inst := &instance{URL: "http://127.0.0.1:" + env["PORT"], Logs: logs, Env: env}
 	var once sync.Once

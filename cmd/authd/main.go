@@ -1,5 +1,5 @@
-// Command authd is the email one-time-code authentication service.
-// Usage: authd [serve | migrate [up|status] | users unlock EMAIL | version].
+// Command authd is the email one-time-code authentication service. Every
+// command is in commands.go; `authd --help` lists them.
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -24,9 +24,8 @@ func benchObserved(b *testing.B, observe bool) *httptest.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.noObserve = !observe
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	a, err := newApp(context.Background(), cfg, log, &captureSender{codes: map[string]string{}})
+	a, err := newApp(context.Background(), cfg, log, overrides{sender: &captureSender{codes: map[string]string{}}, noObserve: !observe})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/authd/authd"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/smtptest"
 )
@@ -132,33 +131,33 @@ func TestReadyInProduction(t *testing.T) {
 	}
 }
 
-// fakeCodes answers the readiness probe's questions as told.
-type fakeCodes struct {
-	authd.CodeStore
+// fakeRedis answers the readiness probe's questions as told.
+type fakeRedis struct {
 	pingErr error
 	policy  string
 }
 
-func (f fakeCodes) Ping(context.Context) error { return f.pingErr }
-func (f fakeCodes) CheckEviction(context.Context) (string, bool, error) {
+func (f fakeRedis) Ping(context.Context) error { return f.pingErr }
+func (f fakeRedis) CheckEviction(context.Context) (string, bool, error) {
 	return f.policy, f.policy == "noeviction", nil
 }
 
-type fakeUsers struct {
-	authd.UserStore
-	err error
-}
-
-func (f fakeUsers) Ping(context.Context) error { return f.err }
-
-type fakeMail bool
-
-func (f fakeMail) Degraded() bool { return bool(f) }
-
 func TestReadinessChecks(t *testing.T) {
-	eval := func(users authd.UserStore, codes authd.CodeStore, mail degrader) (int, map[string]string) {
+	// eval builds the checks as newApp does: the database, Redis's when
+	// Redis is configured (redis nil: the in-memory store), the mail
+	// worker's degraded signal.
+	eval := func(dbErr error, redis redisHealth, mailDegraded bool) (int, map[string]string) {
 		t.Helper()
-		r := newReadiness(users, codes, mail)
+		r := &httpapi.Readiness{Checks: []httpapi.Check{{Name: "database", Check: func(context.Context) error { return dbErr }}}}
+		if redis != nil {
+			r.Checks = append(r.Checks, redisChecks(redis)...)
+		}
+		r.Checks = append(r.Checks, httpapi.Check{Name: "mail", Optional: true, Check: func(context.Context) error {
+			if mailDegraded {
+				return errors.New("degraded")
+			}
+			return nil
+		}})
 		r.MarkStarted()
 		h := httpapi.New(httpapi.Options{ProjectName: "P", Logger: slog.New(slog.DiscardHandler), Readiness: r})
 		w := httptest.NewRecorder()
@@ -167,16 +166,16 @@ func TestReadinessChecks(t *testing.T) {
 		json.Unmarshal(w.Body.Bytes(), &b)
 		return w.Code, b.Checks
 	}
-	code, c := eval(fakeUsers{}, fakeCodes{policy: "allkeys-lru"}, fakeMail(true))
+	code, c := eval(nil, fakeRedis{policy: "allkeys-lru"}, true)
 	if code != 200 || c["redis_eviction"] != "degraded" || c["mail"] != "degraded" || c["database"] != "ok" {
 		t.Fatalf("evicting Redis, degraded mail: %d %v", code, c)
 	}
-	code, c = eval(fakeUsers{err: errors.New("down")}, fakeCodes{policy: "noeviction", pingErr: errors.New("down")}, fakeMail(false))
+	code, c = eval(errors.New("down"), fakeRedis{policy: "noeviction", pingErr: errors.New("down")}, false)
 	if code != 503 || c["database"] != "down" || c["redis"] != "down" || c["mail"] != "ok" || c["redis_eviction"] != "ok" {
 		t.Fatalf("both down: %d %v", code, c)
 	}
 	// The in-memory store has nothing to ask: no redis checks.
-	code, c = eval(fakeUsers{}, struct{ authd.CodeStore }{}, fakeMail(false))
+	code, c = eval(nil, nil, false)
 	if _, ok := c["redis"]; code != 200 || ok {
 		t.Fatalf("in memory: %d %v", code, c)
 	}
@@ -371,8 +370,8 @@ func TestProductionLogs(t *testing.T) {
 // line, like everything else.
 func TestRedisLibraryLogIsJSON(t *testing.T) {
 	var buf syncBuffer
-	routeLibraryLogs(slog.New(slog.NewJSONHandler(&buf, nil)))
-	t.Cleanup(func() { routeLibraryLogs(slog.New(slog.DiscardHandler)) })
+	redisSetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { redisSetLogger(slog.New(slog.DiscardHandler)) })
 	c := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer c.Close()
 	// A sub-millisecond expiry makes go-redis log that it truncates it.

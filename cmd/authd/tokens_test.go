@@ -296,7 +296,7 @@ func TestRotationAcrossInstances(t *testing.T) {
 
 	var out bytes.Buffer
 	env := cloneEnv(prod.Env)
-	if err := run(context.Background(), []string{"keys", "rotate", "--delay", "0"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"keys", "rotate", "--delay", "0"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err != nil {
 		t.Fatalf("authd keys rotate: %v\n%s", err, out.String())
 	}
 	m := regexp.MustCompile(`new key (\S+) published`).FindStringSubmatch(out.String())
@@ -337,7 +337,7 @@ func TestRotationAcrossInstances(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !regexp.MustCompile(newKID+`\s+EdDSA\s+signing`).MatchString(out.String()) || !regexp.MustCompile(regexp.QuoteMeta(oldKID)+`\s+EdDSA\s+retiring`).MatchString(out.String()) {
@@ -350,12 +350,11 @@ func TestKeysSealedInDatabase(t *testing.T) {
 	dir := t.TempDir()
 	inst := start(t, map[string]string{"AUTHD_DATA_DIR": dir})
 	inst.stop()
-	e, _ := newEnv(func(k string) string { return map[string]string{"AUTHD_DATA_DIR": dir}[k] }, "")
-	cfg, err := loadConfig(e)
+	cfg, err := loadConfig(envOf(map[string]string{"AUTHD_DATA_DIR": dir}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := openUsers(t.Context(), cfg, nil)
+	users, err := openDatabase(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,52 +377,13 @@ func TestKeysSealedInDatabase(t *testing.T) {
 func TestKeysCommandUsage(t *testing.T) {
 	env := map[string]string{"AUTHD_DATA_DIR": t.TempDir()}
 	for _, args := range [][]string{{"keys"}, {"keys", "spin"}, {"keys", "rotate", "--delay", "soon"}, {"keys", "rotate", "--delay", "-1s"}, {"keys", "list", "extra"}} {
-		err := run(context.Background(), args, func(k string) string { return env[k] }, io.Discard, io.Discard)
+		err := run(context.Background(), args, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
 		if exitCode(err) != 2 {
 			t.Errorf("%v: %v (exit %d), want usage error", args, err, exitCode(err))
 		}
 	}
 	env["TOKEN_ALG"], env["TOKEN_HS256_SECRET"] = "HS256", "hs256-e2e-secret-0123456789abcdef0123456789"
-	if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil || exitCode(err) != 1 {
+	if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard); err == nil || exitCode(err) != 1 {
 		t.Errorf("rotate in HS256 mode: %v", err)
-	}
-}
-
-func TestTokenConfigErrors(t *testing.T) {
-	path, _ := keyFile(t)
-	cases := []struct {
-		name string
-		vars map[string]string
-		want string
-	}{
-		{"issuer required in production", prodVars("AUTHD_ISSUER", ""), "AUTHD_ISSUER"},
-		{"issuer not a URL", prodVars("AUTHD_ISSUER", "auth.example.com"), "AUTHD_ISSUER"},
-		{"issuer with a query", prodVars("AUTHD_ISSUER", "https://a.example?x=1"), "AUTHD_ISSUER"},
-		{"bad alg", prodVars("TOKEN_ALG", "RS256"), "TOKEN_ALG"},
-		{"HS256 without secret", prodVars("TOKEN_ALG", "HS256"), "TOKEN_HS256_SECRET"},
-		{"HS256 short secret", prodVars("TOKEN_ALG", "HS256", "TOKEN_HS256_SECRET", "short"), "TOKEN_HS256_SECRET"},
-		{"HS256 secret is SECRET_KEY", prodVars("TOKEN_ALG", "HS256", "TOKEN_HS256_SECRET", testSecret), "TOKEN_HS256_SECRET"},
-		{"secret without HS256", prodVars("TOKEN_HS256_SECRET", "hs256-e2e-secret-0123456789abcdef0123456789"), "TOKEN_HS256_SECRET"},
-		{"missing key file", prodVars("TOKEN_KEY_FILE", "/nonexistent/key.pem"), "TOKEN_KEY_FILE"},
-		{"key file not PEM", prodVars("TOKEN_KEY_FILE", "/etc/hostname"), "TOKEN_KEY_FILE"},
-		{"TTL too long", prodVars("TOKEN_TTL_SECONDS", "999999"), "TOKEN_TTL_SECONDS"},
-		{"bad cache", prodVars("JWKS_CACHE_SECONDS", "x"), "JWKS_CACHE_SECONDS"},
-	}
-	for _, tc := range cases {
-		_, err := loadConfig(envOf(tc.vars))
-		if err == nil || !strings.HasPrefix(err.Error(), "config: "+tc.want+":") {
-			t.Errorf("%s: %v, want config: %s: ...", tc.name, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), testSecret) {
-			t.Errorf("%s: the error repeats a secret", tc.name)
-		}
-	}
-	cfg, err := loadConfig(envOf(prodVars("TOKEN_KEY_FILE", path, "TOKEN_TTL_SECONDS", "600")))
-	if err != nil || cfg.TokenKeyFile != path || cfg.TokenTTL != 10*time.Minute || cfg.Issuer != testIssuer || cfg.JWKSMaxAge != 5*time.Minute {
-		t.Fatalf("good config: %+v, %v", cfg.tokenConfig, err)
-	}
-	dev, err := loadConfig(envOf(map[string]string{"AUTHD_DATA_DIR": t.TempDir(), "PORT": "9999"}))
-	if err != nil || dev.Issuer != "http://localhost:9999" {
-		t.Fatalf("development issuer: %q, %v", dev.Issuer, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/storetest"
@@ -142,5 +143,27 @@ func TestOpenBadURL(t *testing.T) {
 	}
 	if strings.Contains(err.(*authd.Error).Message, "s3cret") {
 		t.Fatalf("Open(bad URL) message repeats the password: %q", err.(*authd.Error).Message)
+	}
+}
+
+// The pool's series, read at scrape time: a query shows in the counters.
+func TestCollector(t *testing.T) {
+	s := openMigrated(t)
+	if _, err := s.UpsertVerified(t.Context(), "pool@example.com", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		m := f.GetMetric()[0]
+		got[f.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	if len(got) != 7 || got["authd_pgx_pool_acquires_total"] < 1 || got["authd_pgx_pool_max_conns"] < 1 || got["authd_pgx_pool_total_conns"] < 1 {
+		t.Fatalf("pool series: %v", got)
 	}
 }

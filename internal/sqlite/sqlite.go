@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/authd/authd"
@@ -83,3 +85,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // unavailable wraps a driver error: callers see a stable message, the cause
 // stays in Err for the log.
 func unavailable(err error) error { return authd.Unavailable("user store", err) }
+
+// Collector returns database/sql's connection statistics (go_sql_*,
+// db_name "authd"), read at scrape time.
+func (s *Store) Collector() prometheus.Collector {
+	return collectors.NewDBStatsCollector(s.db, "authd")
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/storetest"
 )
@@ -200,4 +202,20 @@ func TestDefaultCreatedAtSorts(t *testing.T) {
 	if d := time.Since(u.CreatedAt); d < 0 || d > time.Minute || !u.LastVerifiedAt.IsZero() {
 		t.Fatalf("hand-made row read as %+v", u)
 	}
+}
+
+func TestCollector(t *testing.T) {
+	s := openMigrated(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "go_sql_max_open_connections" && f.GetMetric()[0].GetGauge().GetValue() == 1 {
+			return
+		}
+	}
+	t.Fatalf("no go_sql_max_open_connections of 1 among %d series", len(fams))
 }

@@ -36,6 +36,9 @@ type material struct {
 	secret     []byte             // HS256
 	createdAt  time.Time
 	activeFrom time.Time
+	// signs: the key may sign (its private half or secret is held, or, in
+	// a listing, stored).
+	signs bool
 	// pinned keys are published for as long as the source lists them
 	// (PEM files: the operator removes a retired key from the file).
 	pinned bool
@@ -113,6 +116,25 @@ func Open(ctx context.Context, source Source, opts Options) (*Set, error) {
 	return s, nil
 }
 
+// Start is Open for a server: the Set then follows its source (Run) until
+// stop is called. Loading the keys is bounded by ctx's deadline or 10 s;
+// following them is not bounded by ctx.
+func Start(ctx context.Context, source Source, opts Options) (_ *Set, stop func(), _ error) {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	s, err := Open(lctx, source, opts)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, end := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(rctx)
+	}()
+	return s, func() { end(); <-done }, nil
+}
+
 func (o Options) withDefaults() Options {
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
@@ -183,8 +205,10 @@ func (s *Set) Run(ctx context.Context) {
 	}
 }
 
-// build decides which key signs at now and which are published.
-func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
+// choose orders ms as they take over from each other and picks the one
+// that signs at now: the last whose time has come; before any has come (a
+// clock far behind), the first.
+func choose(ms []material, now time.Time) ([]material, int, error) {
 	ms = slices.Clone(ms)
 	slices.SortStableFunc(ms, func(a, b material) int {
 		if c := a.activeFrom.Compare(b.activeFrom); c != 0 {
@@ -196,11 +220,9 @@ func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
 		}
 		return bytes.Compare([]byte(a.id), []byte(b.id))
 	})
-	// The signing key: the last whose time has come; before any has come
-	// (a clock far behind), the first.
 	sign := -1
 	for i, m := range ms {
-		if m.priv == nil && m.secret == nil {
+		if !m.signs {
 			continue
 		}
 		if sign == -1 || !m.activeFrom.After(now) {
@@ -208,7 +230,16 @@ func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
 		}
 	}
 	if sign == -1 {
-		return nil, &authd.Error{Code: authd.EUNAVAILABLE, Message: "no token signing key"}
+		return nil, 0, &authd.Error{Code: authd.EUNAVAILABLE, Message: "no token signing key"}
+	}
+	return ms, sign, nil
+}
+
+// build decides which key signs at now and which are published.
+func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
+	ms, sign, err := choose(ms, now)
+	if err != nil {
+		return nil, err
 	}
 	cur := ms[sign]
 	st := &state{signKID: cur.id, alg: cur.alg, keys: map[string]verify.Key{}, all: ms}
@@ -268,7 +299,7 @@ func publishedAt(ms []material, i int, now time.Time, ttl time.Duration) bool {
 // later key has taken over.
 func retiresAt(ms []material, i int, ttl time.Duration) time.Time {
 	for _, next := range ms[i+1:] {
-		if next.priv != nil || next.secret != nil {
+		if next.signs {
 			return next.activeFrom.Add(ttl + time.Minute)
 		}
 	}
@@ -386,28 +417,26 @@ type KeyInfo struct {
 	RetiresAt time.Time
 }
 
-// Describe lists ms's keys and their states at now.
+// describe lists ms's keys and their states at now.
 func describe(ms []material, now time.Time, ttl time.Duration) ([]KeyInfo, error) {
-	st, err := build(ms, now, ttl)
+	all, sign, err := choose(ms, now)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]KeyInfo, 0, len(st.all))
-	passed := false
-	for i, m := range st.all {
+	out := make([]KeyInfo, 0, len(all))
+	for i, m := range all {
 		ki := KeyInfo{ID: m.id, Algorithm: m.alg, CreatedAt: m.createdAt, ActiveFrom: m.activeFrom}
 		switch {
-		case m.id == st.signKID:
+		case i == sign:
 			ki.State = "signing"
-			passed = true
 		case m.pinned:
 			ki.State = "published"
-		case passed:
+		case i > sign:
 			ki.State = "next"
-		case publishedAt(st.all, i, now, ttl):
-			ki.State, ki.RetiresAt = "retiring", retiresAt(st.all, i, ttl)
+		case publishedAt(all, i, now, ttl):
+			ki.State, ki.RetiresAt = "retiring", retiresAt(all, i, ttl)
 		default:
-			ki.State, ki.RetiresAt = "retired", retiresAt(st.all, i, ttl)
+			ki.State, ki.RetiresAt = "retired", retiresAt(all, i, ttl)
 		}
 		out = append(out, ki)
 	}
@@ -421,6 +450,24 @@ func List(ctx context.Context, source Source, now time.Time, ttl time.Duration) 
 	ms, err := source.load(ctx)
 	if err != nil {
 		return nil, err
+	}
+	return describe(ms, now, ttl)
+}
+
+// ListStored describes the keys stored in the database at now without
+// opening them: it needs no AUTHD_MASTER_KEY, so an operator can look at
+// the keys whatever key they are sealed under.
+//
+// Errors: EUNAVAILABLE, and EUNAVAILABLE "no token signing key" when none
+// is stored.
+func ListStored(ctx context.Context, store authd.KeyStore, now time.Time, ttl time.Duration) ([]KeyInfo, error) {
+	keys, err := store.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]material, len(keys))
+	for i, k := range keys {
+		ms[i] = material{id: k.ID, alg: k.Algorithm, signs: true, createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
 	}
 	return describe(ms, now, ttl)
 }

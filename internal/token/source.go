@@ -82,7 +82,7 @@ func (s *StoreSource) load(ctx context.Context) ([]material, error) {
 		if err != nil {
 			return nil, wrapf(authd.EINTERNAL, err, "signing key %s: %v", k.ID, err)
 		}
-		m := material{id: k.ID, alg: verify.EdDSA, priv: priv, pub: priv.Public().(ed25519.PublicKey), createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
+		m := material{id: k.ID, alg: verify.EdDSA, signs: true, priv: priv, pub: priv.Public().(ed25519.PublicKey), createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
 		s.opened[k.ID] = m
 		out = append(out, m)
 	}
@@ -123,7 +123,7 @@ func thumbprint(pub ed25519.PublicKey) (string, error) {
 // all expired). It returns the new key.
 //
 // Errors: EUNAVAILABLE, EINTERNAL.
-func Rotate(ctx context.Context, src *StoreSource, delay, ttl time.Duration) (authd.SigningKey, error) {
+func (src *StoreSource) Rotate(ctx context.Context, delay, ttl time.Duration) (authd.SigningKey, error) {
 	now := src.now()
 	k, err := NewSigningKey(src.Key, now, now.Add(delay), src.rand())
 	if err != nil {
@@ -137,7 +137,7 @@ func Rotate(ctx context.Context, src *StoreSource, delay, ttl time.Duration) (au
 	if err := src.Store.AddSigningKey(ctx, k); err != nil {
 		return authd.SigningKey{}, err
 	}
-	if err := Prune(ctx, src, now, ttl); err != nil {
+	if err := src.Prune(ctx, now, ttl); err != nil {
 		return k, err
 	}
 	return k, nil
@@ -147,7 +147,7 @@ func Rotate(ctx context.Context, src *StoreSource, delay, ttl time.Duration) (au
 // ago that every token they signed has expired.
 //
 // Errors: EUNAVAILABLE, EINTERNAL.
-func Prune(ctx context.Context, src *StoreSource, now time.Time, ttl time.Duration) error {
+func (src *StoreSource) Prune(ctx context.Context, now time.Time, ttl time.Duration) error {
 	infos, err := List(ctx, src, now, ttl)
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func parsePEM(b []byte) ([]material, error) {
 		case ed25519.PrivateKey:
 			m.pub = k.Public().(ed25519.PublicKey)
 			if !signing {
-				m.priv, signing = k, true
+				m.priv, m.signs, signing = k, true, true
 			}
 		case ed25519.PublicKey:
 			m.pub = k
@@ -245,7 +245,7 @@ func (s Secret) load(context.Context) ([]material, error) {
 	m := hmac.New(sha256.New, s)
 	m.Write([]byte("authd token kid"))
 	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
-	return []material{{id: kid, alg: verify.HS256, secret: []byte(s)}}, nil
+	return []material{{id: kid, alg: verify.HS256, signs: true, secret: []byte(s)}}, nil
 }
 
 // GenerateKeyPEM returns a new Ed25519 private key as a PKCS #8 PEM block,

@@ -212,7 +212,7 @@ func TestRotation(t *testing.T) {
 	before, _ := s.IssueToken(t.Context(), claimsFor(c))
 	v := verify.TokenVerifier{Keys: s, Issuer: testIssuer, Audience: "shop", Now: c.Now}
 
-	k, err := Rotate(t.Context(), src, time.Minute, 15*time.Minute)
+	k, err := src.Rotate(t.Context(), time.Minute, 15*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestRotation(t *testing.T) {
 	if _, err := v.Verify(t.Context(), before.Raw); verify.ReasonOf(err) != verify.ReasonUnknownKey && verify.ReasonOf(err) != verify.ReasonExpired {
 		t.Fatalf("old token after retirement: %v", err)
 	}
-	if err := Prune(t.Context(), src, c.Now(), 15*time.Minute); err != nil {
+	if err := src.Prune(t.Context(), c.Now(), 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ := store.SigningKeys(t.Context())
@@ -268,7 +268,7 @@ func TestRotateNowAndList(t *testing.T) {
 	s, src := newStoreSet(t, store, c)
 	old := s.SigningKeyID()
 	c.Add(time.Second)
-	k, err := Rotate(t.Context(), src, 0, 15*time.Minute)
+	k, err := src.Rotate(t.Context(), 0, 15*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestRotateNowAndList(t *testing.T) {
 	if s.SigningKeyID() != k.ID {
 		t.Fatalf("--delay 0 did not switch at once")
 	}
-	later, _ := Rotate(t.Context(), src, time.Hour, 15*time.Minute)
+	later, _ := src.Rotate(t.Context(), time.Hour, 15*time.Minute)
 	infos, err := List(t.Context(), src, c.Now(), 15*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -290,6 +290,20 @@ func TestRotateNowAndList(t *testing.T) {
 		if got[id] != st {
 			t.Errorf("key %s: state %q, want %q (all: %v)", id, got[id], st, got)
 		}
+	}
+	// The same states from the stored rows alone, without the key that
+	// seals them.
+	stored, err := ListStored(t.Context(), store, c.Now(), 15*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ki := range stored {
+		if want[ki.ID] != ki.State {
+			t.Errorf("ListStored: key %s: state %q, want %q", ki.ID, ki.State, want[ki.ID])
+		}
+	}
+	if len(stored) != len(want) {
+		t.Errorf("ListStored: %d keys, want %d", len(stored), len(want))
 	}
 }
 
@@ -311,7 +325,7 @@ func TestRunFollowsRotation(t *testing.T) {
 	if sets[0].SigningKeyID() != sets[1].SigningKeyID() {
 		t.Fatal("two instances made two first keys")
 	}
-	k, err := Rotate(t.Context(), &StoreSource{Store: store, Key: masterKey(t)}, 0, time.Minute)
+	k, err := (&StoreSource{Store: store, Key: masterKey(t)}).Rotate(t.Context(), 0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,11 @@
-package main
+package config
 
 import (
 	"bytes"
-	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,15 @@ import (
 func envOf(m map[string]string) env {
 	return env{getenv: func(k string) string { return m[k] }}
 }
+
+// loadConfig is the whole configuration, as serve loads it.
+func loadConfig(e env) (Config, error) { return load(e, All) }
+
+// The DESIGN.md test-vector key: long enough, and not one of the
+// placeholders start-up refuses.
+const testSecret = "e2e-secret-key-0123456789abcdef0123456789"
+
+const testIssuer = "https://authd.test"
 
 const goodMaster = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -169,20 +181,6 @@ func TestDotEnv(t *testing.T) {
 	}
 }
 
-func TestCommands(t *testing.T) {
-	var out, errOut bytes.Buffer
-	for _, args := range [][]string{{"--help"}, {"help"}, {"migrate", "--help"}, {"users", "--help"}, {"version"}} {
-		out.Reset()
-		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil || out.Len() == 0 {
-			t.Fatalf("%v: %v %q", args, err, out.String())
-		}
-	}
-	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out, &errOut)
-	if err == nil || exitCode(err) != 2 {
-		t.Fatalf("unknown command: %v (exit %d)", err, exitCode(err))
-	}
-}
-
 func TestConfigProjectsAndProxies(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -232,4 +230,73 @@ func TestConfigProjectsAndProxies(t *testing.T) {
 	if _, err := loadConfig(envOf(prodVars("TRUSTED_PROXIES", "10.0.0.0/99"))); err == nil || !strings.HasPrefix(err.Error(), "config: TRUSTED_PROXIES:") {
 		t.Errorf("bad TRUSTED_PROXIES: %v", err)
 	}
+}
+
+func TestMailConfig(t *testing.T) {
+	c, err := loadConfig(envOf(prodVars("MAIL_CLAIM_TIMEOUT", "45")))
+	if err != nil || c.MailClaimTimeout != 45*time.Second || c.MailRetryBackoff != 2*time.Second || c.MailRetryMax != 30*time.Second {
+		t.Fatalf("MAIL_CLAIM_TIMEOUT=45: %+v %v", c.MailClaimTimeout, err)
+	}
+	for _, tc := range []struct{ key, val, want string }{
+		{"MAIL_CLAIM_TIMEOUT", "500ms", "MAIL_CLAIM_TIMEOUT"},
+		{"MAIL_CLAIM_TIMEOUT", "soon", "MAIL_CLAIM_TIMEOUT"},
+		{"MAIL_RETRY_BACKOFF", "1m", "MAIL_RETRY_MAX"}, // above the 30 s maximum
+		{"MAIL_RETRY_BACKOFF", "0", "MAIL_RETRY_MAX"},
+		{"MAIL_RETRY_MAX", "-1s", "MAIL_RETRY_MAX"},
+	} {
+		_, err := loadConfig(envOf(prodVars(tc.key, tc.val)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: %v, want an error naming %s", tc.key, tc.val, err, tc.want)
+		}
+	}
+}
+
+func TestTokenConfigErrors(t *testing.T) {
+	path, _ := keyFile(t)
+	cases := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"issuer required in production", prodVars("AUTHD_ISSUER", ""), "AUTHD_ISSUER"},
+		{"issuer not a URL", prodVars("AUTHD_ISSUER", "auth.example.com"), "AUTHD_ISSUER"},
+		{"issuer with a query", prodVars("AUTHD_ISSUER", "https://a.example?x=1"), "AUTHD_ISSUER"},
+		{"bad alg", prodVars("TOKEN_ALG", "RS256"), "TOKEN_ALG"},
+		{"HS256 without secret", prodVars("TOKEN_ALG", "HS256"), "TOKEN_HS256_SECRET"},
+		{"HS256 short secret", prodVars("TOKEN_ALG", "HS256", "TOKEN_HS256_SECRET", "short"), "TOKEN_HS256_SECRET"},
+		{"HS256 secret is SECRET_KEY", prodVars("TOKEN_ALG", "HS256", "TOKEN_HS256_SECRET", testSecret), "TOKEN_HS256_SECRET"},
+		{"secret without HS256", prodVars("TOKEN_HS256_SECRET", "hs256-e2e-secret-0123456789abcdef0123456789"), "TOKEN_HS256_SECRET"},
+		{"missing key file", prodVars("TOKEN_KEY_FILE", "/nonexistent/key.pem"), "TOKEN_KEY_FILE"},
+		{"key file not PEM", prodVars("TOKEN_KEY_FILE", "/etc/hostname"), "TOKEN_KEY_FILE"},
+		{"TTL too long", prodVars("TOKEN_TTL_SECONDS", "999999"), "TOKEN_TTL_SECONDS"},
+		{"bad cache", prodVars("JWKS_CACHE_SECONDS", "x"), "JWKS_CACHE_SECONDS"},
+	}
+	for _, tc := range cases {
+		_, err := loadConfig(envOf(tc.vars))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: "+tc.want+":") {
+			t.Errorf("%s: %v, want config: %s: ...", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), testSecret) {
+			t.Errorf("%s: the error repeats a secret", tc.name)
+		}
+	}
+	cfg, err := loadConfig(envOf(prodVars("TOKEN_KEY_FILE", path, "TOKEN_TTL_SECONDS", "600")))
+	if err != nil || cfg.TokenKeyFile != path || cfg.TokenTTL != 10*time.Minute || cfg.Issuer != testIssuer || cfg.JWKSMaxAge != 5*time.Minute {
+		t.Fatalf("good config: %+v, %v", cfg, err)
+	}
+	dev, err := loadConfig(envOf(map[string]string{"AUTHD_DATA_DIR": t.TempDir(), "PORT": "9999"}))
+	if err != nil || dev.Issuer != "http://localhost:9999" {
+		t.Fatalf("development issuer: %q, %v", dev.Issuer, err)
+	}
+}
+
+func keyFile(t *testing.T) (string, ed25519.PrivateKey) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	path := filepath.Join(t.TempDir(), "token.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, priv
 }

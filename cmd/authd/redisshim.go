@@ -1,19 +1,48 @@
 package main
 
+// TEMPORARY: until internal/redis opens its own client (redis.Open).
+
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd/internal/redis"
 )
 
-// newRedisClient makes the one client type the code store takes for a
-// single Redis, Sentinel (a `master_name` query parameter, as go-redis
-// reads it) or Cluster (REDIS_CLUSTER=true; more nodes as `addr` query
-// parameters).
+type shimStore struct {
+	*redis.Store
+	c goredis.UniversalClient
+}
+
+func (s shimStore) Close() error { return s.c.Close() }
+
+func redisOpen(rawURL, prefix string, cluster bool) (shimStore, error) {
+	c, err := newRedisClient(rawURL, cluster)
+	if err != nil {
+		return shimStore{}, err
+	}
+	return shimStore{redis.New(c, redis.Options{Prefix: prefix}), c}, nil
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+func redisSetLogger(log *slog.Logger) { goredis.SetLogger(redisLogger{log}) }
+
+func redisCollector(s shimStore) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_redis_pool_total_conns", Help: "Redis connections open."}, func() float64 { return float64(s.PoolStats().TotalConns) })
+}
+
 func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error) {
-	// A down Redis must answer 503 fast: one retry, short backoffs.
 	const (
 		timeout    = 2 * time.Second
 		retries    = 1
@@ -22,13 +51,13 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 	)
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("config: REDIS_URL: not a URL")
+		return nil, fmt.Errorf("not a URL")
 	}
 	switch {
 	case cluster:
 		o, err := goredis.ParseClusterURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("config: REDIS_URL: %v", err)
+			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
@@ -37,7 +66,7 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 	case u.Query().Has("master_name"):
 		o, err := goredis.ParseFailoverURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("config: REDIS_URL: %v", err)
+			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
@@ -46,7 +75,7 @@ func newRedisClient(rawURL string, cluster bool) (goredis.UniversalClient, error
 	}
 	o, err := goredis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("config: REDIS_URL: %v", err)
+		return nil, err
 	}
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 	o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff

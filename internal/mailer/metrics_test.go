@@ -1,4 +1,4 @@
-package main
+package mailer
 
 import (
 	"context"
@@ -8,17 +8,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/authd/authd/internal/mailer"
 )
 
-// ageWorker is a mailWorker whose queue age is set by the test.
+// ageWorker is a worker whose queue age is set by the test.
 type ageWorker struct {
 	age time.Duration
 	err error
 }
 
-func (a *ageWorker) Stats() mailer.WorkerStats                       { return mailer.WorkerStats{} }
+func (a *ageWorker) Stats() WorkerStats                              { return WorkerStats{} }
 func (a *ageWorker) Degraded() bool                                  { return false }
 func (a *ageWorker) QueueAge(context.Context) (time.Duration, error) { return a.age, a.err }
 
@@ -28,7 +26,7 @@ func (a *ageWorker) QueueAge(context.Context) (time.Duration, error) { return a.
 func TestMailQueueAgeMetric(t *testing.T) {
 	w := &ageWorker{age: 42 * time.Second}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(mailCollector{w: w})
+	reg.MustRegister(collector{w: w})
 	// scrape returns the gauge's samples and its help text.
 	scrape := func() ([]float64, string) {
 		t.Helper()

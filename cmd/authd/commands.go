@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/token"
+	"github.com/authd/authd/verify"
+)
+
+// commands are authd's commands, serve first (what `authd` alone runs).
+var commands = []command{
+	{name: "serve", summary: "run the HTTP server (migrates the database first)", needs: config.All,
+		about:   "Runs authd: the HTTP API, the mail delivery worker, the metrics. The database is\nmigrated first, once it answers.",
+		example: "POSTGRES_SERVER=db REDIS_HOST=redis SMTP_HOST=smtp authd serve",
+		run:     func(ctx context.Context, x *invocation) error { return serve(ctx, x.cfg, x.log) }},
+	{name: "migrate", summary: "apply the database migrations (= migrate up)", needs: config.Database,
+		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate", run: cmdMigrate},
+	{name: "migrate up", summary: "apply the database migrations", needs: config.Database,
+		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate up", run: cmdMigrate},
+	{name: "migrate status", summary: "list the migrations, applied or pending", needs: config.Database,
+		about: "Lists the database migrations and whether each is applied.", example: "authd migrate status",
+		run: func(ctx context.Context, x *invocation) error {
+			db, err := openDatabase(ctx, x.cfg, x.log)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return db.MigrationStatus(ctx, x.stdout)
+		}},
+	{name: "users show", args: []string{"EMAIL"}, summary: "print the user of an address, as JSON", needs: config.Database,
+		about: "Prints the user of an address (the oldest of its case variants) as JSON.", example: "authd users show ana@example.com", run: cmdUsersShow},
+	{name: "users delete", args: []string{"EMAIL"}, summary: "erase an address: user rows, codes, budgets, queued mail", needs: config.Database | config.Redis | config.MasterKey,
+		about:   "Erases an address on request: its user rows (case variants too), and in Redis its\nlive codes, cooldowns and budgets in every project, and its mails still queued\n(never sent after) with their delivery statuses.",
+		example: "authd users delete ana@example.com", run: cmdUsersDelete},
+	{name: "users duplicates", summary: "list the rows whose emails differ only in letter case", needs: config.Database,
+		about:   "Lists the user rows whose emails differ only in letter case (the original service\nmade them); authd uses the oldest of each group.",
+		example: "authd users duplicates", run: cmdUsersDuplicates},
+	{name: "users unlock", args: []string{"EMAIL"}, summary: "clear an address's failure and send budgets", needs: config.Redis | config.MasterKey,
+		about: "Clears an address's failure and codes-per-address budgets in Redis: the way out of\na lock-out.", example: "authd users unlock ana@example.com", run: cmdUsersUnlock},
+	{name: "keys list", summary: "list the token signing keys and their states", needs: config.Database | config.Tokens,
+		about:   "Lists the token signing keys: signing, next, retiring, retired. It reads the stored\nrows only: it needs no AUTHD_MASTER_KEY.",
+		example: "authd keys list", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, false) }},
+	{name: "keys rotate", summary: "publish a new signing key now, sign with it after D", needs: config.Database | config.MasterKey | config.Tokens,
+		flags: []flagDef{{name: "delay", value: "D", wants: "a duration such as 5m (0 or more)", check: durationAtLeast(0),
+			help: "when the new key starts signing; default JWKS_CACHE_SECONDS, so consumers\n\t\thave fetched it first; 0 switches at once"}},
+		about:   "Publishes a new token signing key at once; it signs from D on. The old key stays\npublished until every token it signed has expired. Running instances follow\nwithin 5 s.",
+		example: "authd keys rotate --delay 10m", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, true) }},
+	{name: "proof verify", summary: "check a v1 proof or a v2 token read on stdin", needs: config.ProofKey | config.Tokens,
+		flags: []flagDef{
+			{name: "audience", value: "P", wants: "a project_id", help: "the project_id the proof must be for", check: func(v string) error {
+				if !authd.ValidProjectID(v) {
+					return errors.New("bad project id")
+				}
+				return nil
+			}},
+			{name: "max-age", value: "D", wants: "a duration such as 15m", help: "the oldest v1 proof accepted (v1 proofs carry no expiry)", check: durationAtLeast(time.Second)},
+			{name: "jwks", value: "URL", wants: "a URL", help: "where the token keys are (default AUTHD_ISSUER/.well-known/jwks.json)"},
+		},
+		about:   "Checks what a consumer received, read on stdin: a v1 proof (the verify-code JSON,\nwith SECRET_KEY) or a v2 token (with the published keys, or TOKEN_HS256_SECRET).\nPrints what it asserts; a refusal prints its reason (bad_signature, expired, ...).",
+		example: "authd proof verify --audience shop < proof.json", run: cmdProofVerify},
+	{name: "healthcheck", summary: "ask the server at HOST:PORT for readiness (exit 0 ready, 1 not)", needs: config.HTTP,
+		about:   "Asks the server this environment configures (HOST, PORT) for readiness: the\nDocker HEALTHCHECK, since the image has no curl.",
+		example: "authd healthcheck", run: cmdHealthcheck},
+	{name: "version", summary: "print the version", needs: config.Nothing, about: "Prints authd's version.", example: "authd version",
+		run: func(_ context.Context, x *invocation) error {
+			fmt.Fprintln(x.stdout, "authd", buildVersion())
+			return nil
+		}},
+}
+
+func cmdMigrate(ctx context.Context, x *invocation) error {
+	db, err := openDatabase(ctx, x.cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(x.stdout, "migrations applied")
+	return nil
+}
+
+// byEmail maps the flow's refusal of a bad address to bad usage.
+func byEmail(cmd string, err error) error {
+	if authd.ErrorCode(err) == authd.EINVALID {
+		return usageError{"authd " + cmd + ": not a valid address"}
+	}
+	return fmt.Errorf("authd %s: %w", cmd, err)
+}
+
+func cmdUsersShow(ctx context.Context, x *invocation) error {
+	db, err := openDatabase(ctx, x.cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	u, err := (&authd.Service{Users: db}).User(ctx, x.args[0])
+	if authd.ErrorCode(err) == authd.ENOTFOUND {
+		return fmt.Errorf("authd users show: no user for %s", strings.ToLower(x.args[0]))
+	}
+	if err != nil {
+		return byEmail("users show", err)
+	}
+	out := map[string]any{"id": u.ID, "email": u.Email, "created_at": u.CreatedAt.UTC().Format(time.RFC3339)}
+	if !u.LastVerifiedAt.IsZero() {
+		out["last_verified_at"] = u.LastVerifiedAt.UTC().Format(time.RFC3339)
+	}
+	enc := json.NewEncoder(x.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func cmdUsersDuplicates(ctx context.Context, x *invocation) error {
+	db, err := openDatabase(ctx, x.cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	groups, err := db.CaseDuplicates(ctx)
+	if err != nil {
+		return fmt.Errorf("authd users duplicates: %w", err)
+	}
+	if len(groups) == 0 {
+		fmt.Fprintln(x.stdout, "no case-variant duplicates")
+	}
+	for _, g := range groups {
+		fmt.Fprintf(x.stdout, "%s: %d rows, the oldest is the one authd uses\n", strings.ToLower(g[0].Email), len(g))
+		for _, u := range g {
+			fmt.Fprintf(x.stdout, "  %s  %s  created %s\n", u.ID, u.Email, u.CreatedAt.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// service is the flow on the stores the configuration names, for the
+// operator's commands.
+func (x *invocation) service(ctx context.Context, db database) (*authd.Service, func(), error) {
+	keys, err := authd.DeriveKeys(x.cfg.MasterKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	codes, err := openCodes(ctx, x.cfg, x.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc := &authd.Service{Codes: codes.CodeStore, Keys: keys, Logger: x.log}
+	if db != nil {
+		svc.Users = db
+	}
+	return svc, codes.close, nil
+}
+
+func cmdUsersDelete(ctx context.Context, x *invocation) error {
+	db, err := openDatabase(ctx, x.cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svc, closeCodes, err := x.service(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer closeCodes()
+	er, err := svc.EraseAddress(ctx, x.args[0])
+	if er.Email != "" {
+		fmt.Fprintf(x.stdout, "deleted %d user row(s) of %s\n", er.Users, er.Email)
+	}
+	if err != nil {
+		return byEmail("users delete", err)
+	}
+	if x.cfg.RedisURL == "" {
+		fmt.Fprintln(x.stdout, "codes and limits: kept in the server's memory in this mode; they vanish at its restart or within OTP_EXPIRE_SECONDS and an hour")
+		return nil
+	}
+	fmt.Fprintf(x.stdout, "deleted %d Redis key(s): codes, cooldowns and budgets; queued mails removed\n", er.Codes)
+	return nil
+}
+
+func cmdUsersUnlock(ctx context.Context, x *invocation) error {
+	if x.cfg.RedisURL == "" {
+		return errors.New("authd users unlock: no Redis configured: the embedded mode keeps budgets in the server's memory; restarting it clears them")
+	}
+	svc, closeCodes, err := x.service(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer closeCodes()
+	if err := svc.Unlock(ctx, x.args[0]); err != nil {
+		return byEmail("users unlock", err)
+	}
+	fmt.Fprintln(x.stdout, "unlocked")
+	return nil
+}
+
+// cmdKeys is `authd keys list`, and `authd keys rotate` before it.
+func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
+	cfg := x.cfg
+	switch {
+	case cfg.TokenAlg == verify.HS256:
+		return errors.New("authd keys: TOKEN_ALG=HS256 signs with TOKEN_HS256_SECRET: no keys to list or rotate (change the secret to rotate)")
+	case cfg.TokenKeyFile != "" && rotate:
+		return errors.New("authd keys rotate: TOKEN_KEY_FILE is set: put a new key first in the file and keep the old one after it until its tokens have expired")
+	case cfg.TokenKeyFile != "":
+		infos, err := token.List(ctx, token.FileSource{Path: cfg.TokenKeyFile}, time.Now(), cfg.TokenTTL)
+		if err != nil {
+			return fmt.Errorf("authd keys list: %w", err)
+		}
+		return writeKeys(x.stdout, infos)
+	}
+	db, err := openDatabase(ctx, cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if rotate {
+		keys, err := authd.DeriveKeys(cfg.MasterKey)
+		if err != nil {
+			return err
+		}
+		k, err := (&token.StoreSource{Store: db, Key: keys.Token}).Rotate(ctx, x.duration("delay", cfg.JWKSMaxAge), cfg.TokenTTL)
+		if err != nil {
+			return fmt.Errorf("authd keys rotate: %w", err)
+		}
+		fmt.Fprintf(x.stdout, "new key %s published; it signs from %s (running instances follow within 5 s)\n",
+			k.ID, k.ActiveFrom.Format(time.RFC3339))
+	}
+	infos, err := token.ListStored(ctx, db, time.Now(), cfg.TokenTTL)
+	if authd.ErrorCode(err) == authd.EUNAVAILABLE && strings.Contains(err.Error(), "no token signing key") {
+		fmt.Fprintln(x.stdout, "no keys yet: the first start of authd makes one")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("authd keys: %w", err)
+	}
+	return writeKeys(x.stdout, infos)
+}
+
+func writeKeys(w io.Writer, infos []token.KeyInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSIGNS FROM (UTC)\tPUBLISHED UNTIL (UTC)")
+	for _, k := range infos {
+		from, until := "-", "-"
+		if !k.ActiveFrom.IsZero() && k.ActiveFrom.Unix() > 0 {
+			from = k.ActiveFrom.UTC().Format(time.DateTime)
+		}
+		if !k.RetiresAt.IsZero() {
+			until = k.RetiresAt.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.State, from, until)
+	}
+	return tw.Flush()
+}
+
+// cmdProofVerify checks a proof or a token as a consumer would, with the
+// verify package: exit 0 and what it asserts when valid, 1 and the reason
+// when not.
+func cmdProofVerify(ctx context.Context, x *invocation) error {
+	cfg, audience := x.cfg, x.flags["audience"]
+	raw, err := io.ReadAll(io.LimitReader(x.stdin, 64<<10))
+	if err != nil {
+		return err
+	}
+	text := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(text, "{") {
+		var p authd.Proof
+		if err := json.Unmarshal([]byte(text), &p); err != nil {
+			return fmt.Errorf("authd proof verify: INVALID: %s", verify.ReasonMalformed)
+		}
+		// A v1 proof carries no expiry: without --max-age only the
+		// signature and the fields are checked.
+		maxAge := x.duration("max-age", 100*365*24*time.Hour)
+		if err := verify.NewProofVerifier(cfg.SecretKey, maxAge).Verify(p, audience); err != nil {
+			return fmt.Errorf("authd proof verify: INVALID: %s", reasonOf(err))
+		}
+		fmt.Fprintf(x.stdout, "valid v1 proof: auth_user_id=%s email=%s project_id=%s issued_at=%s\n",
+			p.AuthUserID, p.Email, p.ProjectID, time.Unix(p.IssuedAt, 0).UTC().Format(time.RFC3339))
+		return nil
+	}
+	v := &verify.TokenVerifier{Issuer: cfg.Issuer, Audience: audience, AnyAudience: audience == ""}
+	switch jwks := x.flags["jwks"]; {
+	case cfg.TokenAlg == verify.HS256:
+		v.Keys = verify.SharedSecret(cfg.HS256Secret)
+	case jwks != "":
+		v.Keys = verify.NewJWKS(jwks)
+	default:
+		v.Keys = verify.NewJWKS(strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/jwks.json")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := v.Verify(ctx, text)
+	if err != nil {
+		return fmt.Errorf("authd proof verify: INVALID: %s", reasonOf(err))
+	}
+	fmt.Fprintf(x.stdout, "valid token: sub=%s email=%s aud=%s iss=%s expires=%s\n",
+		c.Subject, c.Email, strings.Join(c.Audience, ","), c.Issuer, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
+	return nil
+}
+
+// reasonOf is the verify package's reason, or the error itself when it is
+// not a refusal (a verifier set up wrong).
+func reasonOf(err error) string {
+	var e *verify.Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return err.Error()
+}
+
+// cmdHealthcheck asks the server at HOST:PORT for readiness. It writes
+// nothing: development mode's secrets are not generated by it.
+func cmdHealthcheck(ctx context.Context, x *invocation) error {
+	host := x.cfg.Host
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::", "[::]":
+		host = "::1"
+	}
+	u := "http://" + net.JoinHostPort(host, strconv.Itoa(x.cfg.Port)) + "/api/v1/health/ready"
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("authd healthcheck: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("authd healthcheck: not ready (%d): %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintf(x.stdout, "ready: %s\n", strings.TrimSpace(string(body)))
+	return nil
+}

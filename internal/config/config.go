@@ -1,0 +1,687 @@
+// Package config is authd's configuration: every environment variable it
+// reads, in one table (settings) with its default, range and meaning,
+// parsed and checked once at start into a Config that cmd/authd passes
+// down. Nothing else in authd reads the environment. The README's
+// configuration table is made from the same table (Markdown).
+package config
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+	"sigs.k8s.io/yaml"
+
+	"github.com/authd/authd"
+)
+
+// Config is authd's whole configuration (DESIGN.md §4). A command fills
+// only the parts it needs (see Need).
+type Config struct {
+	Dev bool // development mode: nothing external configured
+
+	ProjectName string
+	SecretKey   string
+	WeakSecret  bool // ALLOW_WEAK_SECRET_KEY accepted a short SECRET_KEY
+	MasterKey   []byte
+
+	DatabaseURL  string // "" = SQLite in DataDir
+	DataDir      string
+	RedisURL     string // "" = in memory
+	RedisCluster bool   // REDIS_URL names cluster nodes
+	RedisPrefix  string
+
+	MailBackend                    string // "smtp" or "log"
+	SMTPHost, SMTPUser             string
+	SMTPPassword                   string // never logged
+	SMTPPort                       int
+	SMTPTLS                        bool
+	FromEmail, FromName            string
+	TemplatesDir                   string // "" = the embedded templates
+	MailWorkers                    int
+	MailClaimTimeout               time.Duration
+	MailRetryBackoff, MailRetryMax time.Duration
+
+	Policy         authd.Policy
+	Projects       *authd.Registry // PROJECTS_FILE; nil without one
+	TrustedProxies []netip.Prefix
+
+	Host      string
+	Port      int
+	LogLevel  slog.Level
+	LogFormat string // "json" or "text"
+
+	MetricsAddr     string        // "" = /metrics on the main port
+	ShutdownTimeout time.Duration // bound on in-flight requests at shutdown
+	ShutdownDelay   time.Duration // readiness 503 before the listener closes
+
+	Issuer       string // the tokens' iss and the base of jwks_uri
+	TokenTTL     time.Duration
+	TokenAlg     string // EdDSA or HS256
+	HS256Secret  []byte
+	TokenKeyFile string
+	JWKSMaxAge   time.Duration
+
+	// Raw values the checks at the end of loading turn into the above.
+	pg                               struct{ host, user, pass, db, port string }
+	redis                            struct{ host, port, db, pass string }
+	masterRaw, mailBackendRaw, hsRaw string
+	allowWeak                        bool
+}
+
+// Addr is the listen address.
+func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// Need is what a command needs of the configuration: each setting is
+// read, and checked, only by the commands that need one of its groups.
+type Need uint16
+
+const (
+	Database  Need = 1 << iota // the users and keys database
+	Redis                      // the code store
+	ProofKey                   // SECRET_KEY
+	MasterKey                  // AUTHD_MASTER_KEY
+	Mail                       // SMTP and the delivery worker
+	Policy                     // codes and limits
+	HTTP                       // the listener
+	Tokens                     // the v2 tokens
+
+	All     = Tokens<<1 - 1
+	Nothing = Need(1 << 15) // a command that reads no configuration
+)
+
+// A setting is one environment variable. The table below is the one place
+// where a name, its default, its range and its meaning are written: the
+// parser walks it, the README's configuration table is made from it
+// (TestReadmeConfigTable), and the policy's defaults come from
+// authd.DefaultPolicy through it.
+type setting struct {
+	name  string
+	def   string // parsed when the variable is unset; "" for none
+	shown string // the README's default when def does not say it all
+	need  Need   // the groups that read it; 0: every command (LOG_*)
+	// secret values are taken as given (not trimmed) and never echoed.
+	secret bool
+	help   string
+	apply  func(c *Config, v string) error
+}
+
+var defaultPolicy = authd.DefaultPolicy()
+
+var settings = []setting{
+	{name: "PROJECT_NAME", def: "Authentication Microservice", need: HTTP | Mail, help: "the root answer's name; the name in mails",
+		apply: text(func(c *Config, v string) { c.ProjectName = v })},
+	{name: "SECRET_KEY", secret: true, shown: "generated in development", need: ProofKey, help: "signs the v1 proofs; every consumer holds it. 32+ bytes; a placeholder stops start-up",
+		apply: text(func(c *Config, v string) { c.SecretKey = v })},
+	{name: "ALLOW_WEAK_SECRET_KEY", def: "false", need: ProofKey, help: "accept a SECRET_KEY under 32 bytes (consumers already hold it), with a warning at every start",
+		apply: boolean(func(c *Config, v bool) { c.allowWeak = v })},
+	{name: "AUTHD_MASTER_KEY", secret: true, shown: "generated in development", need: MasterKey, help: "authd's own secret, never shared: 32+ random bytes, base64 or hex. The keys for code hashing, address keys and encryption are derived from it with HKDF",
+		apply: text(func(c *Config, v string) { c.masterRaw = v })},
+	{name: "AUTHD_ISSUER", shown: "`http://localhost:<PORT>` in development; required otherwise", need: Tokens, help: "authd's public URL: the tokens' `iss` and the base of `jwks_uri`. Never taken from a request's Host header",
+		apply: text(func(c *Config, v string) { c.Issuer = v })},
+	{name: "TOKEN_TTL_SECONDS", def: "900", need: Tokens, help: "the v2 token's lifetime (`exp - iat`), 30 to 86400",
+		apply: seconds(30, 86400, func(c *Config, d time.Duration) { c.TokenTTL = d })},
+	{name: "TOKEN_ALG", def: "EdDSA", need: Tokens, help: "`EdDSA` (Ed25519: keys in the database, private halves encrypted under a key derived from `AUTHD_MASTER_KEY`, public halves published) or `HS256` (a shared secret)",
+		apply: oneOf([]string{"EdDSA", "HS256"}, func(c *Config, v string) { c.TokenAlg = v })},
+	{name: "TOKEN_HS256_SECRET", secret: true, need: Tokens, help: "the HS256 secret (`TOKEN_ALG=HS256` only): 32+ bytes, never published, must not be `SECRET_KEY`",
+		apply: text(func(c *Config, v string) { c.hsRaw = v })},
+	{name: "TOKEN_KEY_FILE", need: Tokens, help: "Ed25519 keys from a PEM file (PKCS #8) instead of the database: the first private key signs, every key is published; re-read every 2 s",
+		apply: text(func(c *Config, v string) { c.TokenKeyFile = v })},
+	{name: "JWKS_CACHE_SECONDS", def: "300", need: Tokens, help: "`Cache-Control: max-age` of `/.well-known/jwks.json`, and the default `--delay` of `authd keys rotate`",
+		apply: seconds(0, 86400, func(c *Config, d time.Duration) { c.JWKSMaxAge = d })},
+	{name: "DATABASE_URL", need: Database, help: "the whole PostgreSQL URL; wins over `POSTGRES_*`",
+		apply: urlOf("postgres://user:password@host:port/db", []string{"postgres", "postgresql"}, func(c *Config, v string) { c.DatabaseURL = v })},
+	{name: "POSTGRES_SERVER", need: Database, help: "PostgreSQL's host; PostgreSQL is used when it or `DATABASE_URL` is set",
+		apply: text(func(c *Config, v string) { c.pg.host = v })},
+	{name: "POSTGRES_USER", def: "postgres", need: Database, help: "PostgreSQL's user",
+		apply: text(func(c *Config, v string) { c.pg.user = v })},
+	{name: "POSTGRES_PASSWORD", secret: true, def: "postgres", need: Database, help: "PostgreSQL's password",
+		apply: text(func(c *Config, v string) { c.pg.pass = v })},
+	{name: "POSTGRES_DB", def: "auth_db", need: Database, help: "PostgreSQL's database",
+		apply: text(func(c *Config, v string) { c.pg.db = v })},
+	{name: "POSTGRES_PORT", def: "5432", need: Database, help: "PostgreSQL's port",
+		apply: integer(1, 65535, func(c *Config, n int) { c.pg.port = strconv.Itoa(n) })},
+	{name: "AUTHD_DATA_DIR", def: "./data", need: Database | ProofKey | MasterKey, help: "the SQLite database and the development secrets when no PostgreSQL is set",
+		apply: text(func(c *Config, v string) { c.DataDir = v })},
+	{name: "REDIS_URL", need: Redis, help: "the whole Redis URL; wins over `REDIS_*`; a `master_name` query parameter means Sentinel",
+		apply: urlOf("redis://[user:password@]host:port/db", []string{"redis", "rediss", "unix"}, func(c *Config, v string) { c.RedisURL = v })},
+	{name: "REDIS_HOST", need: Redis, help: "Redis's host; Redis is used when it or `REDIS_URL` is set",
+		apply: text(func(c *Config, v string) { c.redis.host = v })},
+	{name: "REDIS_PORT", def: "6379", need: Redis, help: "Redis's port",
+		apply: integer(1, 65535, func(c *Config, n int) { c.redis.port = strconv.Itoa(n) })},
+	{name: "REDIS_DB", def: "0", need: Redis, help: "Redis's database number",
+		apply: integer(0, 1<<20, func(c *Config, n int) { c.redis.db = strconv.Itoa(n) })},
+	{name: "REDIS_PASSWORD", secret: true, need: Redis, help: "Redis's password",
+		apply: text(func(c *Config, v string) { c.redis.pass = v })},
+	{name: "REDIS_CLUSTER", def: "false", need: Redis, help: "`REDIS_URL` names Redis Cluster nodes (more as `addr` query parameters)",
+		apply: boolean(func(c *Config, v bool) { c.RedisCluster = v })},
+	{name: "REDIS_KEY_PREFIX", def: "authd:", need: Redis, help: "lets several deployments share one Redis",
+		apply: func(c *Config, v string) error {
+			if strings.ContainsAny(v, "{}") {
+				return errors.New("must not contain { or }")
+			}
+			c.RedisPrefix = v
+			return nil
+		}},
+	{name: "SMTP_HOST", need: Mail, help: "the SMTP server",
+		apply: text(func(c *Config, v string) { c.SMTPHost = v })},
+	{name: "SMTP_PORT", def: "587", need: Mail, help: "the SMTP server's port; 465 means implicit TLS",
+		apply: integer(1, 65535, func(c *Config, n int) { c.SMTPPort = n })},
+	{name: "SMTP_USER", need: Mail, help: "AUTH PLAIN/LOGIN when set",
+		apply: text(func(c *Config, v string) { c.SMTPUser = v })},
+	{name: "SMTP_PASSWORD", secret: true, need: Mail, help: "the SMTP password; never logged",
+		apply: text(func(c *Config, v string) { c.SMTPPassword = v })},
+	{name: "SMTP_TLS", def: "true", need: Mail, help: "STARTTLS required; `false` allows plain SMTP (a local relay, a mail catcher) with a warning",
+		apply: boolean(func(c *Config, v bool) { c.SMTPTLS = v })},
+	{name: "EMAILS_FROM_EMAIL", def: "info@example.com", need: Mail, help: "the mail's sender address",
+		apply: func(c *Config, v string) error {
+			if _, err := authd.NormalizeEmail(v); err != nil {
+				return errors.New("not a valid address")
+			}
+			c.FromEmail = v
+			return nil
+		}},
+	{name: "EMAILS_FROM_NAME", def: "Auth Service", need: Mail, help: "the mail's sender name",
+		apply: func(c *Config, v string) error {
+			if strings.ContainsAny(v, "\r\n") {
+				return errors.New("must be one line")
+			}
+			c.FromName = v
+			return nil
+		}},
+	{name: "MAIL_BACKEND", shown: "`smtp` if `SMTP_HOST` is set, else `log`", need: Mail, help: "`log` writes each mail (code included) to the log instead",
+		apply: text(func(c *Config, v string) { c.mailBackendRaw = strings.ToLower(v) })},
+	{name: "MAIL_WORKERS", def: "16", need: Mail, help: "concurrent SMTP deliveries (sized for the SMTP server, not the CPU)",
+		apply: integer(1, 1024, func(c *Config, n int) { c.MailWorkers = n })},
+	{name: "MAIL_CLAIM_TIMEOUT", def: "30s", need: Mail, help: "a mail job claimed by an instance that died is taken over by another after this long (a long send renews its claim: no duplicates); at least 1s",
+		apply: duration(time.Second, func(c *Config, d time.Duration) { c.MailClaimTimeout = d })},
+	{name: "MAIL_RETRY_BACKOFF", def: "2s", need: Mail, help: "the wait before a failed mail's first retry (temporary failures only: refused connections, timeouts, 4xx), doubled per retry with jitter up to `MAIL_RETRY_MAX`; never past the code's expiry",
+		apply: duration(0, func(c *Config, d time.Duration) { c.MailRetryBackoff = d })},
+	{name: "MAIL_RETRY_MAX", def: "30s", need: Mail, help: "the longest wait between two tries of a mail",
+		apply: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
+	{name: "EMAIL_TEMPLATES_DIR", shown: "embedded", need: Mail, help: "a directory with `subject.txt`, `body.txt`, `body.html` (Go templates: `.ProjectName`, `.Code`, `.Minutes`, `.ExpiresAt`); checked at start",
+		apply: text(func(c *Config, v string) { c.TemplatesDir = v })},
+	{name: "OTP_EXPIRE_SECONDS", def: secs(defaultPolicy.CodeTTL), need: Policy, help: "a code's lifetime, 1 to 86400",
+		apply: seconds(1, 86400, func(c *Config, d time.Duration) { c.Policy.CodeTTL = d })},
+	{name: "OTP_ATTEMPTS_LIMIT", def: strconv.Itoa(defaultPolicy.AttemptsPerCode), need: Policy, help: "wrong tries per code, then the code is dead",
+		apply: integer(1, 1000, func(c *Config, n int) { c.Policy.AttemptsPerCode = n })},
+	{name: "OTP_RESEND_SECONDS", def: secs(defaultPolicy.ResendCooldown), need: Policy, help: "cooldown between codes for one (project, address)",
+		apply: seconds(0, 86400, func(c *Config, d time.Duration) { c.Policy.ResendCooldown = d })},
+	{name: "LIMIT_SEND_CODE_PER_IP", def: defaultPolicy.SendPerIP.String(), need: Policy, help: "send-code per client IP",
+		apply: rate(func(c *Config, r authd.Rate) { c.Policy.SendPerIP = r })},
+	{name: "LIMIT_VERIFY_CODE_PER_IP", def: defaultPolicy.VerifyPerIP.String(), need: Policy, help: "verify-code per client IP",
+		apply: rate(func(c *Config, r authd.Rate) { c.Policy.VerifyPerIP = r })},
+	{name: "LIMIT_CODES_PER_ADDRESS", def: defaultPolicy.CodesPerAddress.String(), need: Policy, help: "codes per address, all projects together",
+		apply: rate(func(c *Config, r authd.Rate) { c.Policy.CodesPerAddress = r })},
+	{name: "LIMIT_FAILURES_PER_ADDRESS", def: defaultPolicy.FailuresPerAddress.String(), need: Policy, help: "wrong tries per address, all projects, across codes",
+		apply: rate(func(c *Config, r authd.Rate) { c.Policy.FailuresPerAddress = r })},
+	{name: "LIMIT_MAILS_PER_PROJECT", def: defaultPolicy.MailsPerProject.String(), need: Policy, help: "mails per project_id (`0`: off)",
+		apply: rate(func(c *Config, r authd.Rate) { c.Policy.MailsPerProject = r })},
+	{name: "PROJECTS_FILE", need: Policy, help: "a JSON or YAML project registry; see [Projects](#projects)",
+		apply: func(c *Config, v string) error { return c.loadProjects(v) }},
+	{name: "TRUSTED_PROXIES", need: HTTP, help: "CIDRs or addresses of the proxies whose `X-Forwarded-For` (or, without it, `X-Real-IP`) is believed; see [Behind a proxy](#behind-a-proxy)",
+		apply: func(c *Config, v string) (err error) {
+			c.TrustedProxies, err = ParseTrustedProxies(v)
+			return err
+		}},
+	{name: "HOST", shown: "`0.0.0.0` (`127.0.0.1` in development)", need: HTTP, help: "the address to listen on",
+		apply: text(func(c *Config, v string) { c.Host = v })},
+	{name: "PORT", def: "8013", need: HTTP | Tokens, help: "the port to listen on (`0`: any free port)",
+		apply: integer(0, 65535, func(c *Config, n int) { c.Port = n })},
+	{name: "LOG_LEVEL", def: "info", need: 0, help: "`debug`, `info`, `warn`/`warning`, `error`",
+		apply: func(c *Config, v string) error {
+			levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "error": slog.LevelError}
+			l, ok := levels[strings.ToLower(v)]
+			if !ok {
+				return errors.New("want debug, info, warn or error")
+			}
+			c.LogLevel = l
+			return nil
+		}},
+	{name: "LOG_FORMAT", shown: "`json` (`text` in development)", need: 0, help: "`json` or `text`",
+		apply: oneOf([]string{"json", "text"}, func(c *Config, v string) { c.LogFormat = v })},
+	{name: "METRICS_ADDR", shown: "unset (`/metrics` on the main port)", need: HTTP, help: "a separate, private listen address for Prometheus's `/metrics`, e.g. `127.0.0.1:9090`; when set, the main port has no `/metrics`",
+		apply: text(func(c *Config, v string) { c.MetricsAddr = v })},
+	{name: "SHUTDOWN_DELAY", def: "0", need: HTTP, help: "on SIGTERM/SIGINT, readiness answers 503 at once and the listener stays open this long, so a load balancer stops sending first (seconds or `5s`)",
+		apply: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},
+	{name: "SHUTDOWN_TIMEOUT", def: "15s", need: HTTP, help: "then the requests in flight get this long to finish (seconds or `15s`)",
+		apply: duration(0, func(c *Config, d time.Duration) { c.ShutdownTimeout = d })},
+}
+
+// Load reads the variables n needs from getenv, then from the dotenv file
+// at dotenvPath ("" for none; a missing file is no error), and checks
+// them. In development mode it may write the generated secrets into the
+// data directory, when n needs them. The error is one line naming the
+// variable; it never repeats a secret.
+func Load(getenv func(string) string, dotenvPath string, n Need) (Config, error) {
+	e, err := newEnv(getenv, dotenvPath)
+	if err != nil {
+		return Config{}, err
+	}
+	return load(e, n)
+}
+
+func load(e env, n Need) (Config, error) {
+	c := Config{Policy: defaultPolicy}
+	c.Dev = !e.set("DATABASE_URL") && !e.set("POSTGRES_SERVER") && !e.set("REDIS_URL") && !e.set("REDIS_HOST") && !e.set("SMTP_HOST")
+	c.Host, c.LogFormat = "0.0.0.0", "json"
+	if c.Dev {
+		c.Host, c.LogFormat = "127.0.0.1", "text"
+	}
+	for _, s := range settings {
+		if s.need != 0 && s.need&n == 0 {
+			continue
+		}
+		v := e.get(s.name)
+		if !s.secret {
+			v = strings.TrimSpace(v)
+		}
+		if v == "" {
+			if v = s.def; v == "" {
+				continue
+			}
+		}
+		if err := s.apply(&c, v); err != nil {
+			return c, configError(s.name, err.Error())
+		}
+	}
+	for _, check := range []struct {
+		n  Need
+		fn func(*Config) error
+	}{
+		{Database, (*Config).checkDatabase}, {Redis, (*Config).checkRedis}, {Mail, (*Config).checkMail},
+		{ProofKey, (*Config).checkProofKey}, {MasterKey, (*Config).checkMasterKey}, {Tokens, (*Config).checkTokens},
+	} {
+		if n&check.n != 0 {
+			if err := check.fn(&c); err != nil {
+				return c, err
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *Config) checkDatabase() error {
+	if c.DatabaseURL != "" || c.pg.host == "" {
+		return nil
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.pg.user, c.pg.pass), Host: net.JoinHostPort(c.pg.host, c.pg.port), Path: "/" + c.pg.db}
+	c.DatabaseURL = u.String()
+	return nil
+}
+
+func (c *Config) checkRedis() error {
+	if c.RedisURL != "" || c.redis.host == "" {
+		return nil
+	}
+	u := url.URL{Scheme: "redis", Host: net.JoinHostPort(c.redis.host, c.redis.port), Path: "/" + c.redis.db}
+	if c.redis.pass != "" {
+		u.User = url.UserPassword("", c.redis.pass)
+	}
+	c.RedisURL = u.String()
+	return nil
+}
+
+func (c *Config) checkMail() error {
+	switch c.mailBackendRaw {
+	case "":
+		c.MailBackend = "log"
+		if c.SMTPHost != "" {
+			c.MailBackend = "smtp"
+		} else if !c.Dev {
+			return configError("SMTP_HOST", "not set, but a database or Redis is: codes would go nowhere (set MAIL_BACKEND=log to print them to the log on purpose)")
+		}
+	case "smtp":
+		if c.SMTPHost == "" {
+			return configError("SMTP_HOST", "required by MAIL_BACKEND=smtp")
+		}
+		c.MailBackend = "smtp"
+	case "log":
+		c.MailBackend = "log"
+	default:
+		return configError("MAIL_BACKEND", fmt.Sprintf("want smtp or log, got %q", c.mailBackendRaw))
+	}
+	if c.MailRetryBackoff <= 0 || c.MailRetryMax < c.MailRetryBackoff {
+		return configError("MAIL_RETRY_MAX", "want 0 < MAIL_RETRY_BACKOFF <= MAIL_RETRY_MAX")
+	}
+	return nil
+}
+
+func (c *Config) checkProofKey() error {
+	sk := c.SecretKey
+	if sk == "" && c.Dev {
+		var err error
+		if sk, err = devSecret(c.DataDir, "secret_key"); err != nil {
+			return configError("SECRET_KEY", "not set, and no development key could be kept in AUTHD_DATA_DIR: "+err.Error())
+		}
+	}
+	switch {
+	case sk == "":
+		return configError("SECRET_KEY", "required outside development mode (32+ random bytes; it signs the v1 proofs)")
+	case isPlaceholder(sk):
+		return configError("SECRET_KEY", "is a placeholder from an example: set 32+ random bytes")
+	case len(sk) < 32 && !c.allowWeak:
+		return configError("SECRET_KEY", fmt.Sprintf("too short (%d bytes, want 32+); ALLOW_WEAK_SECRET_KEY=true accepts it if your consumers already hold it", len(sk)))
+	}
+	c.SecretKey, c.WeakSecret = sk, len(sk) < 32
+	return nil
+}
+
+func (c *Config) checkMasterKey() error {
+	mk := c.masterRaw
+	if mk == "" && c.Dev {
+		var err error
+		if mk, err = devSecret(c.DataDir, "master_key"); err != nil {
+			return configError("AUTHD_MASTER_KEY", "not set, and no development key could be kept in AUTHD_DATA_DIR: "+err.Error())
+		}
+	}
+	switch key, ok := decodeKey(mk); {
+	case mk == "":
+		return configError("AUTHD_MASTER_KEY", "required outside development mode (32+ random bytes, base64 or hex)")
+	case isPlaceholder(mk):
+		return configError("AUTHD_MASTER_KEY", "is a placeholder from an example: set 32+ random bytes, base64 or hex")
+	case !ok:
+		return configError("AUTHD_MASTER_KEY", "want 32+ random bytes, base64 or hex encoded (e.g. openssl rand -base64 32)")
+	default:
+		c.MasterKey = key
+	}
+	return nil
+}
+
+// checkTokens runs after the secrets: the HS256 secret must not be
+// SECRET_KEY.
+func (c *Config) checkTokens() error {
+	if c.Issuer == "" {
+		if !c.Dev {
+			// Never guessed from a request's Host header: a forged Host
+			// would change the tokens' issuer and the published key URL.
+			return configError("AUTHD_ISSUER", "required outside development mode: the public URL of authd, e.g. https://auth.example.com (the tokens' iss)")
+		}
+		c.Issuer = "http://localhost:" + strconv.Itoa(c.Port)
+	}
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return configError("AUTHD_ISSUER", "want an http(s) URL without query or fragment, e.g. https://auth.example.com")
+	}
+	if c.TokenAlg != "HS256" {
+		if c.hsRaw != "" {
+			return configError("TOKEN_HS256_SECRET", "set, but TOKEN_ALG is not HS256")
+		}
+		if c.TokenKeyFile != "" {
+			b, err := os.ReadFile(c.TokenKeyFile)
+			if err == nil {
+				err = checkPEM(b)
+			}
+			if err != nil {
+				return configError("TOKEN_KEY_FILE", err.Error())
+			}
+		}
+		return nil
+	}
+	switch s := c.hsRaw; {
+	case c.TokenKeyFile != "":
+		return configError("TOKEN_KEY_FILE", "PEM keys are Ed25519: not used with TOKEN_ALG=HS256")
+	case s == "":
+		return configError("TOKEN_HS256_SECRET", "required by TOKEN_ALG=HS256 (32+ random bytes, shared with the services that verify)")
+	case isPlaceholder(s):
+		return configError("TOKEN_HS256_SECRET", "is a placeholder from an example: set 32+ random bytes")
+	case len(s) < 32:
+		return configError("TOKEN_HS256_SECRET", fmt.Sprintf("too short (%d bytes, want 32+)", len(s)))
+	case s == c.SecretKey:
+		return configError("TOKEN_HS256_SECRET", "must not be SECRET_KEY: every v1 consumer holds that one")
+	}
+	c.HS256Secret = []byte(c.hsRaw)
+	return nil
+}
+
+// The parsers of the table's values. Each error says what the variable
+// wants; configError names the variable.
+
+func text(set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error { set(c, v); return nil }
+}
+
+func integer(lo, hi int, set func(*Config, int)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("want %d to %d, got %d", lo, hi, n)
+		}
+		set(c, n)
+		return nil
+	}
+}
+
+func seconds(lo, hi int, set func(*Config, time.Duration)) func(*Config, string) error {
+	return integer(lo, hi, func(c *Config, n int) { set(c, time.Duration(n)*time.Second) })
+}
+
+func boolean(set func(*Config, bool)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "1", "true", "yes", "on":
+			set(c, true)
+		case "0", "false", "no", "off":
+			set(c, false)
+		default:
+			return errors.New("want true or false")
+		}
+		return nil
+	}
+}
+
+// duration reads seconds ("15") or a Go duration ("15s", "500ms"), from lo
+// to an hour.
+func duration(lo time.Duration, set func(*Config, time.Duration)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if n, nerr := strconv.Atoi(v); nerr == nil {
+			d, err = time.Duration(n)*time.Second, nil
+		}
+		if err != nil || d < lo || d > time.Hour {
+			return fmt.Errorf("want seconds or a duration such as 15s, from %v to 1h, got %q", lo, v)
+		}
+		set(c, d)
+		return nil
+	}
+}
+
+func rate(set func(*Config, authd.Rate)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		r, err := authd.ParseRate(v)
+		if err != nil {
+			return err
+		}
+		set(c, r)
+		return nil
+	}
+}
+
+// oneOf accepts one of values, in any letter case, and sets it as listed.
+func oneOf(values []string, set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		for _, w := range values {
+			if strings.EqualFold(v, w) {
+				set(c, w)
+				return nil
+			}
+		}
+		return fmt.Errorf("want %s, got %q", strings.Join(values, " or "), v)
+	}
+}
+
+func urlOf(example string, schemes []string, set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		for _, s := range schemes {
+			if err == nil && u.Scheme == s {
+				set(c, v)
+				return nil
+			}
+		}
+		return errors.New("want " + example)
+	}
+}
+
+func secs(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+
+// env reads variables from the process environment, then from .env.
+type env struct {
+	getenv func(string) string
+	dotenv map[string]string
+}
+
+func newEnv(getenv func(string) string, dotenvPath string) (env, error) {
+	e := env{getenv: getenv}
+	if dotenvPath == "" {
+		return e, nil
+	}
+	m, err := godotenv.Read(dotenvPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return e, fmt.Errorf("config: %s: %v", dotenvPath, err)
+	}
+	e.dotenv = m
+	return e, nil
+}
+
+func (e env) get(key string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return e.dotenv[key]
+}
+
+func (e env) set(key string) bool { return e.get(key) != "" }
+
+// configError is the one line start-up prints for a bad value: it names the
+// variable, and never repeats a secret.
+func configError(key, problem string) error {
+	return fmt.Errorf("config: %s: %s", key, problem)
+}
+
+// isPlaceholder reports values copied from examples, which must not run in
+// production.
+func isPlaceholder(v string) bool {
+	l := strings.ToLower(strings.TrimSpace(v))
+	switch l {
+	case "secret", "secret-key", "secret_key", "password", "xxx":
+		return true
+	}
+	for _, p := range []string{"change-me", "changeme", "change_me", "your-", "replace-me", "<"} {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeKey reads a key given in hex or base64 (standard or URL alphabet,
+// padded or not) and accepts it when it holds 32 bytes or more.
+func decodeKey(s string) ([]byte, bool) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) >= 32 {
+		return b, true
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) >= 32 {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// devSecret returns the development secret kept in dir/name, making it on
+// first use: development mode survives restarts with the same keys.
+func devSecret(dir, name string) (string, error) {
+	path := filepath.Join(dir, name)
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// loadProjects reads PROJECTS_FILE, JSON or YAML, over the policy read so
+// far (the table lists it after the limits).
+func (c *Config) loadProjects(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	// YAML is a superset of JSON: one path for both. A key given twice is
+	// an error.
+	js, err := yaml.YAMLToJSONStrict(raw)
+	if err != nil {
+		// One line: the YAML parser's message spans several.
+		return fmt.Errorf("not JSON or YAML: %s", strings.Join(strings.Fields(err.Error()), " "))
+	}
+	c.Projects, err = authd.ParseRegistry(js, c.Policy)
+	return err
+}
+
+// ParseTrustedProxies reads TRUSTED_PROXIES: CIDRs or single addresses,
+// separated by commas or spaces.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, errors.New("want CIDRs or addresses separated by commas, e.g. 10.0.0.0/8,192.168.1.10")
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// checkPEM checks that a TOKEN_KEY_FILE holds an Ed25519 private key
+// (PKCS #8) first among its PEM blocks, as internal/token reads it.
+func checkPEM(b []byte) error {
+	for rest := b; ; {
+		block, next := pem.Decode(rest)
+		if block == nil {
+			return errors.New("no PRIVATE KEY block (PKCS #8 Ed25519)")
+		}
+		if block.Type == "PRIVATE KEY" {
+			k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+			if _, ok := k.(ed25519.PrivateKey); err != nil || !ok {
+				return errors.New("the PRIVATE KEY block is not a PKCS #8 Ed25519 key")
+			}
+			return nil
+		}
+		rest = next
+	}
+}
