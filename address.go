@@ -141,3 +141,18 @@ func MaskEmail(addr string) string {
 	}
 	return first + "***@" + addr[at+1:]
 }
+
+// Redact returns s with each of addrs masked (MaskEmail) and code replaced
+// by "[code]": for a dependency's error text, which may quote them (SMTP
+// servers echo recipients), before it is logged.
+func Redact(s, code string, addrs ...string) string {
+	for _, a := range addrs {
+		if a != "" {
+			s = strings.ReplaceAll(s, a, MaskEmail(a))
+		}
+	}
+	if code != "" {
+		s = strings.ReplaceAll(s, code, "[code]")
+	}
+	return s
+}

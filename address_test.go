@@ -119,3 +119,10 @@ func TestMaskEmail(t *testing.T) {
 		}
 	}
 }
+
+func TestRedact(t *testing.T) {
+	got := authd.Redact("550 5.1.1 <ana@example.com>: no such user; code 123456", "123456", "ana@example.com")
+	if want := "550 5.1.1 <a***@example.com>: no such user; code [code]"; got != want {
+		t.Errorf("Redact = %q, want %q", got, want)
+	}
+}

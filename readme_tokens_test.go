@@ -17,7 +17,7 @@ import (
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/jwstest"
 	"github.com/authd/authd/internal/testenv"
-	"github.com/authd/authd/internal/token"
+	"github.com/authd/authd/internal/jwt"
 )
 
 // readmeIssuer is the URL the README's examples name; the tests put their
@@ -32,7 +32,7 @@ func readmeTokens(t *testing.T) (issuer string, good, bad []string) {
 	t.Helper()
 	dir := t.TempDir()
 	keyPEM := func(name string) string {
-		b, err := token.GenerateKeyPEM(rand.Reader)
+		b, err := jwt.GenerateKeyPEM(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func readmeTokens(t *testing.T) (issuer string, good, bad []string) {
 		return p
 	}
 	ours, theirs := keyPEM("ours.pem"), keyPEM("theirs.pem")
-	var set *token.Set
+	var set *jwt.Set
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
@@ -49,8 +49,8 @@ func readmeTokens(t *testing.T) (issuer string, good, bad []string) {
 	}))
 	t.Cleanup(srv.Close)
 	issuer = srv.URL
-	newSet := func(path, iss string, now time.Time) *token.Set {
-		s, err := token.New(t.Context(), token.FileSource{Path: path}, token.Options{Issuer: iss, TTL: 15 * time.Minute, Now: func() time.Time { return now }})
+	newSet := func(path, iss string, now time.Time) *jwt.Set {
+		s, err := jwt.New(t.Context(), jwt.FileSource{Path: path}, jwt.Options{Issuer: iss, TTL: 15 * time.Minute, Now: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func readmeTokens(t *testing.T) (issuer string, good, bad []string) {
 	}
 	now := time.Now()
 	set = newSet(ours, issuer, now)
-	issue := func(s *token.Set, aud string, at time.Time) string {
+	issue := func(s *jwt.Set, aud string, at time.Time) string {
 		tok, err := s.IssueToken(t.Context(), authd.TokenClaims{Subject: "3f1c2b9e-8a7d-4c6e-9b1a-2d3e4f5a6b7c", Audience: aud, Email: "zoë@exämple.com", IssuedAt: at})
 		if err != nil {
 			t.Fatal(err)

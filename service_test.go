@@ -10,7 +10,7 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/inmem"
-	"github.com/authd/authd/internal/mailer"
+	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/proof"
 	"github.com/authd/authd/internal/sqlite"
 )
@@ -23,7 +23,7 @@ type flow struct {
 	*authd.Service
 	codes  *inmem.CodeStore
 	users  *failingUsers
-	sealer *mailer.Sealer
+	sealer *delivery.Sealer
 	now    time.Time
 }
 
@@ -55,7 +55,7 @@ func newFlow(t *testing.T, edit func(p *authd.Policy)) *flow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := mailer.NewSealer(keys.Mail, nil)
+	sealer, err := delivery.NewSealer(keys.Mail, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

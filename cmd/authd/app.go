@@ -17,13 +17,14 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/inmem"
+	"github.com/authd/authd/internal/jwt"
 	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/proof"
 	"github.com/authd/authd/internal/sqlite"
-	"github.com/authd/authd/internal/token"
 	"github.com/authd/authd/verify"
 )
 
@@ -113,7 +114,7 @@ func redisChecks(r redisHealth) []httpapi.Check {
 // benchmarks drive in-process.
 type app struct {
 	handler http.Handler
-	worker  *mailer.Worker // delivers the code store's mail queue
+	worker  *delivery.Worker // delivers the code store's mail queue
 	closers []func()
 	ready   *httpapi.Readiness // readiness, start-up and shutdown state
 	metrics *httpapi.Metrics   // nil without observation
@@ -167,25 +168,25 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		}
 		a.closers = append(a.closers, closeSender)
 	}
-	sealer, err := mailer.NewSealer(keys.Mail, nil)
+	sealer, err := delivery.NewSealer(keys.Mail, nil)
 	if err != nil {
 		return nil, err
 	}
-	a.worker = mailer.NewWorker(codes, codes.IsCurrent, sealer, sender, mailer.WorkerOptions{
+	a.worker = delivery.NewWorker(codes, codes.IsCurrent, sealer, sender, delivery.WorkerOptions{
 		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
 		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax,
 	})
 	// The first start on an empty database makes the first key. A database
 	// that does not answer yet leaves the set empty, and not ready, until
 	// it does.
-	var src token.Source = &token.StoreSource{Store: db, Key: keys.Token}
+	var src jwt.Source = &jwt.StoreSource{Store: db, Key: keys.Token}
 	switch {
 	case cfg.TokenAlg == verify.HS256:
-		src = token.Secret(cfg.HS256Secret)
+		src = jwt.Secret(cfg.HS256Secret)
 	case cfg.TokenKeyFile != "":
-		src = token.FileSource{Path: cfg.TokenKeyFile}
+		src = jwt.FileSource{Path: cfg.TokenKeyFile}
 	}
-	tokens, stopTokens, err := token.Start(ctx, src, token.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL, CacheMaxAge: cfg.JWKSMaxAge, Logger: log})
+	tokens, stopTokens, err := jwt.Start(ctx, src, jwt.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL, CacheMaxAge: cfg.JWKSMaxAge, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("token keys: %w", err)
 	}

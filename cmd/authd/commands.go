@@ -15,7 +15,7 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/config"
-	"github.com/authd/authd/internal/token"
+	"github.com/authd/authd/internal/jwt"
 	"github.com/authd/authd/verify"
 )
 
@@ -214,7 +214,7 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 	case cfg.TokenKeyFile != "" && rotate:
 		return errors.New("authd keys rotate: TOKEN_KEY_FILE is set: put a new key first in the file and keep the old one after it until its tokens have expired")
 	case cfg.TokenKeyFile != "":
-		infos, err := token.List(ctx, token.FileSource{Path: cfg.TokenKeyFile}, time.Now(), cfg.TokenTTL)
+		infos, err := jwt.List(ctx, jwt.FileSource{Path: cfg.TokenKeyFile}, time.Now(), cfg.TokenTTL)
 		if err != nil {
 			return fmt.Errorf("authd keys list: %w", err)
 		}
@@ -233,14 +233,14 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 		if err != nil {
 			return err
 		}
-		k, err := (&token.StoreSource{Store: db, Key: keys.Token}).Rotate(ctx, x.duration("delay", cfg.JWKSMaxAge), cfg.TokenTTL)
+		k, err := (&jwt.StoreSource{Store: db, Key: keys.Token}).Rotate(ctx, x.duration("delay", cfg.JWKSMaxAge), cfg.TokenTTL)
 		if err != nil {
 			return fmt.Errorf("authd keys rotate: %w", err)
 		}
 		fmt.Fprintf(x.stdout, "new key %s published; it signs from %s (running instances follow within 5 s)\n",
 			k.ID, k.ActiveFrom.Format(time.RFC3339))
 	}
-	infos, err := token.ListStored(ctx, db, time.Now(), cfg.TokenTTL)
+	infos, err := jwt.ListStored(ctx, db, time.Now(), cfg.TokenTTL)
 	if authd.ErrorCode(err) == authd.EUNAVAILABLE && strings.Contains(err.Error(), "no token signing key") {
 		fmt.Fprintln(x.stdout, "no keys yet: the first start of authd makes one")
 		return nil
@@ -251,7 +251,7 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 	return writeKeys(x.stdout, infos)
 }
 
-func writeKeys(w io.Writer, infos []token.KeyInfo) error {
+func writeKeys(w io.Writer, infos []jwt.KeyInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSIGNS FROM (UTC)\tPUBLISHED UNTIL (UTC)")
 	for _, k := range infos {

@@ -12,7 +12,7 @@ import (
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/sqlite"
-	"github.com/authd/authd/internal/token"
+	"github.com/authd/authd/internal/jwt"
 	"github.com/authd/authd/verify"
 )
 
@@ -46,8 +46,8 @@ func jwksHandler(tb testing.TB) (http.Handler, *countingKeys) {
 	}
 	keys, _ := authd.DeriveKeys(make([]byte, 32))
 	store := &countingKeys{KeyStore: s}
-	set, err := token.New(context.Background(), &token.StoreSource{Store: store, Key: keys.Token},
-		token.Options{Issuer: "https://auth.example.com", TTL: 15 * time.Minute, CacheMaxAge: 5 * time.Minute})
+	set, err := jwt.New(context.Background(), &jwt.StoreSource{Store: store, Key: keys.Token},
+		jwt.Options{Issuer: "https://auth.example.com", TTL: 15 * time.Minute, CacheMaxAge: 5 * time.Minute})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/jwstest"
-	"github.com/authd/authd/internal/token"
+	"github.com/authd/authd/internal/jwt"
 )
 
 func get(t testing.TB, url string, header ...string) response {
@@ -365,11 +365,11 @@ func TestKeysSealedInDatabase(t *testing.T) {
 	}
 	k, _ := authd.DeriveKeys(cfg.MasterKey)
 	// The sealed row opens with the master key's derived key only.
-	if _, err := token.New(t.Context(), &token.StoreSource{Store: users.(authd.KeyStore), Key: k.Token}, token.Options{Issuer: "http://x", TTL: time.Minute}); err != nil {
+	if _, err := jwt.New(t.Context(), &jwt.StoreSource{Store: users.(authd.KeyStore), Key: k.Token}, jwt.Options{Issuer: "http://x", TTL: time.Minute}); err != nil {
 		t.Fatalf("the stored key does not open with AUTHD_MASTER_KEY: %v", err)
 	}
 	wrong, _ := authd.DeriveKeys(bytes.Repeat([]byte{7}, 32))
-	if _, err := token.New(t.Context(), &token.StoreSource{Store: users.(authd.KeyStore), Key: wrong.Token}, token.Options{Issuer: "http://x", TTL: time.Minute}); err == nil {
+	if _, err := jwt.New(t.Context(), &jwt.StoreSource{Store: users.(authd.KeyStore), Key: wrong.Token}, jwt.Options{Issuer: "http://x", TTL: time.Minute}); err == nil {
 		t.Fatal("the stored key opened with another master key")
 	}
 }

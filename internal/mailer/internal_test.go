@@ -37,36 +37,3 @@ func TestMinutes(t *testing.T) {
 		}
 	}
 }
-
-func TestRedact(t *testing.T) {
-	got := redact("550 5.1.1 <ana@example.com>: no such user; code 123456", []string{"ana@example.com"}, "123456")
-	if want := "550 5.1.1 <a***@example.com>: no such user; code [code]"; got != want {
-		t.Errorf("redact = %q, want %q", got, want)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for _, tc := range []struct {
-		attempt  int
-		min, max time.Duration
-	}{
-		{1, 50 * time.Millisecond, 100 * time.Millisecond},
-		{2, 100 * time.Millisecond, 200 * time.Millisecond},
-		{3, 200 * time.Millisecond, 400 * time.Millisecond},
-		{5, 500 * time.Millisecond, time.Second},
-		{40, 500 * time.Millisecond, time.Second},
-	} {
-		// The defaults: the first retry within 2 s, no wait over 30 s.
-		if d := backoff(2*time.Second, 30*time.Second, 1); d > 2*time.Second {
-			t.Fatalf("first retry after %v", d)
-		}
-		if d := backoff(2*time.Second, 30*time.Second, 50); d > 30*time.Second {
-			t.Fatalf("retry after %v", d)
-		}
-		for range 100 {
-			if d := backoff(100*time.Millisecond, time.Second, tc.attempt); d < tc.min || d > tc.max {
-				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", tc.attempt, d, tc.min, tc.max)
-			}
-		}
-	}
-}

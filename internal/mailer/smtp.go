@@ -184,7 +184,7 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	fail := func(err error) error {
 		return &authd.SendError{
 			Temporary: ctx.Err() != nil || temporary(err),
-			Err:       &redactedError{msg: "smtp: " + redact(err.Error(), []string{m.To, to}, m.Code), err: err},
+			Err:       &redactedError{msg: "smtp: " + authd.Redact(err.Error(), m.Code, m.To, to), err: err},
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/smtptest"
@@ -21,7 +22,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 	c := newClient(t)
 	ctx := context.Background()
 	s := redis.New(c, redis.Options{Prefix: newPrefix(t, c)})
-	sealer, err := mailer.NewSealer([]byte("0123456789abcdef0123456789abcdef"), nil)
+	sealer, err := delivery.NewSealer([]byte("0123456789abcdef0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sender.Close() })
-	w := mailer.NewWorker(s, s.IsCurrent, sealer, sender, mailer.WorkerOptions{
+	w := delivery.NewWorker(s, s.IsCurrent, sealer, sender, delivery.WorkerOptions{
 		Workers: 1, PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	w.Start()

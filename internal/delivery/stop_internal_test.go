@@ -1,4 +1,4 @@
-package mailer
+package delivery
 
 import (
 	"context"
@@ -103,4 +103,30 @@ func TestCloseDuringCheckStartsNoSend(t *testing.T) {
 	w, store, sender, h := stopRig(t, current)
 	w.attempt(h)
 	afterClose(t, w, store, sender, h)
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		attempt  int
+		min, max time.Duration
+	}{
+		{1, 50 * time.Millisecond, 100 * time.Millisecond},
+		{2, 100 * time.Millisecond, 200 * time.Millisecond},
+		{3, 200 * time.Millisecond, 400 * time.Millisecond},
+		{5, 500 * time.Millisecond, time.Second},
+		{40, 500 * time.Millisecond, time.Second},
+	} {
+		// The defaults: the first retry within 2 s, no wait over 30 s.
+		if d := backoff(2*time.Second, 30*time.Second, 1); d > 2*time.Second {
+			t.Fatalf("first retry after %v", d)
+		}
+		if d := backoff(2*time.Second, 30*time.Second, 50); d > 30*time.Second {
+			t.Fatalf("retry after %v", d)
+		}
+		for range 100 {
+			if d := backoff(100*time.Millisecond, time.Second, tc.attempt); d < tc.min || d > tc.max {
+				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", tc.attempt, d, tc.min, tc.max)
+			}
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package mailer_test
+package delivery_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/inmem"
 	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/smtptest"
@@ -22,6 +23,31 @@ import (
 // The Worker against the in-memory queue (the Redis one passes the same
 // contract suite, and cmd/authd's delivery tests run it end to end) and a
 // real SMTP server.
+
+// message returns a verification mail for to with code.
+func message(to, code string) authd.Message {
+	return authd.Message{To: to, ProjectID: "shop", ProjectName: "Example Shop", Code: code, TTL: 5 * time.Minute,
+		ExpiresAt: time.Now().Add(5 * time.Minute), AddressKey: "k:" + to, CodeID: "id-" + code}
+}
+
+// newSender is the real SMTP transport to srv, plain SMTP.
+func newSender(t testing.TB, srv *smtptest.Server, edit func(*mailer.Config)) *mailer.SMTPSender {
+	t.Helper()
+	cfg := mailer.Config{Host: srv.Host(), Port: srv.Port(), From: "info@example.com", Timeout: 5 * time.Second, HELO: "authd.test"}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := mailer.NewSMTPSender(cfg)
+	if err != nil {
+		t.Fatalf("NewSMTPSender: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func reply(code int) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: "scripted reply"}
+}
 
 var mailKey = []byte("0123456789abcdef0123456789abcdef")
 
@@ -35,7 +61,7 @@ func newID() string {
 // with their jobs as the service does.
 type rig struct {
 	store  *inmem.CodeStore
-	sealer *mailer.Sealer
+	sealer *delivery.Sealer
 	logs   *lockedBuffer
 }
 
@@ -57,7 +83,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func newRig(t *testing.T) *rig {
-	s, err := mailer.NewSealer(mailKey, nil)
+	s, err := delivery.NewSealer(mailKey, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +115,9 @@ func (r *rig) issue(t *testing.T, to, code string, ttl time.Duration) *authd.Mai
 	return job
 }
 
-func (r *rig) worker(t *testing.T, srv *smtptest.Server, edit func(*mailer.WorkerOptions)) *mailer.Worker {
+func (r *rig) worker(t *testing.T, srv *smtptest.Server, edit func(*delivery.WorkerOptions)) *delivery.Worker {
 	t.Helper()
-	opts := mailer.WorkerOptions{
+	opts := delivery.WorkerOptions{
 		Workers: 4, ClaimTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
 		Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
@@ -99,7 +125,7 @@ func (r *rig) worker(t *testing.T, srv *smtptest.Server, edit func(*mailer.Worke
 	if edit != nil {
 		edit(&opts)
 	}
-	w := mailer.NewWorker(r.store, r.store.IsCurrent, r.sealer, newSender(t, srv, nil), opts)
+	w := delivery.NewWorker(r.store, r.store.IsCurrent, r.sealer, newSender(t, srv, nil), opts)
 	w.Start()
 	t.Cleanup(func() { w.Close(context.Background()) })
 	return w
@@ -199,7 +225,7 @@ func TestWorkerDropsReplacedCode(t *testing.T) {
 func TestWorkerNoRetryPastExpiry(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.WithReply(func(int) *smtp.SMTPError { return reply(421) }))
 	r := newRig(t)
-	w := r.worker(t, srv, func(o *mailer.WorkerOptions) {
+	w := r.worker(t, srv, func(o *delivery.WorkerOptions) {
 		o.Backoff, o.MaxBackoff = 100*time.Millisecond, 100*time.Millisecond
 	})
 	r.issue(t, "ed@example.com", "555555", 400*time.Millisecond)
@@ -228,7 +254,7 @@ func TestWorkerDegraded(t *testing.T) {
 		return nil
 	}))
 	r := newRig(t)
-	w := r.worker(t, srv, func(o *mailer.WorkerOptions) { o.DegradedAfter = 3; o.Workers = 1 })
+	w := r.worker(t, srv, func(o *delivery.WorkerOptions) { o.DegradedAfter = 3; o.Workers = 1 })
 	if w.Degraded() {
 		t.Fatal("degraded before any send")
 	}
@@ -249,7 +275,7 @@ func TestWorkerDegraded(t *testing.T) {
 func TestWorkerLongSendKeepsClaim(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.WithDelay(time.Second))
 	r := newRig(t)
-	short := func(o *mailer.WorkerOptions) { o.ClaimTimeout = 300 * time.Millisecond }
+	short := func(o *delivery.WorkerOptions) { o.ClaimTimeout = 300 * time.Millisecond }
 	r.worker(t, srv, short)
 	job := r.issue(t, "gu@example.com", "777777", time.Minute)
 	time.Sleep(100 * time.Millisecond)
@@ -280,7 +306,7 @@ func TestWorkerCloseLeavesJobs(t *testing.T) {
 
 	down := smtptest.Start(t, smtptest.WithReply(func(int) *smtp.SMTPError { return reply(451) }))
 	r2 := &rig{store: r.store, sealer: r.sealer, logs: r.logs}
-	w2 := r2.worker(t, down, func(o *mailer.WorkerOptions) { o.Backoff, o.MaxBackoff = time.Minute, time.Minute })
+	w2 := r2.worker(t, down, func(o *delivery.WorkerOptions) { o.Backoff, o.MaxBackoff = time.Minute, time.Minute })
 	waiting := r.issue(t, "io@example.com", "999999", 5*time.Minute)
 	r.wantStatus(t, waiting.DeliveryID, authd.DeliveryRetrying, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -294,12 +320,12 @@ func TestWorkerCloseLeavesJobs(t *testing.T) {
 	// Close released it: the next instance takes it over at once, not
 	// after its (long) claim timeout.
 	up := smtptest.Start(t)
-	r.worker(t, up, func(o *mailer.WorkerOptions) { o.ClaimTimeout = time.Minute })
+	r.worker(t, up, func(o *delivery.WorkerOptions) { o.ClaimTimeout = time.Minute })
 	r.wantStatus(t, waiting.DeliveryID, authd.DeliverySent, 2*time.Second)
 }
 
 func TestSealer(t *testing.T) {
-	s, _ := mailer.NewSealer(mailKey, nil)
+	s, _ := delivery.NewSealer(mailKey, nil)
 	m := message("ana@example.com", "123456")
 	id := newID()
 	sealed, err := s.Seal(id, m)
@@ -313,7 +339,7 @@ func TestSealer(t *testing.T) {
 	if err != nil || got.To != m.To || got.Code != m.Code || got.ProjectName != m.ProjectName || got.TTL != m.TTL {
 		t.Fatalf("Open = %+v, %v", got, err)
 	}
-	other, _ := mailer.NewSealer([]byte("another key, 32 bytes long......"), nil)
+	other, _ := delivery.NewSealer([]byte("another key, 32 bytes long......"), nil)
 	tampered := bytes.Clone(sealed)
 	tampered[len(tampered)-1] ^= 1
 	for name, open := range map[string]func() (authd.Message, error){
@@ -326,7 +352,7 @@ func TestSealer(t *testing.T) {
 			t.Errorf("%s: %v, want EINTERNAL", name, err)
 		}
 	}
-	if _, err := mailer.NewSealer([]byte("short"), nil); err == nil {
+	if _, err := delivery.NewSealer([]byte("short"), nil); err == nil {
 		t.Error("a short key was accepted")
 	}
 }

@@ -1,4 +1,10 @@
-package mailer
+// Package delivery delivers the verification mails of the durable queue
+// the code store keeps (authd.MailQueue): Worker claims the jobs, opens
+// them (Sealer, which also seals them for the flow), drops those whose
+// code is no longer live, sends the rest through an authd.Sender
+// (internal/mailer) and retries temporary failures. It is a flow of its
+// own beside the transport it uses.
+package delivery
 
 import (
 	"context"
@@ -428,7 +434,7 @@ func (w *Worker) attempt(h *heldJob) {
 		w.finish(h, authd.DeliverySent)
 		return
 	}
-	reason := slog.String("error", redact(err.Error(), []string{m.To}, m.Code))
+	reason := slog.String("error", authd.Redact(err.Error(), m.Code, m.To))
 	var se *authd.SendError
 	if errors.As(err, &se) && !se.Temporary {
 		w.failedPerm.Add(1)

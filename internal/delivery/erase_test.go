@@ -1,4 +1,4 @@
-package mailer_test
+package delivery_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/authd/authd"
-	"github.com/authd/authd/internal/mailer"
+	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/smtptest"
 )
 
@@ -54,7 +54,7 @@ func TestWorkerErasedAddressNotMailed(t *testing.T) {
 	}
 	// One worker takes jobs in queue order: once the later mail is sent,
 	// the erased one would have been too.
-	w := r.worker(t, srv, func(o *mailer.WorkerOptions) { o.Workers = 1 })
+	w := r.worker(t, srv, func(o *delivery.WorkerOptions) { o.Workers = 1 })
 	later := r.issueCooled(t, "kept@example.com", "343434", time.Minute, time.Minute)
 	r.wantStatus(t, later.DeliveryID, authd.DeliverySent, 5*time.Second)
 	msgs := srv.Messages()
@@ -106,7 +106,7 @@ func TestWorkerQueueAge(t *testing.T) {
 	ctx := context.Background()
 	var clock atomic.Int64 // offset from the wall clock
 	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
-	w := mailer.NewWorker(r.store, r.store.IsCurrent, r.sealer, newSender(t, srv, nil), mailer.WorkerOptions{
+	w := delivery.NewWorker(r.store, r.store.IsCurrent, r.sealer, newSender(t, srv, nil), delivery.WorkerOptions{
 		Workers: 1, PollInterval: 10 * time.Millisecond, Now: now,
 	})
 	t.Cleanup(func() { w.Close(context.Background()) })

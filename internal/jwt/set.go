@@ -1,10 +1,10 @@
-// Package token signs authd's v2 identity tokens (JWT, compact JWS) with
+// Package jwt signs authd's v2 identity tokens (JWT, compact JWS) with
 // go-jose and keeps the signing keys: generated into the database (the
 // private half sealed under the key derived from AUTHD_MASTER_KEY), loaded
 // from PEM files, or an HS256 shared secret. A Set holds the current keys
 // in memory, signs with the current one, serves the published ones (JWKS)
 // and follows rotations by polling its source.
-package token
+package jwt
 
 import (
 	"bytes"
