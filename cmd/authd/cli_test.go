@@ -316,3 +316,65 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("unknown command: %v (exit %d)", err, exitCode(err))
 	}
 }
+
+// One argument style for every command: a bad flag value names the flag
+// and what it wants, a missing value or an extra argument is refused, and
+// --help is the command's own.
+func TestCommandLineErrors(t *testing.T) {
+	env := map[string]string{"AUTHD_DATA_DIR": t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keys", "rotate", "--delay", "soon"}, "--delay wants a duration such as 5m"},
+		{[]string{"keys", "rotate", "--delay=-1s"}, "--delay wants a duration such as 5m"},
+		{[]string{"keys", "rotate", "--delay"}, "--delay wants"},
+		{[]string{"proof", "verify", "--max-age", "old"}, "--max-age wants a duration such as 15m"},
+		{[]string{"proof", "verify", "--audience", "no spaces"}, "--audience wants a project_id"},
+		{[]string{"users", "show", "a@example.com", "b@example.com"}, "want authd users show EMAIL"},
+		{[]string{"users", "show"}, "want authd users show EMAIL"},
+		{[]string{"version", "extra"}, "want authd version"},
+		{[]string{"migrate", "sideways"}, "want authd migrate"},
+		{[]string{"keys", "list", "--delay", "1m"}, "unknown flag --delay"},
+		{[]string{"users"}, "authd users: want one of"},
+	} {
+		_, errs, code := runCmd(t, env, tc.args...)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, %q; want exit 2 saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+	out, _, code := runCmd(t, env, "keys", "rotate", "--help")
+	if code != 0 || !strings.Contains(out, "Usage: authd keys rotate [--delay D]") || !strings.Contains(out, "Example:\n  authd keys rotate --delay 10m") {
+		t.Errorf("keys rotate --help: exit %d\n%s", code, out)
+	}
+}
+
+// Each command reads only the configuration it uses: with the database
+// set and everything else missing or wrong, the database's commands work,
+// and serve (which checks everything) refuses to start, naming a variable.
+func TestCommandsReadOnlyWhatTheyUse(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL": scratchDatabase(t), "AUTHD_DATA_DIR": t.TempDir(),
+		// Production mode without its secrets, and wrong values elsewhere.
+		"SMTP_PORT": "nope", "LIMIT_SEND_CODE_PER_IP": "lots", "PORT": "-1",
+	}
+	for _, args := range [][]string{{"migrate"}, {"migrate", "status"}, {"users", "duplicates"}, {"keys", "list"}} {
+		if out, errs, code := runCmd(t, env, args...); code != 0 {
+			t.Errorf("%v: exit %d %s %s", args, code, out, errs)
+		}
+	}
+	if _, errs, code := runCmd(t, env, "users", "show", "nobody@example.com"); code != 1 || !strings.Contains(errs, "no user for nobody@example.com") {
+		t.Errorf("users show: exit %d %s", code, errs)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"users", "delete", "nobody@example.com"}, "config: "}, // needs Redis's settings and the master key
+		{[]string{"serve"}, "config: "},
+	} {
+		if _, errs, code := runCmd(t, env, tc.args...); code != 1 || !strings.HasPrefix(errs, tc.want) {
+			t.Errorf("%v: exit %d %q, want a config error", tc.args, code, errs)
+		}
+	}
+}

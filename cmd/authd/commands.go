@@ -57,7 +57,7 @@ var commands = []command{
 			help: "when the new key starts signing; default JWKS_CACHE_SECONDS, so consumers\n\t\thave fetched it first; 0 switches at once"}},
 		about:   "Publishes a new token signing key at once; it signs from D on. The old key stays\npublished until every token it signed has expired. Running instances follow\nwithin 5 s.",
 		example: "authd keys rotate --delay 10m", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, true) }},
-	{name: "proof verify", summary: "check a v1 proof or a v2 token read on stdin", needs: config.ProofKey | config.Tokens,
+	{name: "proof verify", summary: "check a v1 proof or a v2 token read on stdin", needs: config.ProofKey | config.Tokens | config.Issuer,
 		flags: []flagDef{
 			{name: "audience", value: "P", wants: "a project_id", help: "the project_id the proof must be for", check: func(v string) error {
 				if !authd.ValidProjectID(v) {

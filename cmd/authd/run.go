@@ -22,7 +22,7 @@ func buildVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
 	return "dev"
@@ -226,7 +226,11 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("authd: email one-time-code authentication\n\nUsage:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-44s %s\n", c.synopsis(), c.summary)
+		if syn := c.synopsis(); len(syn) > 32 {
+			fmt.Fprintf(&b, "  %s\n  %-32s %s\n", syn, "", c.summary)
+		} else {
+			fmt.Fprintf(&b, "  %-32s %s\n", syn, c.summary)
+		}
 	}
 	b.WriteString("\nEvery command takes --help.\n" + footer)
 	return b.String()

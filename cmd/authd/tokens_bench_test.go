@@ -11,8 +11,8 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/httpapi"
-	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/internal/jwt"
+	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/verify"
 )
 

@@ -99,9 +99,10 @@ const (
 	Mail                       // SMTP and the delivery worker
 	Policy                     // codes and limits
 	HTTP                       // the listener
-	Tokens                     // the v2 tokens
+	Tokens                     // the v2 tokens and their keys
+	Issuer                     // AUTHD_ISSUER
 
-	All     = Tokens<<1 - 1
+	All     = Issuer<<1 - 1
 	Nothing = Need(1 << 15) // a command that reads no configuration
 )
 
@@ -132,7 +133,7 @@ var settings = []setting{
 		apply: boolean(func(c *Config, v bool) { c.allowWeak = v })},
 	{name: "AUTHD_MASTER_KEY", secret: true, shown: "generated in development", need: MasterKey, help: "authd's own secret, never shared: 32+ random bytes, base64 or hex. The keys for code hashing, address keys and encryption are derived from it with HKDF",
 		apply: text(func(c *Config, v string) { c.masterRaw = v })},
-	{name: "AUTHD_ISSUER", shown: "`http://localhost:<PORT>` in development; required otherwise", need: Tokens, help: "authd's public URL: the tokens' `iss` and the base of `jwks_uri`. Never taken from a request's Host header",
+	{name: "AUTHD_ISSUER", shown: "`http://localhost:<PORT>` in development; required otherwise", need: Issuer, help: "authd's public URL: the tokens' `iss` and the base of `jwks_uri`. Never taken from a request's Host header",
 		apply: text(func(c *Config, v string) { c.Issuer = v })},
 	{name: "TOKEN_TTL_SECONDS", def: "900", need: Tokens, help: "the v2 token's lifetime (`exp - iat`), 30 to 86400",
 		apply: seconds(30, 86400, func(c *Config, d time.Duration) { c.TokenTTL = d })},
@@ -241,7 +242,7 @@ var settings = []setting{
 		}},
 	{name: "HOST", shown: "`0.0.0.0` (`127.0.0.1` in development)", need: HTTP, help: "the address to listen on",
 		apply: text(func(c *Config, v string) { c.Host = v })},
-	{name: "PORT", def: "8013", need: HTTP | Tokens, help: "the port to listen on (`0`: any free port)",
+	{name: "PORT", def: "8013", need: HTTP | Issuer, help: "the port to listen on (`0`: any free port)",
 		apply: integer(0, 65535, func(c *Config, n int) { c.Port = n })},
 	{name: "LOG_LEVEL", def: "info", need: 0, help: "`debug`, `info`, `warn`/`warning`, `error`",
 		apply: func(c *Config, v string) error {
@@ -305,7 +306,7 @@ func load(e env, n Need) (Config, error) {
 		fn func(*Config) error
 	}{
 		{Database, (*Config).checkDatabase}, {Redis, (*Config).checkRedis}, {Mail, (*Config).checkMail},
-		{ProofKey, (*Config).checkProofKey}, {MasterKey, (*Config).checkMasterKey}, {Tokens, (*Config).checkTokens},
+		{ProofKey, (*Config).checkProofKey}, {MasterKey, (*Config).checkMasterKey}, {Issuer, (*Config).checkIssuer}, {Tokens, (*Config).checkTokens},
 	} {
 		if n&check.n != 0 {
 			if err := check.fn(&c); err != nil {
@@ -403,9 +404,7 @@ func (c *Config) checkMasterKey() error {
 	return nil
 }
 
-// checkTokens runs after the secrets: the HS256 secret must not be
-// SECRET_KEY.
-func (c *Config) checkTokens() error {
+func (c *Config) checkIssuer() error {
 	if c.Issuer == "" {
 		if !c.Dev {
 			// Never guessed from a request's Host header: a forged Host
@@ -417,6 +416,12 @@ func (c *Config) checkTokens() error {
 	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return configError("AUTHD_ISSUER", "want an http(s) URL without query or fragment, e.g. https://auth.example.com")
 	}
+	return nil
+}
+
+// checkTokens runs after the secrets: the HS256 secret must not be
+// SECRET_KEY.
+func (c *Config) checkTokens() error {
 	if c.TokenAlg != "HS256" {
 		if c.hsRaw != "" {
 			return configError("TOKEN_HS256_SECRET", "set, but TOKEN_ALG is not HS256")

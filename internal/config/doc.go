@@ -48,7 +48,7 @@ func (n Need) String() string {
 		{Database, "the database (DATABASE_URL or POSTGRES_*; SQLite in AUTHD_DATA_DIR without them)"},
 		{Redis, "Redis (REDIS_URL or REDIS_*)"}, {ProofKey, "SECRET_KEY"}, {MasterKey, "AUTHD_MASTER_KEY"},
 		{Mail, "mail (SMTP_*, MAIL_*)"}, {Policy, "the limits"}, {HTTP, "HOST, PORT"},
-		{Tokens, "the token settings (AUTHD_ISSUER, TOKEN_*)"},
+		{Tokens, "the token settings (TOKEN_*, JWKS_CACHE_SECONDS)"}, {Issuer, "AUTHD_ISSUER"},
 	} {
 		if n&g.n != 0 {
 			out = append(out, g.what)
