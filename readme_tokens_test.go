@@ -16,8 +16,8 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/jwstest"
-	"github.com/authd/authd/internal/testenv"
 	"github.com/authd/authd/internal/jwt"
+	"github.com/authd/authd/internal/testenv"
 )
 
 // readmeIssuer is the URL the README's examples name; the tests put their

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/authd/authd"
-	"github.com/authd/authd/internal/inmem"
 	"github.com/authd/authd/internal/delivery"
+	"github.com/authd/authd/internal/inmem"
 	"github.com/authd/authd/internal/proof"
 	"github.com/authd/authd/internal/sqlite"
 )
