@@ -154,7 +154,7 @@ func benchCeiling(b *testing.B) (*httptest.Server, *ceiling) {
 			},
 		})
 		if err != nil {
-			http.Error(w, "unavailable", 503)
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -175,12 +175,12 @@ func benchCeiling(b *testing.B) (*httptest.Server, *ceiling) {
 			Address: in.Email, Project: in.ProjectID, ClientIP: "127.0.0.1", Now: now,
 			Hash: authd.CodeHash(c.keys.Code, in.ProjectID, in.Email, in.Code), AttemptsPerCode: 5,
 		}); err != nil {
-			http.Error(w, "invalid", 401)
+			http.Error(w, "invalid", http.StatusUnauthorized)
 			return
 		}
 		u, err := c.users.UpsertVerified(r.Context(), in.Email, now)
 		if err != nil {
-			http.Error(w, "unavailable", 503)
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		p := c.sign.Sign(authd.Proof{AuthUserID: u.ID, Email: in.Email, ProjectID: in.ProjectID, Verified: true, IssuedAt: now.Unix()})

@@ -63,7 +63,7 @@ func BenchmarkSendCeiling(b *testing.B) {
 				[]string{prefix + "{ip:127.0.0.1}:send", prefix + "{p:shop}:mails", tag + "code:" + in.ProjectID + ":" + in.Email, tag + "cool:" + in.ProjectID + ":" + in.Email, tag + "sent:" + in.Email},
 				[]string{strconv.FormatInt(now.UnixMicro(), 10), "0", "0", "0", "0", "0", "0", "0", "id", string(hash), strconv.FormatInt(now.Add(5*time.Minute).UnixMicro(), 10)})
 			if res.Error() != nil {
-				http.Error(w, "unavailable", 503)
+				http.Error(w, "unavailable", http.StatusServiceUnavailable)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")

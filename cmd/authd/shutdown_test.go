@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authd/authd/internal/testenv"
 )
 
 var (
@@ -34,10 +35,7 @@ func buildAuthd(t *testing.T) string {
 	if builtBin != "" {
 		return builtBin
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		t.Fatalf("no go toolchain at %s to build the binary", goBin)
-	}
+	goBin := testenv.LookPath(t, "go")
 	dir, err := os.MkdirTemp("", "authd-bin-")
 	if err != nil {
 		t.Fatal(err)
