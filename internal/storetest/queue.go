@@ -35,6 +35,7 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"Release", testQueueRelease},
 		{"Retrying", testQueueRetrying},
 		{"FinishRemoves", testQueueFinishRemoves},
+		{"FinishedStatusStays", testQueueFinishedStatusStays},
 		{"StatusLivesWithCode", testQueueStatusLivesWithCode},
 		{"UnknownDelivery", testQueueUnknownDelivery},
 		{"ManyJobsEachOnce", testQueueManyJobsEachOnce},
@@ -306,6 +307,34 @@ func testQueueFinishRemoves(t *testing.T, s QueueStore) {
 	}
 }
 
+// testQueueFinishedStatusStays: a consumer whose lapsed claim another one
+// took over and finished does not overwrite the final status.
+func testQueueFinishedStatusStays(t *testing.T, s QueueStore) {
+	ctx := context.Background()
+	now := codeT0
+	job := issueWithJob(t, s, now)
+	slow := claimAll(t, s, "a", time.Minute, now)
+	if len(slow) != 1 {
+		t.Fatalf("a claimed %d jobs", len(slow))
+	}
+	now = now.Add(time.Minute)
+	fast := claimAll(t, s, "b", time.Minute, now)
+	if len(fast) != 1 {
+		t.Fatalf("b claimed %d jobs after a's claim lapsed", len(fast))
+	}
+	if err := s.Finish(ctx, fast[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retrying(ctx, slow[0], 1, now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
+	}
+	wantDelivery(t, s, job.DeliveryID, now, authd.DeliverySent, 1)
+	if err := s.Finish(ctx, slow[0], authd.DeliveryFailed, 2, now); err != nil {
+		t.Fatal(err)
+	}
+	wantDelivery(t, s, job.DeliveryID, now, authd.DeliverySent, 1)
+}
+
 func testQueueStatusLivesWithCode(t *testing.T, s QueueStore) {
 	now := codeT0
 	job := issueWithJob(t, s, now)
@@ -448,6 +477,15 @@ func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
 	wantNoDelivery(t, s, waiting.DeliveryID, now)
 	wantDelivery(t, s, other.DeliveryID, now, authd.DeliveryQueued, 0)
 	wantCodeCurrent(t, s, addr, "shop", waiting.CodeID, now, false)
+	// a, still holding the erased job, does not bring its status back.
+	if err := s.Retrying(ctx, held[0], 1, now.Add(time.Second), now); err != nil {
+		t.Fatalf("Retrying an erased job: %v", err)
+	}
+	wantNoDelivery(t, s, claimed.DeliveryID, now)
+	if err := s.Finish(ctx, held[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatalf("Finish of an erased job: %v", err)
+	}
+	wantNoDelivery(t, s, claimed.DeliveryID, now)
 	// a gives its claim up: nothing of addr comes back, to anyone.
 	if err := s.Release(ctx, "a", held); err != nil {
 		t.Fatal(err)
