@@ -206,7 +206,7 @@ func TestRedisDown(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	goredis.SetLogger(quiet{}) // each failed dial would be logged
+	redis.SetLogger(discardLogger()) // each failed dial would be logged
 
 	ctx := context.Background()
 	now := time.Now()
@@ -260,10 +260,6 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("default options: took %v", took)
 	}
 }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
 
 func TestCheckEviction(t *testing.T) {
 	ctx := context.Background()

@@ -1,10 +1,6 @@
 package redis
 
-import (
-	"context"
-
-	goredis "github.com/redis/go-redis/v9"
-)
+import "context"
 
 // Ping checks that Redis answers, for the readiness probe. It is not part
 // of authd.CodeStore: the in-memory store has nothing to check.
@@ -16,6 +12,3 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// PoolStats reports the client's connection pool, for metrics.
-func (s *Store) PoolStats() *goredis.PoolStats { return s.client.PoolStats() }

@@ -34,8 +34,8 @@
 // address's state is never undone: its script does everything or nothing.
 //
 // How fast a down Redis is reported is the client's business: with
-// go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; with
-// MaxRetries 1 and DialerRetries 1, a few milliseconds.
+// go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; Open sets
+// one retry and one dial, a few milliseconds.
 package redis
 
 import (
@@ -64,6 +64,10 @@ type Options struct {
 	// address's script runs only when they allow. Tests set it to run the
 	// contract suites through that path on a single Redis.
 	Split bool
+
+	// Cluster makes Open connect to a Redis Cluster (more nodes as addr
+	// query parameters of the URL). New ignores it: the client says.
+	Cluster bool
 }
 
 // Store is the Redis CodeStore.
