@@ -39,11 +39,8 @@
 package redis
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -151,46 +148,4 @@ func rateArgs(r authd.Rate) (t, n int64) {
 // through.
 func limited(limit string, waitMicros int64) error {
 	return authd.RateLimited(limit, time.Duration(waitMicros)*time.Microsecond)
-}
-
-// CheckEviction reads the server's maxmemory-policy; ok is true only for
-// "noeviction": under any other policy Redis may drop limits and codes when
-// full. Managed Redis services often refuse CONFIG; then the policy is read
-// from INFO memory, and if that is refused too, policy is "" and ok false
-// with a nil error: the caller should warn, not fail. Errors: EUNAVAILABLE.
-func (s *Store) CheckEviction(ctx context.Context) (policy string, ok bool, err error) {
-	cfg, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result()
-	if err == nil {
-		if p, found := cfg["maxmemory-policy"]; found {
-			return p, p == "noeviction", nil
-		}
-	} else if !isServerError(err) {
-		return "", false, unavailable(err)
-	}
-	info, err := s.client.Info(ctx, "memory").Result()
-	if err != nil {
-		if isServerError(err) {
-			return "", false, nil
-		}
-		return "", false, unavailable(err)
-	}
-	p := infoField(info, "maxmemory_policy")
-	return p, p == "noeviction", nil
-}
-
-// isServerError reports whether err is a reply from Redis (the server
-// refused the command) rather than a failure to reach it.
-func isServerError(err error) bool {
-	var rerr goredis.Error
-	return errors.As(err, &rerr)
-}
-
-// infoField returns the value of name in an INFO reply, or "".
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, found := strings.CutPrefix(strings.TrimSpace(line), name+":"); found {
-			return v
-		}
-	}
-	return ""
 }
