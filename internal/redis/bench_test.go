@@ -131,6 +131,25 @@ func BenchmarkConsumeCode(b *testing.B) {
 	}
 }
 
+// BenchmarkClaimIdle is a worker's poll of an empty queue: what every
+// instance costs Redis while there is no mail, every PollInterval.
+func BenchmarkClaimIdle(b *testing.B) {
+	c := newClient(b)
+	ctx := context.Background()
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			s := redis.New(c, redis.Options{Prefix: newPrefix(b, c), Split: mode.split})
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Claim(ctx, "bench", 16, 30*time.Second, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // The two clients compared on what the store does most: EVALSHA of a
 // small script, from many goroutines. rueidis pipelines concurrent
 // commands on one connection by itself; go-redis takes a pooled connection

@@ -5,45 +5,74 @@ import (
 	"strconv"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/authd/authd"
 )
 
-// IssueCode implements authd.CodeStore. One round trip, in split mode too
-// (split.go), where a refusal costs a second one.
+// IssueCode implements authd.CodeStore: issue.lua, one round trip on a
+// single Redis; on a Redis Cluster, the limits first (split.go).
 func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.IssueResult, error) {
-	if s.split {
-		return s.issueSplit(ctx, req)
-	}
 	now := req.Now.UnixMicro()
-	ipT, ipN := rateArgs(req.SendPerIP)
-	pT, pN := rateArgs(req.MailsPerProject)
-	sentT, sentN := rateArgs(req.CodesPerAddress)
-	cool := max(req.ResendCooldown.Microseconds(), 0)
-	ipKey := s.ipKey(req.ClientIP, "send")
-	pKey := s.projectKey(req.Project)
-	k := s.keysOf(req.Address, req.Project)
-	rec := req.Record
-	exp := rec.ExpiresAt.UnixMicro()
-
-	keys := []string{ipKey, pKey, k.code, k.cool, k.sent}
-	args := []any{now, ipT, ipN, pT, pN, cool, sentT, sentN, rec.ID, rec.Hash, exp}
-	if j := req.Job; j != nil {
-		keys = append(keys, k.mail, s.statusKey(j.DeliveryID))
-		args = append(args, jobArgs(j)...)
+	ip := limit{key: s.ipKey(req.ClientIP, "send"), name: "send_per_ip", rate: req.SendPerIP}
+	project := limit{key: s.projectKey(req.Project), name: "mails_per_project", rate: req.MailsPerProject}
+	keys, args := s.issueAddress(req)
+	if s.split {
+		return s.issueSplit(ctx, now, []limit{ip, project}, keys, args)
 	}
-	r, err := s.runAll(ctx, []scriptCall{{issueScript, keys, args}})
+	r, err := s.runAll(ctx, []scriptCall{limitsCall(issueScript, now, []limit{ip, project}, keys, args)})
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
 	v, err := parseIssue(r[0], 3)
 	if err != nil {
 		var res authd.IssueResult
-		if ip, ok := refusalIPState(r[0]); ok {
-			res.IP = limitState(req.SendPerIP, ip[0], ip[1])
+		if st, ok := refusalIPState(r[0]); ok {
+			res.IP = limitState(req.SendPerIP, st[0], st[1])
 		}
 		return res, err
 	}
 	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2])}, nil
+}
+
+// issueAddress returns issue.lua's keys and arguments of the address's
+// side: everything in the address's hash slot.
+func (s *Store) issueAddress(req authd.IssueRequest) (keys []string, args []any) {
+	sentT, sentN := rateArgs(req.CodesPerAddress)
+	k := s.keysOf(req.Address, req.Project)
+	rec := req.Record
+	keys = []string{k.code, k.cool, k.sent}
+	args = []any{max(req.ResendCooldown.Microseconds(), 0), sentT, sentN, rec.ID, rec.Hash, rec.ExpiresAt.UnixMicro()}
+	if j := req.Job; j != nil {
+		// The status beside the job, in the address's slot. Delivery finds
+		// it from the id's partition, which authd.NewDeliveryID's ids carry:
+		// the status of a mail whose id names another one is not found.
+		keys = append(keys, k.mail, statusKey(k.tag, j.DeliveryID))
+		args = append(args, j.DeliveryID, j.Address, j.Project, j.ReplaceableAt.UnixMicro(), j.Sealed)
+	}
+	return keys, args
+}
+
+// limit is one of the limits checked before the address's (lib.lua's
+// limits_check): the client IP's, the project's.
+type limit struct {
+	key  string
+	name string
+	rate authd.Rate
+}
+
+// limitsCall is issue.lua's or consume.lua's call with limits before the
+// address's keys and arguments (none on a Redis Cluster: split.go).
+func limitsCall(sc *goredis.Script, now int64, limits []limit, keys []string, args []any) scriptCall {
+	k := make([]string, 0, len(limits)+len(keys))
+	a := make([]any, 0, 2+3*len(limits)+len(args))
+	a = append(a, now, len(limits))
+	for _, l := range limits {
+		t, n := rateArgs(l.rate)
+		k = append(k, l.key)
+		a = append(a, l.name, t, n)
+	}
+	return scriptCall{sc, append(k, keys...), append(a, args...)}
 }
 
 // parseIssue reads {'limit', name, wait} as a refusal, or {'ok', n ints}.
@@ -114,56 +143,61 @@ func limitState(r authd.Rate, remaining, resetMicros int64) authd.LimitState {
 	}
 }
 
-// ConsumeCode implements authd.CodeStore. One round trip, in split mode
-// too (split.go), where a try refused for its IP costs a second one.
-// Besides the documented results, it reports the client-IP limit's
-// state with ErrInvalidCode too, for the response headers.
+// ConsumeCode implements authd.CodeStore: consume.lua, one round trip on
+// a single Redis; on a Redis Cluster, the IP's limit first (split.go).
+// Besides the documented results, it reports the client-IP limit's state
+// with ErrInvalidCode too, for the response headers.
 func (s *Store) ConsumeCode(ctx context.Context, req authd.ConsumeRequest) (authd.ConsumeResult, error) {
 	now := req.Now.UnixMicro()
-	ipT, ipN := rateArgs(req.VerifyPerIP)
+	ip := limit{key: s.ipKey(req.ClientIP, "verify"), name: "verify_per_ip", rate: req.VerifyPerIP}
 	failT, failN := rateArgs(req.FailuresPerAddress)
-	ipKey := s.ipKey(req.ClientIP, "verify")
 	k := s.keysOf(req.Address, req.Project)
-	maxAtt := max(req.AttemptsPerCode, 0)
+	keys := []string{k.fail, k.code}
+	args := []any{failT, failN, req.Hash, max(req.AttemptsPerCode, 0)}
 
 	var reply []any
-	var ip [2]int64
-	if !s.split {
-		r, err := s.runAll(ctx, []scriptCall{{consumeScript,
-			[]string{ipKey, k.fail, k.code},
-			[]any{now, ipT, ipN, failT, failN, req.Hash, maxAtt}}})
-		if err != nil {
-			return authd.ConsumeResult{}, err
-		}
-		a := asSlice(r[0])
-		if len(a) == 0 {
-			return authd.ConsumeResult{}, badReply(r[0])
-		}
-		if isLimit, err := parseLimit(a); isLimit {
-			return authd.ConsumeResult{}, err
-		}
-		if len(a) < 3 {
-			return authd.ConsumeResult{}, badReply(r[0])
-		}
-		v, err := ints(a[:2], 2)
-		if err != nil {
-			return authd.ConsumeResult{}, err
-		}
-		ip, reply = [2]int64{v[0], v[1]}, a[2:]
-	} else {
+	var ipState [2]int64
+	if s.split {
 		var err error
-		ip, reply, err = s.consumeSplit(ctx, req)
+		if ipState, reply, err = s.consumeSplit(ctx, now, ip, keys, args); err != nil {
+			return authd.ConsumeResult{}, err
+		}
+	} else {
+		r, err := s.runAll(ctx, []scriptCall{limitsCall(consumeScript, now, []limit{ip}, keys, args)})
 		if err != nil {
+			return authd.ConsumeResult{}, err
+		}
+		if ipState, reply, err = parseConsumeReply(r[0]); err != nil {
 			return authd.ConsumeResult{}, err
 		}
 	}
-	res := authd.ConsumeResult{IP: limitState(req.VerifyPerIP, ip[0], ip[1])}
+	res := authd.ConsumeResult{IP: limitState(req.VerifyPerIP, ipState[0], ipState[1])}
 	rec, err := parseConsume(reply)
 	if err != nil {
 		return res, err
 	}
 	res.Record = rec
 	return res, nil
+}
+
+// parseConsumeReply reads consume.lua's reply: a refusal by its limit, or
+// the first limit's state and consume_address's reply.
+func parseConsumeReply(r any) (first [2]int64, reply []any, err error) {
+	a := asSlice(r)
+	if len(a) == 0 {
+		return first, nil, badReply(r)
+	}
+	if isLimit, err := parseLimit(a); isLimit {
+		return first, nil, err
+	}
+	if len(a) < 3 {
+		return first, nil, badReply(r)
+	}
+	v, err := ints(a[:2], 2)
+	if err != nil {
+		return first, nil, err
+	}
+	return [2]int64{v[0], v[1]}, a[2:], nil
 }
 
 // parseConsume reads consume_address's reply (lib.lua).

@@ -206,7 +206,7 @@ func TestRedisDown(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	goredis.SetLogger(quiet{}) // each failed dial would be logged
+	redis.SetLogger(discardLogger()) // each failed dial would be logged
 
 	ctx := context.Background()
 	now := time.Now()
@@ -260,69 +260,3 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("default options: took %v", took)
 	}
 }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
-func TestCheckEviction(t *testing.T) {
-	ctx := context.Background()
-	c := newClient(t)
-	s := redis.New(c, redis.Options{})
-	want, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, ok, err := s.CheckEviction(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if policy != want["maxmemory-policy"] || ok != (policy == "noeviction") {
-		t.Errorf("CheckEviction = %q, %v; the server says %q", policy, ok, want["maxmemory-policy"])
-	}
-
-	// Managed Redis services often refuse CONFIG: INFO still tells.
-	noConfig := goredis.NewClient(c.Options())
-	defer noConfig.Close()
-	noConfig.AddHook(refuse{"config"})
-	got, gotOK, err := redis.New(noConfig, redis.Options{}).CheckEviction(ctx)
-	if err != nil || got != policy || gotOK != ok {
-		t.Errorf("without CONFIG: CheckEviction = %q, %v, %v; want %q, %v", got, gotOK, err, policy, ok)
-	}
-	// And if INFO is refused too, the policy is unknown, not an error.
-	noInfo := goredis.NewClient(c.Options())
-	defer noInfo.Close()
-	noInfo.AddHook(refuse{"config", "info"})
-	got, gotOK, err = redis.New(noInfo, redis.Options{}).CheckEviction(ctx)
-	if err != nil || got != "" || gotOK {
-		t.Errorf("without CONFIG and INFO: CheckEviction = %q, %v, %v; want \"\", false, nil", got, gotOK, err)
-	}
-}
-
-// refuse makes the server seem to have the named commands disabled.
-type refuse []string
-
-func (r refuse) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (r refuse) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		for _, name := range r {
-			if cmd.Name() == name {
-				err := serverError("ERR unknown command '" + name + "'")
-				cmd.SetErr(err)
-				return err
-			}
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (r refuse) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
-}
-
-// serverError is an error reply, as the server would send it.
-type serverError string
-
-func (e serverError) Error() string { return string(e) }
-func (serverError) RedisError()     {}

@@ -1,23 +1,27 @@
--- consume.lua is ConsumeCode in one script, for a Redis where all its keys
--- may meet (a single server or Sentinel).
+-- consume.lua is ConsumeCode (inmem: CodeStore.ConsumeCode), the same
+-- script on every kind of Redis. On a single Redis or Sentinel it is given
+-- the client-IP verify limit before the address's keys; on a Redis
+-- Cluster take.lua has taken that limit already, in its own slot, and
+-- this script is given none (split.go).
 --
--- KEYS: ip, fail, code
--- ARGV: now, ip_t, ip_n, fail_t, fail_n, hash, max_attempts
--- Reply: {'limit', 'verify_per_ip', wait}, or {ip_remaining, ip_reset}
--- followed by consume_address's reply.
-local now = tonumber(ARGV[1])
-local ip_t, ip_n = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- KEYS: [ip,] fail, code
+-- ARGV: now, count (of limits), [name, t, n,] fail_t, fail_n, hash, max_attempts
+-- Reply: {'limit', name, wait}, or {first_remaining, first_reset} followed
+-- by consume_address's reply.
+local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local at = 3
+local c, a = count, at + 3 * count
 
-local ok, ip_tat, wait = gcra_check(KEYS[1], now, ip_t, ip_n)
-if not ok then
-  return {'limit', 'verify_per_ip', wait}
+local tats, name, wait = limits_check(count, at, now)
+if name then
+  return refusal(name, wait, at, now, tats)
 end
 -- The IP pays for every try it is allowed, whatever the outcome.
-gcra_set(KEYS[1], now, ip_t, ip_tat)
-local remaining, reset = gcra_state(now, ip_t, ip_n, ip_tat)
+limits_set(count, at, now, tats)
+local remaining, reset = limits_state(count, at, now, tats)
 
-local r = consume_address(KEYS[2], KEYS[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]),
-  ARGV[6], tonumber(ARGV[7]))
+local r = consume_address(KEYS[c + 1], KEYS[c + 2], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]),
+  ARGV[a + 2], tonumber(ARGV[a + 3]))
 table.insert(r, 1, reset)
 table.insert(r, 1, remaining)
 return r

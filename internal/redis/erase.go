@@ -10,22 +10,22 @@ import (
 
 // EraseAddress deletes everything kept about an address key: its live
 // codes and resend cooldowns in every project, and its send and failure
-// budgets, and its mail jobs still queued with their delivery statuses
-// (erasure on request: a mail queued before it is not sent after it; the
-// worker skips the code check before a job's resend cooldown ends, so
-// deleting the code alone would not stop it). It reports how many keys of
-// codes, cooldowns and budgets it deleted; jobs are not counted.
+// budgets, and its mail jobs still queued with their delivery statuses and
+// claims (erasure on request: a mail queued before it is not sent after
+// it; the worker skips the code check before a job's resend cooldown ends,
+// so deleting the code alone would not stop it). It reports how many keys
+// of codes, cooldowns and budgets it deleted; jobs are not counted.
 //
-// The codes' keys are found with SCAN (the project is part of the key); on
-// a cluster, on every master.
+// Everything of the address is in its partition's slot. The codes' keys
+// are found with SCAN (the project is part of the key); on a cluster, on
+// every master.
 //
 // Errors: EUNAVAILABLE.
 func (s *Store) EraseAddress(ctx context.Context, address string) (int, error) {
 	k := s.keysOf(address, "")
-	tag := strings.TrimSuffix(k.sent, "sent:"+address)
 	patterns := []string{
-		globEscape(tag) + "code:*:" + globEscape(address),
-		globEscape(tag) + "cool:*:" + globEscape(address),
+		globEscape(k.tag) + "code:*:" + globEscape(address),
+		globEscape(k.tag) + "cool:*:" + globEscape(address),
 	}
 	var mu sync.Mutex
 	keys := []string{k.sent, k.fail}
@@ -59,18 +59,20 @@ func (s *Store) EraseAddress(ctx context.Context, address string) (int, error) {
 	}
 	// The jobs after the codes: a worker already holding one (waiting to
 	// retry) checks the code before its next attempt and finds it gone.
-	if err := s.eraseJobs(ctx, k.mail, address); err != nil {
+	if err := s.eraseJobs(ctx, k.tag, address); err != nil {
 		return 0, unavailable(err)
 	}
 	return int(n), nil
 }
 
-// eraseJobs deletes address's entries from its bucket's stream, claimed or
-// not (XACK too, so no consumer's pending list keeps them), and their
-// delivery statuses. The stream holds only jobs not yet finished, so
-// reading it whole is cheap; it is read in pages all the same.
-func (s *Store) eraseJobs(ctx context.Context, stream, address string) error {
+// eraseJobs deletes address's entries from its partition's stream, claimed
+// or not (XACK too, so no consumer's pending list keeps them), their
+// claims and their delivery statuses. The stream holds only jobs not yet
+// finished, so reading it whole is cheap; it is read in pages all the
+// same. The deletions share one slot: one transaction, even on a cluster.
+func (s *Store) eraseJobs(ctx context.Context, tag, address string) error {
 	const page = 500
+	stream := tag + "mail"
 	var ids, statuses []string
 	for start := "-"; ; {
 		msgs, err := s.client.XRangeN(ctx, stream, start, "+", page).Result()
@@ -83,7 +85,7 @@ func (s *Store) eraseJobs(ctx context.Context, stream, address string) error {
 			}
 			ids = append(ids, m.ID)
 			if d, _ := m.Values["d"].(string); d != "" {
-				statuses = append(statuses, s.statusKey(d))
+				statuses = append(statuses, statusKey(tag, d))
 			}
 		}
 		if len(msgs) < page {
@@ -94,13 +96,17 @@ func (s *Store) eraseJobs(ctx context.Context, stream, address string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
 	var ack *goredis.IntCmd
-	cmds, _ := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds, _ := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		ack = p.XAck(ctx, stream, mailGroup, ids...)
 		p.XDel(ctx, stream, ids...)
-		// Each status key has a slot of its own: one DEL each.
-		for _, k := range statuses {
-			p.Del(ctx, k)
+		p.ZRem(ctx, claimsKey(tag), members...)
+		if len(statuses) > 0 {
+			p.Del(ctx, statuses...)
 		}
 		return nil
 	})

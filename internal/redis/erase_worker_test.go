@@ -30,7 +30,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 		t.Helper()
 		now := time.Now()
 		job := &authd.MailJob{
-			DeliveryID: "dlv-" + address, Address: address, Project: "shop",
+			DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop",
 			CodeID: "c-" + address, ExpiresAt: now.Add(time.Minute), ReplaceableAt: now.Add(time.Minute),
 		}
 		job.Sealed, err = sealer.Seal(job.DeliveryID, authd.Message{To: to, Code: code, ExpiresAt: job.ExpiresAt})

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"errors"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -9,7 +11,8 @@ import (
 // Ping checks that Redis answers, for the readiness probe. It is not part
 // of authd.CodeStore: the in-memory store has nothing to check.
 //
-// Errors: EUNAVAILABLE.
+// Errors: EUNAVAILABLE, its cause the server's reply (a wrong database
+// index, a refused password) or the network's error.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return unavailable(err)
@@ -17,5 +20,65 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// PoolStats reports the client's connection pool, for metrics.
-func (s *Store) PoolStats() *goredis.PoolStats { return s.client.PoolStats() }
+// CheckEviction reads the server's maxmemory-policy; ok is true only for
+// "noeviction": under any other policy Redis may drop limits and codes when
+// full. Managed Redis services often refuse CONFIG; then the policy is read
+// from INFO memory, and if that is refused too, policy is "" and ok false
+// with a nil error: the caller should warn, not fail.
+//
+// Errors: EUNAVAILABLE, its cause the server's reply or the network's
+// error, when Redis cannot be used at all: unreachable, or refusing every
+// command (a database index out of range, a wrong password, loading). Only
+// a refusal of CONFIG or INFO themselves means "cannot tell".
+func (s *Store) CheckEviction(ctx context.Context) (policy string, ok bool, err error) {
+	cfg, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result()
+	switch {
+	case err == nil:
+		if p, found := cfg["maxmemory-policy"]; found {
+			return p, p == "noeviction", nil
+		}
+	case !commandRefused(err):
+		return "", false, unavailable(err)
+	}
+	info, err := s.client.Info(ctx, "memory").Result()
+	switch {
+	case commandRefused(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, unavailable(err)
+	}
+	p := infoField(info, "maxmemory_policy")
+	return p, p == "noeviction", nil
+}
+
+// commandRefused reports whether err is the server refusing the command
+// itself: not permitted to this user (ACL), renamed or disabled (managed
+// services), unknown. Any other reply — a connection that could not be
+// set up (SELECT, AUTH), a server loading its data — is not about the
+// command, and every other command would meet it too.
+func commandRefused(err error) bool {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := strings.ToLower(rerr.Error())
+	if strings.HasPrefix(msg, "noperm") {
+		return true
+	}
+	for _, s := range []string{"unknown command", "unknown subcommand", "not allowed", "disabled"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// infoField returns the value of name in an INFO reply, or "".
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, found := strings.CutPrefix(strings.TrimSpace(line), name+":"); found {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,44 +1,41 @@
--- issue.lua is IssueCode in one script, for a Redis where all its keys may
--- meet (a single server or Sentinel).
+-- issue.lua is IssueCode (inmem: CodeStore.IssueCode), the same script on
+-- every kind of Redis. On a single Redis or Sentinel it is given the
+-- client-IP and project limits before the address's keys and does
+-- everything in one round trip. On a Redis Cluster those limits live in
+-- other hash slots: take.lua has taken them already and this script is
+-- given none (split.go). Either way the address's side is all or nothing:
+-- every check, then every write, the mail job and its status included.
 --
--- KEYS: ip, project, code, cool, sent [, mail stream, delivery status]
--- ARGV: now, ip_t, ip_n, p_t, p_n, cool_us, sent_t, sent_n, id, hash, exp
+-- KEYS: [ip, project,] code, cool, sent [, mail stream, delivery status]
+-- ARGV: now, count (of limits), [name, t, n per limit,]
+--       cool_us, sent_t, sent_n, id, hash, exp
 --       [, delivery id, address key, project, replaceable-at, sealed job]
 -- The mail job is queued when its two keys are given.
--- Reply: {'limit', name, wait [, ip_remaining, ip_reset]} or
---        {'ok', replaced, ip_remaining, ip_reset}
-local now = tonumber(ARGV[1])
-local ip_t, ip_n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local p_t, p_n = tonumber(ARGV[4]), tonumber(ARGV[5])
-local cool_us = tonumber(ARGV[6])
-local sent_t, sent_n = tonumber(ARGV[7]), tonumber(ARGV[8])
+-- Reply: {'limit', name, wait [, first_remaining, first_reset]} (nothing
+--        written) or {'ok', replaced, first_remaining, first_reset}.
+local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local at = 3
+local c, a = count, at + 3 * count -- the address's first key and argument follow
 
 -- Every check before any write: a refused request counts nowhere.
-local ok, ip_tat, wait = gcra_check(KEYS[1], now, ip_t, ip_n)
-if not ok then
-  return {'limit', 'send_per_ip', wait}
+local tats, name, wait = limits_check(count, at, now)
+if name then
+  return refusal(name, wait, at, now, tats)
 end
--- A refusal by a later limit still reports the client-IP limit, as it
--- stands without this request, for the RateLimit-* headers.
-local ip_remaining, ip_reset = gcra_state(now, ip_t, ip_n, ip_tat - ip_t)
-local p_tat
-ok, p_tat, wait = gcra_check(KEYS[2], now, p_t, p_n)
-if not ok then
-  return {'limit', 'mails_per_project', wait, ip_remaining, ip_reset}
-end
-local sent_tat, limit
-sent_tat, limit, wait = issue_check(KEYS[4], KEYS[5], now, sent_t, sent_n)
+local code, cool, sent = KEYS[c + 1], KEYS[c + 2], KEYS[c + 3]
+local cool_us, sent_t, sent_n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local id, hash, exp = ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+local sent_tat
+sent_tat, name, wait = issue_check(cool, sent, now, sent_t, sent_n)
 if not sent_tat then
-  return {'limit', limit, wait, ip_remaining, ip_reset}
+  return refusal(name, wait, at, now, tats)
 end
 
-gcra_set(KEYS[1], now, ip_t, ip_tat)
-gcra_set(KEYS[2], now, p_t, p_tat)
-local replaced = issue_store(KEYS[3], KEYS[4], KEYS[5], now, cool_us, sent_t, sent_tat,
-  ARGV[9], ARGV[10], tonumber(ARGV[11]))
-if KEYS[7] then
-  enqueue_job(KEYS[6], KEYS[7], now, tonumber(ARGV[11]), ARGV[12], ARGV[13], ARGV[14],
-    ARGV[9], ARGV[15], ARGV[16])
+limits_set(count, at, now, tats)
+local replaced = issue_store(code, cool, sent, now, cool_us, sent_t, sent_tat, id, hash, exp)
+if KEYS[c + 5] then
+  enqueue_job(KEYS[c + 4], KEYS[c + 5], now, exp, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
+    id, ARGV[a + 9], ARGV[a + 10])
 end
-local remaining, reset = gcra_state(now, ip_t, ip_n, ip_tat)
+local remaining, reset = limits_state(count, at, now, tats)
 return {'ok', replaced, remaining, reset}

@@ -1,5 +1,8 @@
 -- lib.lua is put in front of every other script (see scripts.go): the
--- helpers and the GCRA limiter they share.
+-- rules the scripts share. internal/inmem implements the same rules in Go,
+-- function for function and under the same names (gcra_check here is
+-- gcraCheck there, issue_store is issueStore, ...), in the same order:
+-- a change to one is a change to the other.
 --
 -- Times are integer microseconds since the Unix epoch, passed in by the
 -- caller: no script reads the server's clock, so that every instance and
@@ -67,8 +70,11 @@ local function gcra_state(now, t, n, tat)
   return math.floor((n * t - reset) / t), reset
 end
 
--- gcra_refund gives back one event of a limit (t > 0): the bucket's
--- theoretical arrival time goes back by one interval.
+-- gcra_refund gives back one event of a limit (refund.lua, on a Redis
+-- Cluster: the request was refused after its limits were taken): the
+-- bucket's theoretical arrival time goes back by one interval. inmem has
+-- no counterpart: in one process the limits are never taken apart from
+-- the address's checks.
 local function gcra_refund(key, now, t)
   local v = redis.call('GET', key)
   if not v or t <= 0 then
@@ -83,51 +89,62 @@ local function gcra_refund(key, now, t)
   return 1
 end
 
--- put_back sets a string key to what it held before (prev, '' when it was
--- missing, with its PTTL prev_ttl).
-local function put_back(key, prev, prev_ttl)
-  if prev == '' then
-    redis.call('DEL', key)
-  elseif tonumber(prev_ttl) > 0 then
-    redis.call('SET', key, prev, 'PX', prev_ttl)
-  else
-    redis.call('SET', key, prev)
+-- The limits that live outside the address's hash slot (the client IP's,
+-- the project's) come first in issue.lua's and consume.lua's keys:
+-- KEYS[1..count], each with its (name, t, n) in ARGV from index at. On a
+-- single Redis the scripts are given them; on a Redis Cluster count is 0
+-- (take.lua has taken them, each in its own slot, before the script runs).
+
+-- limits_check checks each limit in order. It returns the new arrival
+-- times of those that let the request through, and when one refused, its
+-- name and the wait. It changes nothing.
+local function limits_check(count, at, now)
+  local tats = {}
+  for i = 1, count do
+    local a = at + 3 * (i - 1)
+    local ok, tat, wait = gcra_check(KEYS[i], now, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    if not ok then
+      return tats, ARGV[a], wait
+    end
+    tats[i] = tat
+  end
+  return tats
+end
+
+-- limits_set counts the request against each limit.
+local function limits_set(count, at, now, tats)
+  for i = 1, count do
+    local a = at + 3 * (i - 1)
+    gcra_set(KEYS[i], now, tonumber(ARGV[a + 1]), tats[i])
   end
 end
 
--- gcra_undo takes back an event that a split-mode script counted (it set
--- key from prev to new) for a request another slot refused. If the bucket
--- still holds new, nobody counted since: it gets prev back exactly;
--- otherwise later events are counted on top of ours, and only one interval
--- is given back. A missing key (drained, or cleared by Unlock) has nothing
--- left to give back.
-local function gcra_undo(key, now, t, new, prev, prev_ttl)
-  local v = redis.call('GET', key)
-  if not v then
-    return
+-- limits_state returns the first limit's state after the request (the
+-- client IP's, for the RateLimit-* headers), 0, 0 when there is none.
+local function limits_state(count, at, now, tats)
+  if count == 0 then
+    return 0, 0
   end
-  if v == new then
-    put_back(key, prev, prev_ttl)
-  else
-    gcra_refund(key, now, t)
-  end
+  return gcra_state(now, tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tats[1])
 end
 
--- restore_code puts back a code record that was deleted, unless another
--- record of (project, address) is there now (it was issued later, so it
--- wins) or the code has expired. It returns 1 when restored.
-local function restore_code(code, now, id, hash, exp, att)
-  if exp <= now or redis.call('EXISTS', code) == 1 then
-    return 0
+-- refusal is the reply of a refused request: {'limit', name, wait}, and
+-- when limits let it through before one refused (tats holds theirs), the
+-- first one's state as it stands without this request: {..., remaining,
+-- reset}, for the RateLimit-* headers.
+local function refusal(name, wait, at, now, tats)
+  if #tats == 0 then
+    return {'limit', name, wait}
   end
-  redis.call('HSET', code, 'id', id, 'h', hash, 'exp', int(exp), 'att', att)
-  redis.call('PEXPIRE', code, ms(exp - now))
-  return 1
+  local t, n = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local remaining, reset = gcra_state(now, t, n, tats[1] - t)
+  return {'limit', name, wait, remaining, reset}
 end
 
 -- issue_check checks the address's side of IssueCode: the resend cooldown
 -- of (project, address), then the codes per address (all projects). It
--- returns nil, or the name of the refusing limit and the wait.
+-- returns the codes-per-address limit's new arrival time, or nil, the
+-- name of the refusing limit and the wait. It changes nothing.
 local function issue_check(cool, sent, now, sent_t, sent_n)
   local until_ = redis.call('GET', cool)
   if until_ and tonumber(until_) > now then
@@ -159,11 +176,6 @@ local function issue_store(code, cool, sent, now, cool_us, sent_t, sent_tat, id,
   return replaced
 end
 
--- consume_address is the address's side of ConsumeCode: the failure
--- budget, then the comparison. Replies:
---   {'limit', 'failures_per_address', wait}
---   {'invalid', reason}   reason: expired, burnt or wrong (metrics only)
---   {'ok', id, hash, exp, attempts}
 -- equal_ct compares two strings in a time that depends only on their
 -- lengths: how long a wrong guess takes says nothing of how close it was.
 local function equal_ct(a, b)
@@ -177,6 +189,11 @@ local function equal_ct(a, b)
   return d == 0
 end
 
+-- consume_address is the address's side of ConsumeCode: the failure
+-- budget, then the comparison. Replies:
+--   {'limit', 'failures_per_address', wait}
+--   {'invalid', reason}   reason: expired, burnt or wrong (metrics only)
+--   {'ok', id, hash, exp, attempts}
 local function consume_address(fail, code, now, fail_t, fail_n, hash, max_att)
   local ok, fail_tat, wait = gcra_check(fail, now, fail_t, fail_n)
   if not ok then
@@ -210,24 +227,64 @@ local function consume_address(fail, code, now, fail_t, fail_n, hash, max_att)
   return {'invalid', reason}
 end
 
+-- restore_code puts back a code record that was deleted, unless another
+-- record of (project, address) is there now (it was issued later, so it
+-- wins) or the code has expired. It returns 1 when restored.
+local function restore_code(code, now, id, hash, exp, att)
+  if exp <= now or redis.call('EXISTS', code) == 1 then
+    return 0
+  end
+  redis.call('HSET', code, 'id', id, 'h', hash, 'exp', int(exp), 'att', att)
+  redis.call('PEXPIRE', code, ms(exp - now))
+  return 1
+end
+
+-- The mail queue. Each of the 64 partitions has, under its hash tag, the
+-- stream of its mail jobs (P{a:B}:mail, read through one consumer group),
+-- the sorted set of their claims (P{a:B}:claims: entry id -> when, by
+-- the callers' clock, it was claimed or last renewed) and the delivery
+-- statuses of its mails (P{a:B}:dlv:<delivery id>).
+
 -- status_set writes a delivery's status, kept until its code expires (exp):
--- for as long as the code lives, and no longer.
+-- for as long as the code lives, and no longer. A code that has expired
+-- has no status left.
 local function status_set(key, now, exp, st, attempts, next_)
+  if exp <= now then
+    redis.call('DEL', key)
+    return
+  end
   redis.call('HSET', key, 'st', st, 'n', attempts, 'next', next_, 'exp', int(exp))
   redis.call('PEXPIRE', key, ms(exp - now))
 end
 
--- enqueue_job adds a code's mail job to the stream of its address bucket
--- (same hash slot as the code) and, when dlv is given (the status key may
--- live in another slot: split mode writes it on its own), its status
--- "queued". The job's fields: d delivery id, a address key, p project,
--- c code id, e code expiry, r replaceable-at, s the sealed message.
--- It returns the entry's id.
+-- enqueue_job adds a code's mail job to its partition's stream and writes
+-- its status "queued". The job's fields: d delivery id, a address key,
+-- p project, c code id, e code expiry, r replaceable-at, s the sealed
+-- message, t when it was queued.
 local function enqueue_job(stream, dlv, now, exp, dlv_id, addr, project, code_id, repl, sealed)
-  local entry = redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
-    'e', int(exp), 'r', repl, 's', sealed)
-  if dlv then
-    status_set(dlv, now, exp, 'queued', 0, 0)
-  end
-  return entry
+  redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
+    'e', int(exp), 'r', repl, 's', sealed, 't', int(now))
+  status_set(dlv, now, exp, 'queued', 0, 0)
+end
+
+-- job_queued reports whether the entry id is still in the stream: a job
+-- finished (by another consumer that took it over) or erased is not, and
+-- its status is no longer any consumer's to write.
+local function job_queued(stream, id)
+  return #redis.call('XRANGE', stream, id, id) == 1
+end
+
+-- claimed_by reports whether consumer holds the claim on entry id.
+local function claimed_by(stream, group, id, consumer)
+  local p = redis.pcall('XPENDING', stream, group, id, id, 1, consumer)
+  return type(p) == 'table' and not p.err and #p == 1
+end
+
+-- job_remove takes a finished job out of the queue: out of the group's
+-- pending entries (no group: nothing pending), the stream (its sealed
+-- message leaves Redis) and the claims.
+local function job_remove(stream, claims, group, id)
+  redis.pcall('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  redis.call('ZREM', claims, id)
 end

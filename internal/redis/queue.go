@@ -13,185 +13,182 @@ import (
 	"github.com/authd/authd"
 )
 
-// The mail queue (authd.MailQueue): IssueCode's script XADDs each job to
-// the stream of its address bucket, in the code's hash slot, so code and
-// job are one atomic write even on a Redis Cluster, and the 64 streams
-// spread over its nodes. Workers read them through one consumer group:
-// XREADGROUP for new jobs, XAUTOCLAIM for jobs whose consumer stopped
-// renewing its claim (extend.lua), XACK + XDEL once a job is done. A
-// delivery's status is a small hash of its own, kept until the code expires.
+// The mail queue (authd.MailQueue). IssueCode's script XADDs each job to
+// the stream of its address's partition, in the code's hash slot, with its
+// delivery status beside it: code, job and status are one atomic write
+// even on a Redis Cluster, and the 64 streams spread over its nodes.
+// Workers read the streams through one consumer group. claim.lua hands
+// out new entries, then lapsed claims; claims age by the callers' clock,
+// each partition's claims set holding when each was made or last renewed
+// (extend.lua); release.lua gives them up; finish.lua writes a job's final
+// status and removes it. Everything a script touches is in one partition's
+// slot, named from the stream a job came from.
 
 var _ authd.MailQueue = (*Store)(nil)
 
 // mailGroup is the consumer group every authd instance reads through.
 const mailGroup = "authd"
 
-// queueState is the Store's bookkeeping for its consumers.
-type queueState struct {
-	mu        sync.Mutex
-	groupsOK  bool      // the group exists on every stream
-	lastStale time.Time // the last sweep for lapsed claims
-}
-
-func (s *Store) statusKey(id string) string { return s.prefix + "{d:" + id + "}:dlv" }
-
-// mailStreams returns the 64 streams, bucket by bucket.
+// mailStreams returns the 64 streams, partition by partition.
 func (s *Store) mailStreams() []string {
-	out := make([]string, addressBuckets)
-	for i := range out {
-		out[i] = s.prefix + "{a:" + strconv.Itoa(i) + "}:mail"
+	out := make([]string, authd.Partitions)
+	for p := range out {
+		out[p] = s.tag(p) + "mail"
 	}
 	return out
 }
 
-// jobArgs are the issue scripts' job arguments.
-func jobArgs(j *authd.MailJob) []any {
-	return []any{j.DeliveryID, j.Address, j.Project, j.ReplaceableAt.UnixMicro(), j.Sealed}
+// partitionTag returns the hash tag part of a stream of this store
+// ("P{a:B}:"), or false for anything else.
+func (s *Store) partitionTag(stream string) (string, bool) {
+	tag, ok := strings.CutSuffix(stream, "mail")
+	if !ok || !strings.HasPrefix(tag, s.prefix+"{a:") || !strings.HasSuffix(tag, "}:") {
+		return "", false
+	}
+	return tag, true
 }
 
-// ensureGroups creates the consumer group on every stream (and the streams),
-// once. The group starts at id 0: jobs queued before it existed are read
-// too.
-func (s *Store) ensureGroups(ctx context.Context) error {
-	s.queue.mu.Lock()
-	defer s.queue.mu.Unlock()
-	if s.queue.groupsOK {
-		return nil
+// claimsKey is the claims set beside stream.
+func claimsKey(tag string) string { return tag + "claims" }
+
+// statusKey is the status of delivery id, in the partition tag names.
+func statusKey(tag, id string) string { return tag + "dlv:" + id }
+
+// jobRef is a ClaimedJob's Ref: "<stream> <entry id>".
+func jobRef(stream, id string) string { return stream + " " + id }
+
+// splitRef reads a Ref of this store: its stream's partition tag, the
+// stream and the entry id.
+func (s *Store) splitRef(ref string) (tag, stream, id string, ok bool) {
+	stream, id, ok = strings.Cut(ref, " ")
+	if !ok {
+		return "", "", "", false
 	}
-	streams := s.mailStreams()
-	cmds := make([]*goredis.StatusCmd, len(streams))
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, st := range streams {
-			cmds[i] = p.XGroupCreateMkStream(ctx, st, mailGroup, "0")
-		}
-		return nil
-	})
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
-			return unavailable(err)
-		}
-	}
-	s.queue.groupsOK = true
-	return nil
+	tag, ok = s.partitionTag(stream)
+	return tag, stream, id, ok
 }
 
-// resetGroups makes the next call create the groups again: a NOGROUP reply
-// means the streams were deleted (FLUSHDB, a failover to an empty replica).
-func (s *Store) resetGroups(err error) {
-	if goredis.HasErrorPrefix(err, "NOGROUP") {
-		s.queue.mu.Lock()
-		s.queue.groupsOK = false
-		s.queue.mu.Unlock()
-	}
+func badRef(ref string) error {
+	return authd.Errorf(authd.EINTERNAL, "redis: not a job of this queue: %q", ref)
 }
 
-// Claim implements authd.MailQueue. New jobs cost one command (a pipeline
-// of one per stream in split mode); lapsed claims are looked for at most
-// every claimTimeout/4, in one pipeline of XAUTOCLAIMs.
+// claimState is what a Store knows of the claims, so that Claim looks for
+// lapsed ones (64 sets to read) only when one may have lapsed: at the
+// latest claimTimeout/4 after it last looked, and at once when a claim it
+// saw then lapses or this store released one. A claim made since by
+// another instance lapses claimTimeout after it was made, so it is seen in
+// time; one released by another instance waits up to claimTimeout/4.
+type claimState struct {
+	mu       sync.Mutex
+	turn     int       // the stream the next look starts from
+	looked   time.Time // the caller's time of the last look; zero: never, or released since
+	earliest time.Time // the earliest claim time seen then; zero: none
+}
+
+// due reports whether Claim at now should look for lapsed claims, and
+// from which stream.
+func (c *claimState) due(now time.Time, timeout time.Duration) (bool, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.turn++
+	switch {
+	case c.looked.IsZero(), now.Before(c.looked), now.Sub(c.looked) >= timeout/4,
+		!c.earliest.IsZero() && !now.Before(c.earliest.Add(timeout)):
+		return true, c.turn
+	}
+	return false, c.turn
+}
+
+// saw records a look at now that left earliest as the earliest claim.
+func (c *claimState) saw(now, earliest time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.looked, c.earliest = now, earliest
+}
+
+// released makes the next Claim look at once.
+func (c *claimState) released() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.looked = time.Time{}
+}
+
+// Claim implements authd.MailQueue: claim.lua. On a single Redis one
+// script reads all 64 streams, one round trip; on a Redis Cluster a
+// pipeline of one per stream (a round trip per node). New jobs are read
+// up to n per stream; lapsed claims, when any may have lapsed (see
+// claimState), up to n in all.
 func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	if err := s.ensureGroups(ctx); err != nil {
+	claimTimeout = max(claimTimeout, 0)
+	look, turn := s.claims.due(now, claimTimeout)
+	lapsedArg := "0"
+	if look {
+		lapsedArg = "1"
+	}
+	args := func(start int) []any {
+		return []any{mailGroup, consumer, n, now.UnixMicro(), claimTimeout.Microseconds(), lapsedArg, start + 1}
+	}
+	var calls []scriptCall
+	if !s.split {
+		calls = []scriptCall{{claimScript, s.queue, args(turn % authd.Partitions)}}
+	} else {
+		for i := 0; i < len(s.queue); i += 2 {
+			calls = append(calls, scriptCall{claimScript, s.queue[i : i+2], args(0)})
+		}
+	}
+	replies, err := s.runAll(ctx, calls)
+	var fresh, lapsed []authd.ClaimedJob
+	var earliest time.Time
+	for _, r := range replies {
+		a := asSlice(r)
+		if len(a) != 3 {
+			continue // failed: err says so
+		}
+		fresh = append(fresh, parseEntries(a[0])...)
+		lapsed = append(lapsed, parseEntries(a[1])...)
+		if next, _ := a[2].(string); next != "" {
+			if v, perr := strconv.ParseInt(next, 10, 64); perr == nil {
+				if at := time.UnixMicro(v); earliest.IsZero() || at.Before(earliest) {
+					earliest = at
+				}
+			}
+		}
+	}
+	if look && err == nil {
+		s.claims.saw(now, earliest)
+	}
+	jobs := append(fresh, lapsed...)
+	if err != nil && len(jobs) == 0 {
 		return nil, err
 	}
-	jobs, err := s.claimNew(ctx, consumer, n)
-	if err != nil {
-		s.resetGroups(err)
-		return nil, unavailable(err)
-	}
-	if len(jobs) >= n || !s.staleDue(now, claimTimeout) {
-		return jobs, nil
-	}
-	stale, err := s.claimStale(ctx, consumer, n-len(jobs), claimTimeout)
-	if err != nil {
-		s.resetGroups(err)
-		return jobs, nil // the new ones are ours now; the sweep is retried next time
-	}
-	return append(jobs, stale...), nil
+	// Some streams failed, others were claimed from: those jobs are this
+	// consumer's now, and the others are read next time.
+	return jobs, nil
 }
 
-func (s *Store) staleDue(now time.Time, claimTimeout time.Duration) bool {
-	s.queue.mu.Lock()
-	defer s.queue.mu.Unlock()
-	if now.Sub(s.queue.lastStale) < max(claimTimeout/4, 10*time.Millisecond) {
-		return false
-	}
-	s.queue.lastStale = now
-	return true
-}
-
-func (s *Store) claimNew(ctx context.Context, consumer string, n int) ([]authd.ClaimedJob, error) {
-	streams := s.mailStreams()
-	var res []goredis.XStream
-	if !s.split {
-		args := make([]string, 0, 2*len(streams))
-		args = append(args, streams...)
-		for range streams {
-			args = append(args, ">")
-		}
-		r, err := s.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
-			Group: mailGroup, Consumer: consumer, Streams: args, Count: int64(n), Block: -1,
-		}).Result()
-		if err != nil && !errors.Is(err, goredis.Nil) {
-			return nil, err
-		}
-		res = r
-	} else {
-		// One stream per command: a multi-stream read would span slots.
-		cmds := make([]*goredis.XStreamSliceCmd, len(streams))
-		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, st := range streams {
-				cmds[i] = p.XReadGroup(ctx, &goredis.XReadGroupArgs{
-					Group: mailGroup, Consumer: consumer, Streams: []string{st, ">"}, Count: int64(n), Block: -1,
-				})
-			}
-			return nil
-		})
-		for _, c := range cmds {
-			r, err := c.Result()
-			if err != nil && !errors.Is(err, goredis.Nil) {
-				return nil, err
-			}
-			res = append(res, r...)
-		}
-	}
+// parseEntries reads claim.lua's entries: {stream, id, {field, value, ...}}.
+func parseEntries(v any) []authd.ClaimedJob {
 	var out []authd.ClaimedJob
-	for _, st := range res {
-		for _, m := range st.Messages {
-			out = append(out, parseJob(st.Stream, m))
-		}
-	}
-	return out, nil
-}
-
-func (s *Store) claimStale(ctx context.Context, consumer string, n int, claimTimeout time.Duration) ([]authd.ClaimedJob, error) {
-	streams := s.mailStreams()
-	cmds := make([]*goredis.XAutoClaimCmd, len(streams))
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, st := range streams {
-			cmds[i] = p.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
-				Stream: st, Group: mailGroup, Consumer: consumer,
-				MinIdle: claimTimeout, Start: "0-0", Count: int64(n),
-			})
-		}
-		return nil
-	})
-	var out []authd.ClaimedJob
-	var first error
-	for i, c := range cmds {
-		msgs, _, err := c.Result()
-		if err != nil {
-			if first == nil {
-				first = err
-			}
+	for _, e := range asSlice(v) {
+		a := asSlice(e)
+		if len(a) != 3 {
 			continue
 		}
-		for _, m := range msgs {
-			out = append(out, parseJob(streams[i], m))
+		stream, _ := a[0].(string)
+		id, _ := a[1].(string)
+		fields := asSlice(a[2])
+		values := make(map[string]any, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			if k, ok := fields[i].(string); ok {
+				values[k] = fields[i+1]
+			}
 		}
+		out = append(out, parseJob(stream, goredis.XMessage{ID: id, Values: values}))
 	}
-	return out, first
+	return out
 }
 
 // parseJob reads a stream entry. An entry this version cannot read keeps
@@ -205,32 +202,62 @@ func parseJob(stream string, m goredis.XMessage) authd.ClaimedJob {
 		}
 		return time.UnixMicro(v).UTC()
 	}
-	j := authd.ClaimedJob{
+	return authd.ClaimedJob{
 		MailJob: authd.MailJob{
 			DeliveryID: str("d"), Address: str("a"), Project: str("p"), CodeID: str("c"),
 			ExpiresAt: micros("e"), ReplaceableAt: micros("r"), Sealed: []byte(str("s")),
 		},
-		Ref: stream + " " + m.ID,
+		Ref:      jobRef(stream, m.ID),
+		QueuedAt: queuedAt(m),
 	}
-	j.QueuedAt = entryTime(m.ID)
-	return j
 }
 
-func splitRef(ref string) (stream, id string) {
-	stream, id, _ = strings.Cut(ref, " ")
-	return stream, id
+// queuedAt is when an entry was queued, by the caller's clock (field t);
+// for an entry queued by an older version, by the Redis server's (its id's
+// milliseconds).
+func queuedAt(m goredis.XMessage) time.Time {
+	if t, _ := m.Values["t"].(string); t != "" {
+		if v, err := strconv.ParseInt(t, 10, 64); err == nil {
+			return time.UnixMicro(v).UTC()
+		}
+	}
+	ms, _, ok := strings.Cut(m.ID, "-")
+	if !ok {
+		return time.Time{}
+	}
+	v, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
 }
 
-// Extend implements authd.MailQueue: one extend.lua per stream, pipelined.
+// byStream groups jobs' entry ids by stream, for one script per stream;
+// Refs that are not this store's are left out.
+func (s *Store) byStream(jobs []authd.ClaimedJob) (streams []string, tags map[string]string, ids map[string][]any) {
+	tags, ids = map[string]string{}, map[string][]any{}
+	for _, j := range jobs {
+		tag, st, id, ok := s.splitRef(j.Ref)
+		if !ok {
+			continue
+		}
+		if _, seen := ids[st]; !seen {
+			streams = append(streams, st)
+			tags[st] = tag
+		}
+		ids[st] = append(ids[st], id)
+	}
+	return streams, tags, ids
+}
+
+// Extend implements authd.MailQueue: one extend.lua per stream, in one
+// pipeline.
 func (s *Store) Extend(ctx context.Context, consumer string, jobs []authd.ClaimedJob, now time.Time) error {
-	byStream := map[string][]any{}
-	for _, j := range jobs {
-		st, id := splitRef(j.Ref)
-		byStream[st] = append(byStream[st], id)
-	}
+	streams, tags, ids := s.byStream(jobs)
 	var calls []scriptCall
-	for st, ids := range byStream {
-		calls = append(calls, scriptCall{extendScript, []string{st}, append([]any{mailGroup, consumer}, ids...)})
+	for _, st := range streams {
+		calls = append(calls, scriptCall{extendScript, []string{st, claimsKey(tags[st])},
+			append([]any{mailGroup, consumer, now.UnixMicro()}, ids[st]...)})
 	}
 	if len(calls) == 0 {
 		return nil
@@ -239,67 +266,67 @@ func (s *Store) Extend(ctx context.Context, consumer string, jobs []authd.Claime
 	return err
 }
 
-// Release implements authd.MailQueue: release.lua per stream, pipelined.
-// The next Claim of this store looks for lapsed claims at once.
+// Release implements authd.MailQueue: one release.lua per stream, in one
+// pipeline.
 func (s *Store) Release(ctx context.Context, consumer string, jobs []authd.ClaimedJob) error {
-	byStream := map[string][]any{}
-	for _, j := range jobs {
-		st, id := splitRef(j.Ref)
-		byStream[st] = append(byStream[st], id)
-	}
+	streams, tags, ids := s.byStream(jobs)
 	var calls []scriptCall
-	for st, ids := range byStream {
-		calls = append(calls, scriptCall{releaseScript, []string{st}, append([]any{mailGroup, consumer}, ids...)})
+	for _, st := range streams {
+		calls = append(calls, scriptCall{releaseScript, []string{st, claimsKey(tags[st])},
+			append([]any{mailGroup, consumer}, ids[st]...)})
 	}
 	if len(calls) == 0 {
 		return nil
 	}
-	s.queue.mu.Lock()
-	s.queue.lastStale = time.Time{}
-	s.queue.mu.Unlock()
+	s.claims.released()
 	_, err := s.runAll(ctx, calls)
 	return err
 }
 
-// Retrying implements authd.MailQueue.
+// Retrying implements authd.MailQueue: status.lua in the job's partition.
+// The status is written only while the job is queued.
 func (s *Store) Retrying(ctx context.Context, job authd.ClaimedJob, attempts int, next, now time.Time) error {
-	_, err := s.runAll(ctx, []scriptCall{{statusScript, []string{s.statusKey(job.DeliveryID)},
-		[]any{now.UnixMicro(), job.ExpiresAt.UnixMicro(), authd.DeliveryRetrying, attempts, next.UnixMicro()}}})
+	tag, st, id, ok := s.splitRef(job.Ref)
+	if !ok {
+		return badRef(job.Ref)
+	}
+	if job.DeliveryID == "" {
+		return nil // an entry this version cannot read has no status
+	}
+	_, err := s.runAll(ctx, []scriptCall{{statusScript, []string{st, statusKey(tag, job.DeliveryID)},
+		[]any{id, now.UnixMicro(), job.ExpiresAt.UnixMicro(), authd.DeliveryRetrying, attempts, next.UnixMicro()}}})
 	return err
 }
 
-// Finish implements authd.MailQueue: the status first, then XACK and XDEL
-// (the job's payload, sealed code included, leaves Redis), in one pipeline.
+// Finish implements authd.MailQueue: finish.lua in the job's partition,
+// one round trip: the final status (while the job is still queued), then
+// XACK, XDEL (the job's payload, sealed code included, leaves Redis) and
+// its claim.
 func (s *Store) Finish(ctx context.Context, job authd.ClaimedJob, status string, attempts int, now time.Time) error {
-	st, id := splitRef(job.Ref)
-	var statusCmd *goredis.Cmd
-	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		if job.DeliveryID != "" {
-			statusCmd = statusScript.EvalSha(ctx, p, []string{s.statusKey(job.DeliveryID)},
-				now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts, 0)
-		}
-		p.XAck(ctx, st, mailGroup, id)
-		p.XDel(ctx, st, id)
-		return nil
-	})
-	if statusCmd != nil && goredis.HasErrorPrefix(statusCmd.Err(), "NOSCRIPT") {
-		err = statusScript.Run(ctx, s.client, []string{s.statusKey(job.DeliveryID)},
-			now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts, 0).Err()
-		for _, c := range cmds {
-			if c != statusCmd && c.Err() != nil {
-				err = c.Err()
-			}
-		}
+	tag, st, id, ok := s.splitRef(job.Ref)
+	if !ok {
+		return badRef(job.Ref)
 	}
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return unavailable(err)
+	keys := []string{st, claimsKey(tag)}
+	if job.DeliveryID != "" {
+		keys = append(keys, statusKey(tag, job.DeliveryID))
 	}
-	return nil
+	_, err := s.runAll(ctx, []scriptCall{{finishScript, keys,
+		[]any{mailGroup, id, now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts}}})
+	return err
 }
 
-// Delivery implements authd.MailQueue.
+// errNoDelivery is Delivery's answer for an unknown delivery.
+var errNoDelivery = &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
+
+// Delivery implements authd.MailQueue. The id names its partition
+// (authd.DeliveryPartition); an id that does not has no status.
 func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.Delivery, error) {
-	v, err := s.client.HGetAll(ctx, s.statusKey(id)).Result()
+	p, ok := authd.DeliveryPartition(id)
+	if !ok {
+		return authd.Delivery{}, errNoDelivery
+	}
+	v, err := s.client.HGetAll(ctx, statusKey(s.tag(p), id)).Result()
 	if err != nil {
 		return authd.Delivery{}, unavailable(err)
 	}
@@ -307,7 +334,7 @@ func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.D
 	n, err2 := strconv.Atoi(v["n"])
 	next, err3 := strconv.ParseInt(v["next"], 10, 64)
 	if len(v) == 0 || err1 != nil || err2 != nil || err3 != nil || exp <= now.UnixMicro() {
-		return authd.Delivery{}, &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
+		return authd.Delivery{}, errNoDelivery
 	}
 	d := authd.Delivery{Status: v["st"], Attempts: n, ExpiresAt: time.UnixMicro(exp).UTC()}
 	if d.Status == authd.DeliveryRetrying && next > 0 {
@@ -317,9 +344,8 @@ func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.D
 }
 
 // OldestQueued implements authd.MailQueue: the first entry of each of the
-// 64 streams, in one pipeline (split by slot on a cluster). An entry's id
-// is the Redis server's time in milliseconds when it was queued, and an
-// entry stays until Finish deletes it.
+// 64 streams, in one pipeline (a round trip per node on a cluster). An
+// entry stays until Finish deletes it; its time is the caller's at issue.
 func (s *Store) OldestQueued(ctx context.Context) (time.Time, error) {
 	streams := s.mailStreams()
 	cmds := make([]*goredis.XMessageSliceCmd, len(streams))
@@ -338,22 +364,9 @@ func (s *Store) OldestQueued(ctx context.Context) (time.Time, error) {
 		if len(msgs) == 0 {
 			continue
 		}
-		if at := entryTime(msgs[0].ID); !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+		if at := queuedAt(msgs[0]); !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
 			oldest = at
 		}
 	}
 	return oldest, nil
-}
-
-// entryTime is when a stream entry was added: its id's milliseconds.
-func entryTime(id string) time.Time {
-	ms, _, ok := strings.Cut(id, "-")
-	if !ok {
-		return time.Time{}
-	}
-	v, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
 }

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,9 +32,15 @@ func (h *countingHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) gor
 	}
 }
 
+// partitionTag is the hash tag of address's partition under prefix.
+func partitionTag(prefix, address string) string {
+	return prefix + "{a:" + strconv.Itoa(authd.Partition(address)) + "}:"
+}
+
 // TestIssueWithJobOneRoundTrip: queueing the mail job costs send-code no
-// extra round trip (after the script is cached), and the job's stream
-// shares the code's hash slot, so the script stays legal on a cluster.
+// extra round trip (after the script is cached), and the job's stream and
+// its delivery status share the code's hash slot, so the script stays
+// legal on a cluster.
 func TestIssueWithJobOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
@@ -46,7 +53,7 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 	now := time.Now()
 	issue := func(address string) *authd.MailJob {
 		job := &authd.MailJob{
-			DeliveryID: strings.Repeat("ab", 16), Address: address, Project: "shop", CodeID: "c-" + address,
+			DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop", CodeID: "c-" + address,
 			ExpiresAt: now.Add(5 * time.Minute), ReplaceableAt: now.Add(time.Minute), Sealed: []byte("sealed"),
 		}
 		_, err := s.IssueCode(ctx, authd.IssueRequest{
@@ -61,7 +68,7 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 	}
 	issue("00000000000000000000000000000001") // loads the script
 	before := hook.trips.Load()
-	issue("00000000000000000000000000000002")
+	job := issue("00000000000000000000000000000002")
 	if n := hook.trips.Load() - before; n != 1 {
 		t.Fatalf("IssueCode with a job took %d round trips, want 1", n)
 	}
@@ -92,9 +99,170 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 	if jobs != 2 {
 		t.Fatalf("%d jobs in the streams, want 2", jobs)
 	}
-	// The status lives as long as the code, no longer.
-	ttl := c.PTTL(ctx, prefix+"{d:"+strings.Repeat("ab", 16)+"}:dlv").Val()
+	// The status lives beside the code, as long as the code, no longer.
+	tag := partitionTag(prefix, job.Address)
+	status := tag + "dlv:" + job.DeliveryID
+	ttl := c.PTTL(ctx, status).Val()
 	if ttl <= 4*time.Minute || ttl > 5*time.Minute {
-		t.Errorf("delivery status TTL %v, want the code's 5 minutes", ttl)
+		t.Errorf("delivery status %s TTL %v, want the code's 5 minutes", status, ttl)
+	}
+	if a, b := c.ClusterKeySlot(ctx, status).Val(), c.ClusterKeySlot(ctx, tag+"code:shop:"+job.Address).Val(); a != b {
+		t.Errorf("status in slot %d, its code in slot %d", a, b)
+	}
+}
+
+// TestQueueRoundTrips: on a single Redis, Claim reads the 64 streams in
+// one round trip (one script); Extend, Retrying and Finish of a job take
+// one each. In split mode Claim is one pipeline (a round trip per node on
+// a cluster).
+func TestQueueRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	for _, split := range []bool{false, true} {
+		f := newSplitFixture(t, split)
+		now := time.Now()
+		issue := func(n int) {
+			t.Helper()
+			for range n {
+				if _, err := f.s.IssueCode(ctx, splitIssue(t, newAddress(), "192.0.2.1", "c", now)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Load the scripts.
+		issue(1)
+		warm, err := f.s.Claim(ctx, "warm", 1, time.Minute, now)
+		if err != nil || len(warm) != 1 {
+			t.Fatalf("Claim: %v, %v", warm, err)
+		}
+		_ = f.s.Extend(ctx, "warm", warm, now)
+		_ = f.s.Retrying(ctx, warm[0], 1, now, now)
+		_ = f.s.Finish(ctx, warm[0], authd.DeliverySent, 1, now)
+		issue(2)
+
+		var jobs []authd.ClaimedJob
+		for _, c := range []struct {
+			name string
+			fn   func() error
+		}{
+			{"Claim", func() error { jobs, err = f.s.Claim(ctx, "a", 10, time.Minute, now); return err }},
+			{"Extend", func() error { return f.s.Extend(ctx, "a", jobs[:1], now) }},
+			{"Retrying", func() error { return f.s.Retrying(ctx, jobs[0], 1, now.Add(time.Second), now) }},
+			{"Finish", func() error { return f.s.Finish(ctx, jobs[0], authd.DeliverySent, 1, now) }},
+			{"Claim, nothing new", func() error { _, err := f.s.Claim(ctx, "b", 10, time.Minute, now); return err }},
+		} {
+			if n := f.trips(func() { err = c.fn() }); err != nil || n != 1 {
+				t.Errorf("split=%v %s: %d round trips, %v; want 1", split, c.name, n, err)
+			}
+		}
+		if len(jobs) != 2 {
+			t.Errorf("split=%v: claimed %d jobs, want 2", split, len(jobs))
+		}
+	}
+}
+
+// TestQueueKeys: a claimed job's claim is a member of its partition's
+// claims set, scored with the claim's time by the caller's clock; Finish
+// removes entry, pending entry and claim.
+func TestQueueKeys(t *testing.T) {
+	ctx := context.Background()
+	f := newSplitFixture(t, false)
+	now := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	a := newAddress()
+	if _, err := f.s.IssueCode(ctx, splitIssue(t, a, "192.0.2.1", "c", now)); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := f.s.Claim(ctx, "a", 1, time.Minute, now)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("Claim: %v, %v", jobs, err)
+	}
+	tag := partitionTag(f.prefix, a)
+	ids := f.c.XRange(ctx, tag+"mail", "-", "+").Val()
+	if len(ids) != 1 || jobs[0].Ref != tag+"mail "+ids[0].ID {
+		t.Fatalf("Ref %q, stream entries %v", jobs[0].Ref, ids)
+	}
+	if got := ids[0].Values["t"]; got != strconv.FormatInt(now.UnixMicro(), 10) {
+		t.Errorf("entry's queue time t = %v, want the caller's %d", got, now.UnixMicro())
+	}
+	score, err := f.c.ZScore(ctx, tag+"claims", ids[0].ID).Result()
+	if err != nil || int64(score) != now.UnixMicro() {
+		t.Errorf("claim score %v, %v; want the caller's %d", score, err, now.UnixMicro())
+	}
+	if err := f.s.Finish(ctx, jobs[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.c.XLen(ctx, tag+"mail").Val(); n != 0 {
+		t.Errorf("%d entries left in the stream", n)
+	}
+	if n := f.c.ZCard(ctx, tag+"claims").Val(); n != 0 {
+		t.Errorf("%d claims left", n)
+	}
+	if p := f.c.XPending(ctx, tag+"mail", "authd").Val(); p.Count != 0 {
+		t.Errorf("%d entries left pending", p.Count)
+	}
+}
+
+// TestQueueOlderVersion: jobs queued and claimed by an older version of
+// authd (no queue time in the entry, no claim time, a delivery id that
+// does not name its partition, the group made by XREADGROUP) are still
+// read: new ones at once, claimed ones once their claim, aged from Redis's
+// idle time, lapses; their status goes to their stream's partition.
+func TestQueueOlderVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, split := range []bool{false, true} {
+		f := newSplitFixture(t, split)
+		now := time.Now()
+		tag := f.prefix + "{a:7}:"
+		stream := tag + "mail"
+		old := func(dlv string) string {
+			t.Helper()
+			id, err := f.c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{
+				"d", dlv, "a", "addr", "p", "shop", "c", "code-" + dlv,
+				"e", now.Add(5 * time.Minute).UnixMicro(), "r", now.UnixMicro(), "s", "sealed",
+			}}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		claimedID := old("ffffffffffffffffffffffffffffff00") // partition 0 by its id
+		if err := f.c.XGroupCreate(ctx, stream, "authd", "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: "authd", Consumer: "old", Streams: []string{stream, ">"}, Count: 1, Block: -1}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		old("ffffffffffffffffffffffffffffff01")
+		jobs, err := f.s.Claim(ctx, "new", 10, time.Minute, now)
+		if err != nil || len(jobs) != 1 || jobs[0].CodeID != "code-ffffffffffffffffffffffffffffff01" {
+			t.Fatalf("split=%v: Claim = %+v, %v; want the unclaimed old job only", split, jobs, err)
+		}
+		if d := time.Since(jobs[0].QueuedAt); d < 0 || d > 5*time.Second {
+			t.Errorf("split=%v: QueuedAt %v, want the entry id's time", split, jobs[0].QueuedAt)
+		}
+		// Our own claim renewed, the old one's left to lapse.
+		if err := f.s.Extend(ctx, "new", jobs, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		lapsed, err := f.s.Claim(ctx, "new", 10, time.Minute, now.Add(time.Minute))
+		if err != nil || len(lapsed) != 1 || !strings.HasSuffix(lapsed[0].Ref, claimedID) {
+			t.Fatalf("split=%v: Claim a minute later = %+v, %v; want the old claim", split, lapsed, err)
+		}
+		if err := f.s.Finish(ctx, lapsed[0], authd.DeliverySent, 1, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.Retrying(ctx, jobs[0], 1, now.Add(time.Second), now); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]string{
+			"ffffffffffffffffffffffffffffff00": "sent",
+			"ffffffffffffffffffffffffffffff01": "retrying",
+		} {
+			if got := f.c.HGet(ctx, tag+"dlv:"+id, "st").Val(); got != want {
+				t.Errorf("split=%v: status of %s in its stream's partition = %q, want %q", split, id, got, want)
+			}
+		}
+		if keys := f.c.Keys(ctx, f.prefix+"*dlv*").Val(); len(keys) != 2 {
+			t.Errorf("split=%v: status keys %q, want two, in partition 7", split, keys)
+		}
 	}
 }

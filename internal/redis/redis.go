@@ -1,46 +1,46 @@
 // Package redis implements authd.CodeStore on Redis: codes, resend
-// cooldowns and every GCRA limit of DESIGN.md §2, each call one Lua script
-// (one round trip) on a single Redis or Sentinel, one pipeline of scripts
-// (one round trip too) on a Redis Cluster.
+// cooldowns, every GCRA limit of DESIGN.md §2, and the mail queue beside
+// them, in Lua scripts (lib.lua holds their shared rules; internal/inmem
+// mirrors them function for function).
 //
-// Key layout (P is Options.Prefix, B a bucket of 64 derived from the
-// address key, so that an address's keys share one hash slot):
+// Key layout (P is Options.Prefix; B is authd.Partition of the address
+// key, one of 64, so that everything of an address shares one hash slot):
 //
 //	P{a:B}:code:<project>:<address>  hash: id, h (code hash), exp, att
 //	P{a:B}:cool:<project>:<address>  end of the resend cooldown
 //	P{a:B}:sent:<address>            GCRA: codes per address
 //	P{a:B}:fail:<address>            GCRA: failures per address
+//	P{a:B}:mail                      stream: the partition's mail jobs (queue.go)
+//	P{a:B}:claims                    sorted set: entry id → when its claim was made or renewed
+//	P{a:B}:dlv:<delivery id>         hash: a delivery's status, until its code expires
 //	P{ip:<ip>}:send, P{ip:<ip>}:verify  GCRA: per client IP
 //	P{p:<project>}:mails             GCRA: mails per project
-//	P{a:B}:mail                      stream: the bucket's mail jobs (queue.go)
-//	P{d:<delivery id>}:dlv           hash: a delivery's status, until its code expires
 //
-// Project IDs are expected valid (authd.ValidProjectID) and address keys
-// to be authd.AddressKey's: neither may contain ':' or braces.
+// A delivery id carries its partition (authd.NewDeliveryID), so that its
+// status is found from the id alone. Project IDs are expected valid
+// (authd.ValidProjectID) and address keys to be authd.AddressKey's:
+// neither may contain ':' or braces.
 //
 // GCRA state is the bucket's theoretical arrival time. All times are the
-// caller's (the requests' Now), never the server's; TTLs only reclaim
-// memory.
+// caller's (the requests' Now, the queue calls' now), never the server's;
+// TTLs only reclaim memory.
 //
-// On Redis Cluster (and Ring) the client-IP and project keys live in other
-// slots than the address's, and one script may not span slots: the store
-// then runs in split mode (see Options.Split and split.go): one script per
-// slot, all in one pipeline, so that a call still costs one round trip; a
-// request refused by one slot costs a second, which takes back what the
-// others did.
+// On a single Redis or Sentinel, IssueCode and ConsumeCode are one script
+// each: one round trip. On a Redis Cluster (or Ring; Options.Split forces
+// it for tests) one script may not span hash slots, and the client-IP and
+// project limits live in other slots than the address's: they are taken
+// first, then the address's script runs — the same script, given no
+// limits — and when it refuses they are given back (split.go). The
+// address's state is never undone: its script does everything or nothing.
 //
 // How fast a down Redis is reported is the client's business: with
-// go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; with
-// MaxRetries 1 and DialerRetries 1, a few milliseconds.
+// go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; Open sets
+// one retry and one dial, a few milliseconds.
 package redis
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -55,19 +55,16 @@ type Options struct {
 	// would move the hash tags.
 	Prefix string
 
-	// Split forces split mode, which the store otherwise uses only on a
-	// Redis Cluster or Ring client: each hash slot (client IP, project,
-	// address, delivery status) gets its own script, all sent in one
-	// pipeline, so that a call still costs one round trip. When one refuses,
-	// a second round trip takes back what the others did (events given
-	// back, the address's writes undone, the queued job and its status
-	// deleted), ending where single mode would have: a refused request
-	// changes nothing and counts nowhere. For the length of that round trip
-	// a refused request holds its tokens, which can only make the limits
-	// stricter, and its mail job is queued: a worker that takes it then may
-	// send a code that no longer works. Tests set it to run the contract
-	// suite through this path on a single Redis.
+	// Split forces the Redis Cluster path (split.go), which the store
+	// otherwise takes only on a Cluster or Ring client: the limits outside
+	// the address's slot are taken first, in one pipeline, and the
+	// address's script runs only when they allow. Tests set it to run the
+	// contract suites through that path on a single Redis.
 	Split bool
+
+	// Cluster makes Open connect to a Redis Cluster (more nodes as addr
+	// query parameters of the URL). New ignores it: the client says.
+	Cluster bool
 }
 
 // Store is the Redis CodeStore.
@@ -75,7 +72,8 @@ type Store struct {
 	client goredis.UniversalClient
 	prefix string
 	split  bool
-	queue  queueState
+	claims claimState // when Claim looks for lapsed claims (queue.go)
+	queue  []string   // each partition's stream and claims set, in turn
 }
 
 var _ authd.CodeStore = (*Store)(nil)
@@ -91,23 +89,25 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	case *goredis.ClusterClient, *goredis.Ring:
 		split = true
 	}
-	return &Store{client: client, prefix: opts.Prefix, split: split}
+	s := &Store{client: client, prefix: opts.Prefix, split: split}
+	for p := range authd.Partitions {
+		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
+	}
+	return s
 }
 
-// addressBuckets is how many hash slots the addresses' keys are spread
-// over: enough to spread the load over a cluster's nodes.
-const addressBuckets = 64
+// tag is the start of every key of partition p: its hash tag.
+func (s *Store) tag(p int) string { return s.prefix + "{a:" + strconv.Itoa(p) + "}:" }
 
-// addressKeys are the keys of one address, all under its bucket's hash
+// addressKeys are the keys of one address, all under its partition's hash
 // tag.
-type addressKeys struct{ code, cool, sent, fail, mail string }
+type addressKeys struct{ tag, code, cool, sent, fail, mail string }
 
 // keysOf returns the keys of address (code and cooldown of project).
 func (s *Store) keysOf(address, project string) addressKeys {
-	h := fnv.New32a()
-	h.Write([]byte(address))
-	tag := s.prefix + "{a:" + strconv.FormatUint(uint64(h.Sum32()%addressBuckets), 10) + "}:"
+	tag := s.tag(authd.Partition(address))
 	return addressKeys{
+		tag:  tag,
 		code: tag + "code:" + project + ":" + address,
 		cool: tag + "cool:" + project + ":" + address,
 		sent: tag + "sent:" + address,
@@ -148,46 +148,4 @@ func rateArgs(r authd.Rate) (t, n int64) {
 // through.
 func limited(limit string, waitMicros int64) error {
 	return authd.RateLimited(limit, time.Duration(waitMicros)*time.Microsecond)
-}
-
-// CheckEviction reads the server's maxmemory-policy; ok is true only for
-// "noeviction": under any other policy Redis may drop limits and codes when
-// full. Managed Redis services often refuse CONFIG; then the policy is read
-// from INFO memory, and if that is refused too, policy is "" and ok false
-// with a nil error: the caller should warn, not fail. Errors: EUNAVAILABLE.
-func (s *Store) CheckEviction(ctx context.Context) (policy string, ok bool, err error) {
-	cfg, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result()
-	if err == nil {
-		if p, found := cfg["maxmemory-policy"]; found {
-			return p, p == "noeviction", nil
-		}
-	} else if !isServerError(err) {
-		return "", false, unavailable(err)
-	}
-	info, err := s.client.Info(ctx, "memory").Result()
-	if err != nil {
-		if isServerError(err) {
-			return "", false, nil
-		}
-		return "", false, unavailable(err)
-	}
-	p := infoField(info, "maxmemory_policy")
-	return p, p == "noeviction", nil
-}
-
-// isServerError reports whether err is a reply from Redis (the server
-// refused the command) rather than a failure to reach it.
-func isServerError(err error) bool {
-	var rerr goredis.Error
-	return errors.As(err, &rerr)
-}
-
-// infoField returns the value of name in an INFO reply, or "".
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, found := strings.CutPrefix(strings.TrimSpace(line), name+":"); found {
-			return v
-		}
-	}
-	return ""
 }

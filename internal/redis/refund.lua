@@ -1,5 +1,5 @@
 -- refund.lua gives back an event taken by take.lua whose request was then
--- refused in another slot (split mode).
+-- refused: by another limit, or by the address's script (split.go).
 --
 -- KEYS: the limit's key
 -- ARGV: now, t

@@ -13,19 +13,16 @@ var luaFiles embed.FS
 // The scripts, each lib.lua followed by its own file: Redis has no way for
 // one script to call another, so the shared parts are put in front.
 var (
-	issueScript          = script("issue.lua")
-	issueAddressScript   = script("issue_address.lua")
-	consumeScript        = script("consume.lua")
-	consumeAddressScript = script("consume_address.lua")
-	takeScript           = script("take.lua")
-	refundScript         = script("refund.lua")
-	restoreScript        = script("restore.lua")
-	statusInitScript     = script("status_init.lua")
-	statusScript         = script("status.lua")
-	extendScript         = script("extend.lua")
-	releaseScript        = script("release.lua")
-	undoIssueScript      = script("undo_issue.lua")
-	undoConsumeScript    = script("undo_consume.lua")
+	issueScript   = script("issue.lua")
+	consumeScript = script("consume.lua")
+	takeScript    = script("take.lua")
+	refundScript  = script("refund.lua")
+	restoreScript = script("restore.lua")
+	claimScript   = script("claim.lua")
+	extendScript  = script("extend.lua")
+	releaseScript = script("release.lua")
+	statusScript  = script("status.lua")
+	finishScript  = script("finish.lua")
 )
 
 func script(name string) *goredis.Script {
@@ -72,7 +69,7 @@ func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]any, error) {
 	for i, cmd := range cmds {
 		v, err := cmd.Result()
 		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
-			// Not run, so nothing to undo: run it alone, loading it.
+			// Not run: run it alone, loading it.
 			c := calls[i]
 			v, err = c.script.Run(ctx, s.client, c.keys, c.args...).Result()
 		}

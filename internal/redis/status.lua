@@ -1,11 +1,11 @@
--- status.lua records a delivery's status (MailQueue.Retrying, Finish).
+-- status.lua records a delivery's status while its job waits to be tried
+-- again (MailQueue.Retrying), in the job's partition.
 --
--- KEYS: delivery status
--- ARGV: now, exp, status, attempts, next attempt (microseconds, 0: none)
-local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
-if exp <= now then
-  redis.call('DEL', KEYS[1])
+-- KEYS: mail stream, delivery status (one hash slot)
+-- ARGV: entry id, now, exp, status, attempts, next attempt (microseconds)
+-- Reply: 1 when written, 0 when the job is no longer queued.
+if not job_queued(KEYS[1], ARGV[1]) then
   return 0
 end
-status_set(KEYS[1], now, exp, ARGV[3], ARGV[4], ARGV[5])
+status_set(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
 return 1

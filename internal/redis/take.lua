@@ -1,4 +1,7 @@
--- take.lua counts one event against one limit if it fits (split mode).
+-- take.lua counts one event against one limit if it fits: on a Redis
+-- Cluster, the limits of IssueCode and ConsumeCode that live outside the
+-- address's slot are taken this way before the address's script runs
+-- (split.go).
 --
 -- KEYS: the limit's key
 -- ARGV: now, t, n

@@ -3,7 +3,6 @@ package storetest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"testing"
 	"time"
@@ -11,19 +10,16 @@ import (
 	"github.com/authd/authd"
 )
 
-// QueueStore is a code store with its mail queue: IssueCode enqueues.
+// QueueStore is a code store with its mail queue: IssueCode enqueues,
+// EraseAddress removes an address's queued jobs with their statuses.
 type QueueStore interface {
 	authd.CodeStore
-	authd.MailQueue
-	// EraseAddress deletes what the store keeps of an address key, its
-	// queued jobs and their statuses included (`authd users delete`).
-	EraseAddress(ctx context.Context, address string) (int, error)
 }
 
 // MailQueue runs the authd.MailQueue contract against the stores open
-// returns, each subtest on its own store. Claims age by the store's clock
-// (Redis ages them by its own), so the few tests of claim timeouts use the
-// wall clock and sleep a little; everything else runs on the fake clock.
+// returns, each subtest on its own store. Claims age by the callers'
+// clock (the now of Claim and Extend), so every test runs on a fake
+// clock far from the real one: nothing here sleeps.
 func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 	tests := []struct {
 		name string
@@ -34,10 +30,12 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"NoJobNoQueue", testQueueNoJobNoQueue},
 		{"ClaimIsExclusive", testQueueClaimIsExclusive},
 		{"LapsedClaimTakenOver", testQueueLapsedClaimTakenOver},
+		{"NewBeforeLapsed", testQueueNewBeforeLapsed},
 		{"ExtendKeepsClaim", testQueueExtendKeepsClaim},
 		{"Release", testQueueRelease},
 		{"Retrying", testQueueRetrying},
 		{"FinishRemoves", testQueueFinishRemoves},
+		{"FinishedStatusStays", testQueueFinishedStatusStays},
 		{"StatusLivesWithCode", testQueueStatusLivesWithCode},
 		{"UnknownDelivery", testQueueUnknownDelivery},
 		{"ManyJobsEachOnce", testQueueManyJobsEachOnce},
@@ -52,10 +50,15 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 	}
 }
 
-func newDeliveryID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// newDeliveryID returns a delivery id for a mail to address, as the flow
+// makes them: it names the address's partition.
+func newDeliveryID(t *testing.T, address string) string {
+	t.Helper()
+	id, err := authd.NewDeliveryID(rand.Reader, authd.Partition(address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // issueWithJob issues a code for a fresh address with a job; cooldown 0.
@@ -66,9 +69,9 @@ func issueWithJob(t *testing.T, s QueueStore, now time.Time) *authd.MailJob {
 
 func issueFor(t *testing.T, s QueueStore, address string, now time.Time, cooldown time.Duration) *authd.MailJob {
 	t.Helper()
-	codeID := newDeliveryID()
+	codeID := newCodeID(t)
 	job := &authd.MailJob{
-		DeliveryID: newDeliveryID(), Address: address, Project: "shop", CodeID: codeID,
+		DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop", CodeID: codeID,
 		ExpiresAt: now.Add(codeTTL), ReplaceableAt: now.Add(cooldown),
 		// Binary, with the bytes a careless encoding would mangle.
 		Sealed: []byte("\x00\xff\r\n sealed " + codeID),
@@ -137,7 +140,7 @@ func testQueueRefusedIssueQueuesNothing(t *testing.T, s QueueStore) {
 	address := newCodeAddress(t)
 	first := issueFor(t, s, address, now, time.Minute)
 	job := *first
-	job.DeliveryID = newDeliveryID()
+	job.DeliveryID = newDeliveryID(t, address)
 	_, err := s.IssueCode(context.Background(), authd.IssueRequest{
 		Address: address, Project: "shop", ClientIP: codeClientIP, Now: now.Add(time.Second),
 		Record:         authd.CodeRecord{ID: "second", Hash: []byte("h2"), ExpiresAt: now.Add(codeTTL)},
@@ -167,7 +170,7 @@ func testQueueNoJobNoQueue(t *testing.T, s QueueStore) {
 }
 
 func testQueueClaimIsExclusive(t *testing.T, s QueueStore) {
-	now := time.Now()
+	now := codeT0
 	job := issueWithJob(t, s, now)
 	if got := claimAll(t, s, "a", time.Minute, now); len(got) != 1 || got[0].DeliveryID != job.DeliveryID {
 		t.Fatalf("a claimed %+v", got)
@@ -179,44 +182,84 @@ func testQueueClaimIsExclusive(t *testing.T, s QueueStore) {
 	}
 }
 
+// testQueueLapsedClaimTakenOver: a claim lapses claimTimeout after it was
+// made or last renewed, by the callers' clock, not a microsecond before.
 func testQueueLapsedClaimTakenOver(t *testing.T, s QueueStore) {
-	const timeout = 50 * time.Millisecond
-	job := issueWithJob(t, s, time.Now())
-	if got := claimAll(t, s, "a", timeout, time.Now()); len(got) != 1 {
+	const timeout = time.Minute
+	now := codeT0
+	job := issueWithJob(t, s, now)
+	if got := claimAll(t, s, "a", timeout, now); len(got) != 1 {
 		t.Fatalf("a claimed %d jobs", len(got))
 	}
-	time.Sleep(2 * timeout)
-	got := claimAll(t, s, "b", timeout, time.Now())
+	if got := claimAll(t, s, "b", timeout, now.Add(timeout-time.Microsecond)); len(got) != 0 {
+		t.Fatalf("b claimed %+v before a's claim lapsed", got)
+	}
+	now = now.Add(timeout)
+	got := claimAll(t, s, "b", timeout, now)
 	if len(got) != 1 || got[0].DeliveryID != job.DeliveryID {
 		t.Fatalf("b claimed %+v after a's claim lapsed, want the job", got)
 	}
 	// b holds it now: a's renewal must not steal it back.
-	if err := s.Extend(context.Background(), "a", got, time.Now()); err != nil {
+	if err := s.Extend(context.Background(), "a", got, now); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(timeout / 2)
-	if err := s.Extend(context.Background(), "b", got, time.Now()); err != nil {
+	now = now.Add(timeout / 2)
+	if err := s.Extend(context.Background(), "b", got, now); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(timeout / 2)
-	if again := claimAll(t, s, "c", timeout, time.Now()); len(again) != 0 {
+	if again := claimAll(t, s, "c", timeout, now.Add(timeout/2)); len(again) != 0 {
 		t.Fatalf("c took over a job b had renewed: %+v", again)
+	}
+	// b's renewal counts from when it was made.
+	again := claimAll(t, s, "c", timeout, now.Add(timeout))
+	if len(again) != 1 || again[0].DeliveryID != job.DeliveryID {
+		t.Fatalf("c claimed %+v once b's renewal lapsed, want the job", again)
+	}
+}
+
+// testQueueNewBeforeLapsed: Claim hands out jobs never claimed before
+// lapsed claims.
+func testQueueNewBeforeLapsed(t *testing.T, s QueueStore) {
+	const timeout = time.Minute
+	now := codeT0
+	lapsed := issueWithJob(t, s, now)
+	if got := claimAll(t, s, "a", timeout, now); len(got) != 1 {
+		t.Fatalf("a claimed %d jobs", len(got))
+	}
+	now = now.Add(2 * timeout)
+	fresh := issueWithJob(t, s, now)
+	// Redis on a cluster claims up to n per partition: more may come,
+	// but the new one first.
+	got, err := s.Claim(context.Background(), "b", 1, timeout, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || got[0].DeliveryID != fresh.DeliveryID {
+		t.Fatalf("b claimed %+v, want the new job first", got)
+	}
+	seen := map[string]bool{}
+	for _, j := range append(got, claimAll(t, s, "b", timeout, now)...) {
+		seen[j.DeliveryID] = true
+	}
+	if len(seen) != 2 || !seen[lapsed.DeliveryID] {
+		t.Fatalf("b claimed %v, want the lapsed job too", seen)
 	}
 }
 
 func testQueueExtendKeepsClaim(t *testing.T, s QueueStore) {
-	const timeout = 150 * time.Millisecond
-	issueWithJob(t, s, time.Now())
-	held := claimAll(t, s, "a", timeout, time.Now())
+	const timeout = time.Minute
+	now := codeT0
+	issueWithJob(t, s, now)
+	held := claimAll(t, s, "a", timeout, now)
 	if len(held) != 1 {
 		t.Fatalf("a claimed %d jobs", len(held))
 	}
-	for range 4 { // 240 ms in all, longer than the timeout
-		time.Sleep(timeout * 2 / 5)
-		if err := s.Extend(context.Background(), "a", held, time.Now()); err != nil {
+	for range 4 { // 96 s in all, longer than the timeout
+		now = now.Add(timeout * 2 / 5)
+		if err := s.Extend(context.Background(), "a", held, now); err != nil {
 			t.Fatal(err)
 		}
-		if got := claimAll(t, s, "b", timeout, time.Now()); len(got) != 0 {
+		if got := claimAll(t, s, "b", timeout, now.Add(timeout-time.Microsecond)); len(got) != 0 {
 			t.Fatalf("b took over a claim a kept renewing: %+v", got)
 		}
 	}
@@ -244,7 +287,7 @@ func testQueueRetrying(t *testing.T, s QueueStore) {
 
 func testQueueFinishRemoves(t *testing.T, s QueueStore) {
 	for _, status := range []string{authd.DeliverySent, authd.DeliveryFailed, authd.DeliverySuperseded} {
-		now := time.Now()
+		now := codeT0
 		job := issueWithJob(t, s, now)
 		held := claimAll(t, s, "a", time.Minute, now)
 		if len(held) != 1 {
@@ -258,11 +301,38 @@ func testQueueFinishRemoves(t *testing.T, s QueueStore) {
 			t.Errorf("%s: NextAttempt = %v, want none", status, d.NextAttempt)
 		}
 		// Gone for good: not even a consumer taking every claim over finds it.
-		time.Sleep(20 * time.Millisecond)
-		if got := claimAll(t, s, "b", time.Millisecond, time.Now()); len(got) != 0 {
+		if got := claimAll(t, s, "b", time.Millisecond, now.Add(time.Minute)); len(got) != 0 {
 			t.Fatalf("%s: a finished job was claimed again: %+v", status, got)
 		}
 	}
+}
+
+// testQueueFinishedStatusStays: a consumer whose lapsed claim another one
+// took over and finished does not overwrite the final status.
+func testQueueFinishedStatusStays(t *testing.T, s QueueStore) {
+	ctx := context.Background()
+	now := codeT0
+	job := issueWithJob(t, s, now)
+	slow := claimAll(t, s, "a", time.Minute, now)
+	if len(slow) != 1 {
+		t.Fatalf("a claimed %d jobs", len(slow))
+	}
+	now = now.Add(time.Minute)
+	fast := claimAll(t, s, "b", time.Minute, now)
+	if len(fast) != 1 {
+		t.Fatalf("b claimed %d jobs after a's claim lapsed", len(fast))
+	}
+	if err := s.Finish(ctx, fast[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retrying(ctx, slow[0], 1, now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
+	}
+	wantDelivery(t, s, job.DeliveryID, now, authd.DeliverySent, 1)
+	if err := s.Finish(ctx, slow[0], authd.DeliveryFailed, 2, now); err != nil {
+		t.Fatal(err)
+	}
+	wantDelivery(t, s, job.DeliveryID, now, authd.DeliverySent, 1)
 }
 
 func testQueueStatusLivesWithCode(t *testing.T, s QueueStore) {
@@ -273,11 +343,15 @@ func testQueueStatusLivesWithCode(t *testing.T, s QueueStore) {
 }
 
 func testQueueUnknownDelivery(t *testing.T, s QueueStore) {
-	wantNoDelivery(t, s, newDeliveryID(), codeT0)
+	wantNoDelivery(t, s, newDeliveryID(t, newCodeAddress(t)), codeT0)
+	// Not a delivery id at all.
+	for _, id := range []string{"", "x", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcdef0"} {
+		wantNoDelivery(t, s, id, codeT0)
+	}
 }
 
 func testQueueManyJobsEachOnce(t *testing.T, s QueueStore) {
-	now := time.Now()
+	now := codeT0
 	want := map[string]bool{}
 	for range 100 {
 		want[issueWithJob(t, s, now).DeliveryID] = true
@@ -304,7 +378,7 @@ func testQueueManyJobsEachOnce(t *testing.T, s QueueStore) {
 }
 
 func testQueueRelease(t *testing.T, s QueueStore) {
-	now := time.Now()
+	now := codeT0
 	job := issueWithJob(t, s, now)
 	held := claimAll(t, s, "a", time.Minute, now)
 	if len(held) != 1 {
@@ -330,8 +404,8 @@ func testQueueRelease(t *testing.T, s QueueStore) {
 }
 
 // testQueueOldestQueued: OldestQueued is when the oldest job not yet
-// finished was queued, claimed or not, by the store's clock (Redis: its
-// own, hence the wall clock here); zero once the queue is empty.
+// finished was queued, claimed or not, by the caller's clock at issue;
+// zero once the queue is empty.
 func testQueueOldestQueued(t *testing.T, s QueueStore) {
 	ctx := context.Background()
 	oldest := func() time.Time {
@@ -345,28 +419,37 @@ func testQueueOldestQueued(t *testing.T, s QueueStore) {
 	if at := oldest(); !at.IsZero() {
 		t.Fatalf("empty queue: OldestQueued = %v, want zero", at)
 	}
-	now := time.Now()
-	issueWithJob(t, s, now)
-	first := oldest()
-	if d := first.Sub(now); d < -2*time.Second || d > 2*time.Second {
-		t.Fatalf("OldestQueued = %v, want about %v", first, now)
+	now := codeT0
+	first := issueWithJob(t, s, now)
+	if at := oldest(); !at.Equal(now) {
+		t.Fatalf("OldestQueued = %v, want %v", at, now)
 	}
-	issueWithJob(t, s, now)
+	later := now.Add(time.Second)
+	issueWithJob(t, s, later)
 	// Claimed (in flight, or waiting to retry) is not finished.
-	held := claimAll(t, s, "a", time.Minute, now)
+	held := claimAll(t, s, "a", time.Minute, later)
 	if len(held) != 2 {
 		t.Fatalf("claimed %d jobs, want 2", len(held))
 	}
-	if at := oldest(); !at.Equal(first) {
-		t.Fatalf("with both claimed: OldestQueued = %v, want still %v", at, first)
+	for _, j := range held {
+		if !j.QueuedAt.Equal(now) && !j.QueuedAt.Equal(later) {
+			t.Errorf("QueuedAt = %v, want %v or %v", j.QueuedAt, now, later)
+		}
 	}
-	for i, j := range held {
-		if err := s.Finish(ctx, j, authd.DeliverySent, 1, now); err != nil {
-			t.Fatal(err)
-		}
-		if at := oldest(); i == 0 && (at.IsZero() || at.Before(first)) {
-			t.Fatalf("one job left: OldestQueued = %v, want its time, not before %v", at, first)
-		}
+	if at := oldest(); !at.Equal(now) {
+		t.Fatalf("with both claimed: OldestQueued = %v, want still %v", at, now)
+	}
+	if held[0].DeliveryID != first.DeliveryID {
+		held[0], held[1] = held[1], held[0]
+	}
+	if err := s.Finish(ctx, held[0], authd.DeliverySent, 1, later); err != nil {
+		t.Fatal(err)
+	}
+	if at := oldest(); !at.Equal(later) {
+		t.Fatalf("one job left: OldestQueued = %v, want its time %v", at, later)
+	}
+	if err := s.Finish(ctx, held[1], authd.DeliverySent, 1, later); err != nil {
+		t.Fatal(err)
 	}
 	if at := oldest(); !at.IsZero() {
 		t.Fatalf("all finished: OldestQueued = %v, want zero", at)
@@ -378,7 +461,7 @@ func testQueueOldestQueued(t *testing.T, s QueueStore) {
 // addresses' jobs stay.
 func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
 	ctx := context.Background()
-	now := time.Now()
+	now := codeT0
 	addr := newCodeAddress(t)
 	claimed := issueFor(t, s, addr, now, 0)
 	held := claimAll(t, s, "a", time.Minute, now)
@@ -394,6 +477,15 @@ func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
 	wantNoDelivery(t, s, waiting.DeliveryID, now)
 	wantDelivery(t, s, other.DeliveryID, now, authd.DeliveryQueued, 0)
 	wantCodeCurrent(t, s, addr, "shop", waiting.CodeID, now, false)
+	// a, still holding the erased job, does not bring its status back.
+	if err := s.Retrying(ctx, held[0], 1, now.Add(time.Second), now); err != nil {
+		t.Fatalf("Retrying an erased job: %v", err)
+	}
+	wantNoDelivery(t, s, claimed.DeliveryID, now)
+	if err := s.Finish(ctx, held[0], authd.DeliverySent, 1, now); err != nil {
+		t.Fatalf("Finish of an erased job: %v", err)
+	}
+	wantNoDelivery(t, s, claimed.DeliveryID, now)
 	// a gives its claim up: nothing of addr comes back, to anyone.
 	if err := s.Release(ctx, "a", held); err != nil {
 		t.Fatal(err)

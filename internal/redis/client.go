@@ -1,0 +1,77 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Open returns a Store on a client of its own for rawURL: a single Redis
+// (redis:// or rediss://), Sentinel (a master_name query parameter, as
+// go-redis reads it) or, with opts.Cluster, a Redis Cluster (more nodes as
+// addr query parameters). The client fails fast, so that a down Redis is
+// answered 503 in milliseconds: one retry, one dial, short backoffs. Close
+// closes it.
+func Open(rawURL string, opts Options) (*Store, error) {
+	const (
+		timeout    = 2 * time.Second
+		retries    = 1
+		minBackoff = 8 * time.Millisecond
+		maxBackoff = 64 * time.Millisecond
+		dials      = 1
+		dialWait   = 20 * time.Millisecond
+	)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: not a URL")
+	}
+	var client goredis.UniversalClient
+	switch {
+	case opts.Cluster:
+		o, err := goredis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %v", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		client = goredis.NewClusterClient(o)
+	case u.Query().Has("master_name"):
+		o, err := goredis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %v", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		client = goredis.NewFailoverClient(o)
+	default:
+		o, err := goredis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %v", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		client = goredis.NewClient(o)
+	}
+	return New(client, opts), nil
+}
+
+// Close closes the store's client: Open's, or the one given to New.
+func (s *Store) Close() error { return s.client.Close() }
+
+// SetLogger sends go-redis's own log lines (reconnects, pool problems)
+// through log, as warnings, so that a JSON log stays one object a line.
+// go-redis has one logger per process: the last call wins.
+func SetLogger(log *slog.Logger) { goredis.SetLogger(slogLogger{log}) }
+
+type slogLogger struct{ log *slog.Logger }
+
+func (l slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
