@@ -24,6 +24,7 @@ import (
 	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/proof"
+	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/verify"
 )
@@ -74,8 +75,8 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 	if cfg.RedisURL == "" {
 		return codeStore{CodeStore: inmem.NewCodeStore(), close: func() {}}, nil
 	}
-	redisSetLogger(log)
-	s, err := redisOpen(cfg.RedisURL, cfg.RedisPrefix, cfg.RedisCluster)
+	redis.SetLogger(log)
+	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster})
 	if err != nil {
 		return codeStore{}, fmt.Errorf("config: REDIS_URL: %v", err)
 	}
@@ -86,7 +87,7 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 	} else if !ok {
 		log.Warn("Redis may evict keys: limits and queued mail can vanish; set maxmemory-policy noeviction", "maxmemory_policy", policy)
 	}
-	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{redisCollector(s)}, close: func() { s.Close() }}, nil
+	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{s.Collector()}, close: func() { s.Close() }}, nil
 }
 
 // redisHealth is what readiness asks of Redis.

@@ -20,6 +20,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/authd/authd/internal/httpapi"
+	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/smtptest"
 )
 
@@ -370,8 +371,8 @@ func TestProductionLogs(t *testing.T) {
 // line, like everything else.
 func TestRedisLibraryLogIsJSON(t *testing.T) {
 	var buf syncBuffer
-	redisSetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
-	t.Cleanup(func() { redisSetLogger(slog.New(slog.DiscardHandler)) })
+	redis.SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { redis.SetLogger(slog.New(slog.DiscardHandler)) })
 	c := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer c.Close()
 	// A sub-millisecond expiry makes go-redis log that it truncates it.

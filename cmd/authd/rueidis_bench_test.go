@@ -53,7 +53,7 @@ func BenchmarkSendCeiling(b *testing.B) {
 				ProjectID string `json:"project_id"`
 			}
 			if json.NewDecoder(r.Body).Decode(&in) != nil {
-				http.Error(w, "bad", 400)
+				http.Error(w, "bad", http.StatusBadRequest)
 				return
 			}
 			now := time.Now()
@@ -61,7 +61,9 @@ func BenchmarkSendCeiling(b *testing.B) {
 			hash := authd.CodeHash(keys.Code, in.ProjectID, in.Email, "123456")
 			res := script.Exec(r.Context(), client,
 				[]string{prefix + "{ip:127.0.0.1}:send", prefix + "{p:shop}:mails", tag + "code:" + in.ProjectID + ":" + in.Email, tag + "cool:" + in.ProjectID + ":" + in.Email, tag + "sent:" + in.Email},
-				[]string{strconv.FormatInt(now.UnixMicro(), 10), "0", "0", "0", "0", "0", "0", "0", "id", string(hash), strconv.FormatInt(now.Add(5*time.Minute).UnixMicro(), 10)})
+				// issue.lua's arguments: now, two limits (off), then the address's.
+				[]string{strconv.FormatInt(now.UnixMicro(), 10), "2", "send_per_ip", "0", "0", "mails_per_project", "0", "0",
+					"0", "0", "0", "id", string(hash), strconv.FormatInt(now.Add(5*time.Minute).UnixMicro(), 10)})
 			if res.Error() != nil {
 				http.Error(w, "unavailable", http.StatusServiceUnavailable)
 				return
