@@ -22,8 +22,9 @@ const (
 // (with its code) sealed by a JobSealer. It is written in the same atomic
 // step as its code (IssueRequest.Job).
 type MailJob struct {
-	// DeliveryID is 128 random bits, hex: the client's handle on the
-	// delivery status. Never derived from the address.
+	// DeliveryID is NewDeliveryID's: 128 bits, hex, the client's handle on
+	// the delivery status; random but for the 6 that name the address's
+	// partition.
 	DeliveryID string
 	// Address (an AddressKey), Project and CodeID name the code, so a
 	// worker can tell whether it is still the live one.
