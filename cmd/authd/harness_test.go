@@ -253,7 +253,9 @@ func (r response) detail() string {
 	return s
 }
 
-var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
+// client validates every exchange against the OpenAPI document
+// (openapi_test.go).
+var client = &http.Client{Timeout: 20 * time.Second, Transport: validating(&http.Transport{MaxIdleConnsPerHost: 200})}
 
 func post(t testing.TB, url, contentType string, body string) response {
 	t.Helper()

@@ -132,8 +132,7 @@ func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // observe gives each request its id, then writes its access line and
 // metrics. The route is the mux pattern ("POST /api/v1/auth/send-code"),
 // never the raw path: the path is the caller's text and unbounded.
-func (s *server) observe(next http.Handler) http.Handler {
-	o := s.Observe
+func observe(o *Observer, next http.Handler) http.Handler {
 	if o == nil {
 		return next
 	}

@@ -13,9 +13,9 @@ type ctxKey int
 const clientIPKey ctxKey = iota
 
 // clientIP records the client's address for the rate limits (DESIGN.md §2).
-func (s *server) clientIP(next http.Handler) http.Handler {
+func clientIP(trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := ClientIP(r.RemoteAddr, r.Header, s.TrustedProxies)
+		ip := ClientIP(r.RemoteAddr, r.Header, trusted)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey, ip)))
 	})
 }

@@ -4,12 +4,46 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/authd/authd"
 )
+
+// readBody reads a POST's JSON body, checking in the order the answers have
+// always come: over MaxBodyBytes is 413, an empty body 422 "Field
+// required" (whatever its type), a type that is not JSON 415.
+//
+// The rest of an oversized body is left unread: net/http discards a little
+// of it and closes the connection.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	switch {
+	case len(body) > MaxBodyBytes:
+		return nil, &apiError{status: http.StatusRequestEntityTooLarge, Detail: msgBodyTooLarge}
+	case err != nil:
+		// The client stalled past the server's read deadline, or sent a
+		// body that does not parse as HTTP (bad chunking, cut short).
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &apiError{status: http.StatusRequestTimeout, Detail: msgReadTimeout}
+		}
+		return nil, &apiError{status: http.StatusInternalServerError, Detail: msgInternal}
+	case len(body) == 0:
+		return nil, missingBody()
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+func missingBody() *apiError {
+	return validationError(FieldError{Loc: []any{"body"}, Msg: "Field required", Type: "missing"})
+}
 
 // checkContentType accepts JSON and a missing Content-Type. It also reads
 // application/x-www-form-urlencoded as JSON: that is what `curl -d '{...}'`
@@ -36,7 +70,7 @@ type fields struct {
 
 func decodeObject(body []byte) (*fields, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, validationError(FieldError{Loc: []any{"body"}, Msg: "Field required", Type: "missing"})
+		return nil, missingBody()
 	}
 	// One pass: Unmarshal checks the whole body's syntax before it looks at
 	// types, so a syntax error and "not an object" stay apart.

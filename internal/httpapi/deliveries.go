@@ -2,10 +2,11 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/danielgtaylor/huma/v2"
+	"unicode/utf8"
 
 	"github.com/authd/authd"
 )
@@ -17,47 +18,37 @@ type deliveryFlow interface {
 	Delivery(ctx context.Context, id string) (authd.Delivery, error)
 }
 
-// DeliveryResponse is a mail's delivery status. It names no address: the
+// deliveryResponse is a mail's delivery status. It names no address: the
 // id alone (128 random bits) is the caller's handle.
-type DeliveryResponse struct {
-	Status        string     `json:"status" enum:"queued,retrying,sent,failed,superseded" doc:"queued: waiting or being sent; retrying: a temporary failure, see next_attempt_at; sent: accepted by the mail server; failed: refused for good, or the code expired first; superseded: a newer code replaced this one"`
-	Attempts      int        `json:"attempts" doc:"Send attempts made so far"`
-	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty" doc:"When the next attempt is made (retrying only)"`
+type deliveryResponse struct {
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 }
 
-type deliveryInput struct {
-	DeliveryID string `path:"delivery_id" maxLength:"64" doc:"The delivery_id of a v2 send-code answer"`
-}
+// maxDeliveryID bounds the path's id, in characters.
+const maxDeliveryID = 64
 
-type deliveryOutput struct {
-	CacheControl string `header:"Cache-Control"`
-	Body         DeliveryResponse
-}
-
-// registerDeliveries adds GET /api/v2/auth/deliveries/{delivery_id} when
-// the flow can answer it.
-func (s *server) registerDeliveries(api huma.API) {
-	flow, ok := s.Flow.(deliveryFlow)
-	if !ok {
-		return
-	}
-	huma.Register(api, huma.Operation{
-		OperationID: "delivery-v2", Method: http.MethodGet, Path: "/api/v2/auth/deliveries/{delivery_id}",
-		Summary:     "Status of a verification mail",
-		Description: "Answers for as long as the code lives; 404 for an unknown id or once the code has expired.",
-		Tags:        []string{"auth v2"},
-		Errors:      []int{http.StatusNotFound, http.StatusServiceUnavailable},
-	}, func(ctx context.Context, in *deliveryInput) (*deliveryOutput, error) {
-		d, err := flow.Delivery(ctx, in.DeliveryID)
-		if err != nil {
-			return nil, fromDomain(s.log, err)
+// handleDelivery answers GET /api/v2/auth/deliveries/{delivery_id}.
+func handleDelivery(flow deliveryFlow, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("delivery_id")
+		if utf8.RuneCountInString(id) > maxDeliveryID {
+			// The body huma's parameter check gave, kept as it was.
+			writeError(w, validationError(FieldError{Loc: []any{"path.delivery_id"}, Msg: fmt.Sprintf("expected length <= %d", maxDeliveryID), Type: "value_error"}))
+			return
 		}
-		out := &deliveryOutput{CacheControl: "no-store"}
-		out.Body = DeliveryResponse{Status: d.Status, Attempts: d.Attempts}
+		d, err := flow.Delivery(r.Context(), id)
+		if err != nil {
+			writeError(w, fromDomain(log, err))
+			return
+		}
+		body := deliveryResponse{Status: d.Status, Attempts: d.Attempts}
 		if d.Status == authd.DeliveryRetrying && !d.NextAttempt.IsZero() {
 			t := d.NextAttempt.UTC().Truncate(time.Millisecond)
-			out.Body.NextAttemptAt = &t
+			body.NextAttemptAt = &t
 		}
-		return out, nil
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, body)
 	})
 }

@@ -19,7 +19,7 @@ var docsFiles embed.FS
 // and the "try it out" requests.
 const docsCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-func (s *server) handleDocs() http.Handler {
+func handleDocs() http.Handler {
 	page, err := docsFiles.ReadFile("docs/index.html")
 	if err != nil {
 		panic(err) // embedded at build time: cannot fail
@@ -33,7 +33,7 @@ func (s *server) handleDocs() http.Handler {
 	})
 }
 
-func (s *server) handleDocsAssets() http.Handler {
+func handleDocsAssets() http.Handler {
 	sub, err := fs.Sub(docsFiles, "docs")
 	if err != nil {
 		panic(err)
@@ -42,7 +42,7 @@ func (s *server) handleDocsAssets() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") {
 			// Files only, no listings.
-			writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})
+			writeJSON(w, http.StatusNotFound, map[string]string{"detail": msgNotFound})
 			return
 		}
 		w.Header().Set("Content-Security-Policy", docsCSP)

@@ -1,174 +1,153 @@
 package httpapi
 
 import (
-	"context"
+	"log/slog"
 	"net/http"
-	"reflect"
 	"strconv"
 
 	"github.com/authd/authd"
 )
 
-// Request bodies, for the OpenAPI document (handlers decode by hand).
-type SendCodeRequest struct {
-	Email     string `json:"email" format:"email" maxLength:"254" example:"ana@example.com"`
-	ProjectID string `json:"project_id" pattern:"^[A-Za-z0-9._-]{1,64}$" example:"shop"`
+// The answers' bodies; openapi.yaml's schemas of the same names say the
+// same. Field order is the bytes' order: frozen for /api/v1.
+type messageResponse struct {
+	Message string `json:"message"`
 }
 
-type VerifyCodeRequest struct {
-	Email     string `json:"email" format:"email" maxLength:"254" example:"ana@example.com"`
-	ProjectID string `json:"project_id" pattern:"^[A-Za-z0-9._-]{1,64}$" example:"shop"`
-	Code      string `json:"code" pattern:"^[0-9]{6}$" example:"123456"`
+type sendCodeV2Response struct {
+	Message     string `json:"message"`
+	ExpiresIn   int64  `json:"expires_in"`
+	ResendAfter int64  `json:"resend_after"`
+	DeliveryID  string `json:"delivery_id"`
 }
 
-type VerifyCodeV2Request struct {
-	Email     string `json:"email" format:"email" maxLength:"254" example:"ana@example.com"`
-	ProjectID string `json:"project_id" pattern:"^[A-Za-z0-9._-]{1,64}$" example:"shop"`
-	Code      string `json:"code" pattern:"^[0-9]{6}$" example:"123456"`
-	Nonce     string `json:"nonce,omitempty" required:"false" maxLength:"256" doc:"Optional value of the client's, bound into the token"`
-}
-
-// Response bodies.
-type MessageResponse struct {
-	Message string `json:"message" example:"Verification code sent successfully"`
-}
-
-type SendCodeV2Response struct {
-	Message     string `json:"message" example:"Verification code sent successfully"`
-	ExpiresIn   int64  `json:"expires_in" doc:"Seconds the code stays valid"`
-	ResendAfter int64  `json:"resend_after" doc:"Seconds before another code may be sent to this address for this project"`
-	DeliveryID  string `json:"delivery_id" doc:"The mail's handle for GET /api/v2/auth/deliveries/{delivery_id}"`
-}
-
-// ProofResponse is the original's proof; field order is frozen.
-type ProofResponse = authd.Proof
-
-var (
-	sendRequestSchema     = reflect.TypeFor[SendCodeRequest]()
-	verifyRequestSchema   = reflect.TypeFor[VerifyCodeRequest]()
-	verifyV2RequestSchema = reflect.TypeFor[VerifyCodeV2Request]()
-	responseTypes         = map[string]reflect.Type{
-		"send-code-v1":   reflect.TypeFor[MessageResponse](),
-		"verify-code-v1": reflect.TypeFor[ProofResponse](),
-		"send-code-v2":   reflect.TypeFor[SendCodeV2Response](),
-		"verify-code-v2": reflect.TypeFor[ProofResponse](),
-	}
-)
-
-func (s *server) handleRoot() http.Handler {
-	body := map[string]string{"message": "Welcome to " + s.ProjectName}
+func handleRoot(projectName string) http.Handler {
+	body := map[string]string{"message": "Welcome to " + projectName}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, body)
 	})
 }
 
-type healthOutput struct {
-	Body struct {
-		Status string `json:"status" example:"ok"`
-	}
+func handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 }
 
-func (s *server) handleHealth(ctx context.Context, _ *struct{}) (*healthOutput, error) {
-	out := &healthOutput{}
-	out.Body.Status = "ok"
-	return out, nil
+func handleSendV1(flow Flow, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := send(r, flow, log)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		setLimitHeaders(w.Header(), res.IP)
+		writeJSON(w, http.StatusOK, messageResponse{Message: msgCodeSent})
+	})
 }
 
-func (s *server) send(ctx context.Context, in *rawInput) (authd.SendResult, error) {
-	if err := checkContentType(in.ContentType); err != nil {
-		return authd.SendResult{}, err
-	}
-	req, err := decodeSend(in.RawBody)
+func handleSendV2(flow Flow, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := send(r, flow, log)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		setLimitHeaders(w.Header(), res.IP)
+		writeJSON(w, http.StatusOK, sendCodeV2Response{
+			Message:     msgCodeSent,
+			ExpiresIn:   int64(res.ExpiresIn.Seconds()),
+			ResendAfter: int64(res.ResendAfter.Seconds()),
+			DeliveryID:  res.DeliveryID,
+		})
+	})
+}
+
+func handleVerifyV1(flow Flow, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := verifyCode(r, flow, log, false)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		setLimitHeaders(w.Header(), res.IP)
+		writeJSON(w, http.StatusOK, res.Proof)
+	})
+}
+
+func handleVerifyV2(flow Flow, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := verifyCode(r, flow, log, true)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		setLimitHeaders(w.Header(), res.IP)
+		writeJSON(w, http.StatusOK, v2Body(res))
+	})
+}
+
+// send runs send-code for both versions: the body read and checked, the
+// flow asked, its refusal mapped.
+func send(r *http.Request, flow Flow, log *slog.Logger) (authd.SendResult, error) {
+	body, err := readBody(r)
 	if err != nil {
 		return authd.SendResult{}, err
 	}
+	req, err := decodeSend(body)
+	if err != nil {
+		return authd.SendResult{}, err
+	}
+	ctx := r.Context()
 	noteEmail(ctx, req.email)
-	res, err := s.Flow.SendCode(ctx, authd.SendRequest{Email: req.email, ProjectID: req.projectID, ClientIP: clientIPFrom(ctx)})
+	res, err := flow.SendCode(ctx, authd.SendRequest{Email: req.email, ProjectID: req.projectID, ClientIP: clientIPFrom(ctx)})
 	noteOutcome(ctx, "send", err)
 	if err != nil {
-		return res, limitHeaders(fromDomain(s.log, err), res.IP)
+		return res, withLimit(fromDomain(log, err), res.IP)
 	}
 	return res, nil
 }
 
-func (s *server) handleSendV1(ctx context.Context, in *rawInput) (*jsonOutput, error) {
-	res, err := s.send(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	return withLimit(res.IP, MessageResponse{Message: msgCodeSent}), nil
-}
-
-func (s *server) handleSendV2(ctx context.Context, in *rawInput) (*jsonOutput, error) {
-	res, err := s.send(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	return withLimit(res.IP, SendCodeV2Response{
-		Message:     msgCodeSent,
-		ExpiresIn:   int64(res.ExpiresIn.Seconds()),
-		ResendAfter: int64(res.ResendAfter.Seconds()),
-		DeliveryID:  res.DeliveryID,
-	}), nil
-}
-
-func (s *server) verify(ctx context.Context, in *rawInput, v2 bool) (authd.VerifyResult, error) {
-	if err := checkContentType(in.ContentType); err != nil {
-		return authd.VerifyResult{}, err
-	}
-	req, err := decodeVerify(in.RawBody, v2)
+// verifyCode runs verify-code for both versions; v2 asks for a token.
+func verifyCode(r *http.Request, flow Flow, log *slog.Logger, v2 bool) (authd.VerifyResult, error) {
+	body, err := readBody(r)
 	if err != nil {
 		return authd.VerifyResult{}, err
 	}
+	req, err := decodeVerify(body, v2)
+	if err != nil {
+		return authd.VerifyResult{}, err
+	}
+	ctx := r.Context()
 	noteEmail(ctx, req.email)
-	res, err := s.Flow.VerifyCode(ctx, authd.VerifyRequest{Email: req.email, ProjectID: req.projectID, Code: req.code, ClientIP: clientIPFrom(ctx), WantToken: v2, Nonce: req.nonce})
+	res, err := flow.VerifyCode(ctx, authd.VerifyRequest{Email: req.email, ProjectID: req.projectID, Code: req.code, ClientIP: clientIPFrom(ctx), WantToken: v2, Nonce: req.nonce})
 	noteOutcome(ctx, "verify", err)
 	if err != nil {
-		return res, limitHeaders(fromDomain(s.log, err), res.IP)
+		return res, withLimit(fromDomain(log, err), res.IP)
 	}
 	return res, nil
 }
 
-func (s *server) handleVerifyV1(ctx context.Context, in *rawInput) (*jsonOutput, error) {
-	res, err := s.verify(ctx, in, false)
-	if err != nil {
-		return nil, err
-	}
-	return withLimit(res.IP, res.Proof), nil
-}
-
-func (s *server) handleVerifyV2(ctx context.Context, in *rawInput) (*jsonOutput, error) {
-	res, err := s.verify(ctx, in, true)
-	if err != nil {
-		return nil, err
-	}
-	return withLimit(res.IP, v2Body(res)), nil
-}
-
-// withLimit sets the RateLimit-* headers of the client-IP limit: a
+// setLimitHeaders sets the RateLimit-* headers of the client-IP limit: a
 // per-address figure would tell one caller about another's activity.
-func withLimit(l authd.LimitState, body any) *jsonOutput {
-	out := &jsonOutput{Body: body}
-	if l.Limit > 0 {
-		out.RateLimitLimit = strconv.Itoa(l.Limit)
-		out.RateLimitRemaining = strconv.Itoa(l.Remaining)
-		out.RateLimitReset = strconv.Itoa(resetSeconds(l.Reset))
+func setLimitHeaders(h http.Header, l authd.LimitState) {
+	if l.Limit <= 0 {
+		return
 	}
-	return out
+	h.Set("RateLimit-Limit", strconv.Itoa(l.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(l.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(resetSeconds(l.Reset)))
 }
 
-// limitHeaders adds the client-IP limit's RateLimit-* headers to an error
-// answer, as withLimit does to a success.
-func limitHeaders(err error, l authd.LimitState) error {
-	e, ok := err.(*apiError)
-	if !ok || l.Limit <= 0 {
-		return err
+// withLimit adds the client-IP limit's RateLimit-* headers to an error
+// answer, as a success carries them.
+func withLimit(e *apiError, l authd.LimitState) *apiError {
+	if l.Limit <= 0 {
+		return e
 	}
 	if e.headers == nil {
 		e.headers = http.Header{}
 	}
-	e.headers.Set("RateLimit-Limit", strconv.Itoa(l.Limit))
-	e.headers.Set("RateLimit-Remaining", strconv.Itoa(l.Remaining))
-	e.headers.Set("RateLimit-Reset", strconv.Itoa(resetSeconds(l.Reset)))
+	setLimitHeaders(e.headers, l)
 	return e
 }

@@ -3,11 +3,13 @@ package httpapi
 import (
 	"net/http"
 	"strings"
+
+	"github.com/authd/authd"
 )
 
 // hardening sets the security headers of every answer and answers CORS for
 // the registry's allowed origins only (none without a registry).
-func (s *server) hardening(next http.Handler) http.Handler {
+func hardening(projects *authd.Registry, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -24,7 +26,7 @@ func (s *server) hardening(next http.Handler) http.Handler {
 		}
 		if origin := r.Header.Get("Origin"); origin != "" {
 			h.Add("Vary", "Origin")
-			if s.Projects.AllowsOrigin(origin) {
+			if projects.AllowsOrigin(origin) {
 				h.Set("Access-Control-Allow-Origin", origin)
 				h.Set("Access-Control-Expose-Headers", "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-ID")
 				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -46,16 +47,18 @@ func (r *Readiness) Started() bool { return r.started.Load() }
 // stops sending new requests while the ones in flight finish.
 func (r *Readiness) MarkDraining() { r.draining.Store(true) }
 
-// ReadyBody is the answer of /api/v1/health/ready.
+// ReadyBody is the answer of /api/v1/health/ready: status is ready (200)
+// or not_ready (503); checks gives each check's state: ok, down, degraded,
+// starting, draining.
 type ReadyBody struct {
-	Status string            `json:"status" enum:"ready,not_ready" doc:"ready, or not_ready (503)"`
-	Checks map[string]string `json:"checks" doc:"each check's state: ok, down, degraded, starting, draining"`
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
 }
 
 // evaluate runs every check concurrently, each bounded by the timeout, and
 // reports whether the instance is ready. A check's error is not in the
 // answer: it may name hosts; the log has it.
-func (r *Readiness) evaluate(ctx context.Context, s *server) (bool, ReadyBody) {
+func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, ReadyBody) {
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = time.Second
@@ -78,11 +81,11 @@ func (r *Readiness) evaluate(ctx context.Context, s *server) (bool, ReadyBody) {
 				body.Checks[c.Name] = "ok"
 			case c.Optional:
 				body.Checks[c.Name] = "degraded"
-				s.log.Warn("readiness check degraded", "check", c.Name, "err", err)
+				log.Warn("readiness check degraded", "check", c.Name, "err", err)
 			default:
 				body.Checks[c.Name] = "down"
 				ready = false
-				s.log.Warn("readiness check failed", "check", c.Name, "err", err)
+				log.Warn("readiness check failed", "check", c.Name, "err", err)
 			}
 		}()
 	}
@@ -101,21 +104,21 @@ func (r *Readiness) evaluate(ctx context.Context, s *server) (bool, ReadyBody) {
 	return ready, body
 }
 
-type readyOutput struct {
-	Status int
-	Body   ReadyBody
-}
-
-func (s *server) handleReady(ctx context.Context, _ *struct{}) (*readyOutput, error) {
-	if s.Readiness == nil {
-		return &readyOutput{Status: http.StatusOK, Body: ReadyBody{Status: "ready", Checks: map[string]string{}}}, nil
-	}
-	ok, body := s.Readiness.evaluate(ctx, s)
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	return &readyOutput{Status: status, Body: body}, nil
+// handleReady answers the readiness probe; without a Readiness the
+// instance is always ready.
+func handleReady(ready *Readiness, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ready == nil {
+			writeJSON(w, http.StatusOK, ReadyBody{Status: "ready", Checks: map[string]string{}})
+			return
+		}
+		ok, body := ready.evaluate(r.Context(), log)
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, body)
+	})
 }
 
 // startupGate answers 503 on the auth endpoints until start-up is done,
@@ -126,15 +129,15 @@ func (s *server) handleReady(ctx context.Context, _ *struct{}) (*readyOutput, er
 // request on it, and that request is lost. "Connection: close" on every
 // answer during SHUTDOWN_DELAY moves busy clients to new connections,
 // which the listener refuses cleanly once it is closed.
-func (s *server) startupGate(next http.Handler) http.Handler {
-	if s.Readiness == nil {
+func startupGate(ready *Readiness, next http.Handler) http.Handler {
+	if ready == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.Readiness.draining.Load() {
+		if ready.draining.Load() {
 			w.Header().Set("Connection", "close")
 		}
-		if !s.Readiness.Started() && isAuthPath(r.URL.Path) {
+		if !ready.Started() && isAuthPath(r.URL.Path) {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": msgUnavailable})
 			return

@@ -1,21 +1,18 @@
-// Package httpapi is authd's HTTP layer: huma v2 on net/http. It decodes,
-// calls the flow, encodes; the flow decides everything. The bodies of
-// /api/v1 are frozen to the original FastAPI service's.
+// Package httpapi is authd's HTTP layer, on net/http alone: routes.go maps
+// the API, each handler decodes, calls the flow and encodes; the flow
+// decides everything. The bodies of /api/v1 are frozen to the original
+// FastAPI service's, and openapi.yaml, served as the API's document, says
+// what every route answers.
 package httpapi
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"runtime/debug"
-
-	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/verify"
@@ -33,9 +30,11 @@ type Flow interface {
 // Options are the HTTP layer's dependencies.
 type Options struct {
 	ProjectName string // PROJECT_NAME, for the root answer
-	Version     string
-	Flow        Flow
-	Logger      *slog.Logger
+	// Version is not read any more: the OpenAPI document is static, its
+	// info.version the API's. Kept so that callers still compile.
+	Version string
+	Flow    Flow
+	Logger  *slog.Logger
 	// Readiness backs /api/v1/health/ready and holds the auth endpoints at
 	// 503 until start-up is done; nil: always ready (tests, benchmarks).
 	Readiness *Readiness
@@ -56,99 +55,39 @@ type Options struct {
 	Proofs *verify.ProofVerifier
 }
 
-type server struct {
-	Options
-	log *slog.Logger
-}
-
 // New returns authd's HTTP handler.
 func New(opts Options) http.Handler {
-	s := &server{Options: opts, log: opts.Logger}
-	if s.log == nil {
-		s.log = slog.Default()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	mux := http.NewServeMux()
-	cfg := huma.DefaultConfig(opts.ProjectName, opts.Version)
-	// No $schema field or Link header in answers: v1 bodies are frozen.
-	cfg.CreateHooks = nil
-	cfg.Formats = map[string]huma.Format{"application/json": fastAPIJSON, "json": fastAPIJSON}
-	cfg.OpenAPIPath = "/api/v1/openapi"
-	cfg.DocsPath = ""
-	cfg.SchemasPath = ""
-	cfg.Info.Description = "Email one-time-code authentication. /api/v1 is the original service's API, frozen; /api/v2 adds to it."
-	api := humago.New(mux, cfg)
-	s.routes(mux, api)
-	return s.recoverer(s.hardening(s.clientIP(s.observe(s.startupGate(s.notFound(mux))))))
+	routes(mux, opts)
+	var h http.Handler = notFound(mux)
+	h = startupGate(opts.Readiness, h)
+	h = observe(opts.Observe, h)
+	h = clientIP(opts.TrustedProxies, h)
+	h = hardening(opts.Projects, h)
+	return recoverer(opts.Logger, h)
 }
 
-// register adds a POST operation whose JSON body the handler decodes itself
-// (FastAPI's error shapes, unknown fields ignored, no value echoed), while
-// the OpenAPI document still shows the body's schema.
-func (s *server) register(api huma.API, op huma.Operation, body reflect.Type, h func(context.Context, *rawInput) (*jsonOutput, error)) {
-	op.MaxBodyBytes = MaxBodyBytes
-	op.SkipValidateBody = true
-	op.Errors = []int{http.StatusUnprocessableEntity, http.StatusTooManyRequests, http.StatusServiceUnavailable}
-	if op.Path == "/api/v1/auth/verify-code" || op.Path == "/api/v2/auth/verify-code" {
-		op.Errors = append([]int{http.StatusUnauthorized}, op.Errors...)
-	}
-	huma.Register(api, op, h)
-	reg := api.OpenAPI().Components.Schemas
-	stored := api.OpenAPI().Paths[op.Path].Post
-	stored.RequestBody = &huma.RequestBody{
-		Required: true,
-		Content: map[string]*huma.MediaType{
-			"application/json": {Schema: reg.Schema(body, true, "")},
-		},
-	}
-	if out := responseTypes[op.OperationID]; out != nil {
-		stored.Responses["200"].Content["application/json"].Schema = reg.Schema(out, true, "")
-	}
-	for code, r := range stored.Responses {
-		if code != "200" && r.Content != nil {
-			r.Content = map[string]*huma.MediaType{"application/json": {Schema: reg.Schema(reflect.TypeFor[ErrorBody](), true, "")}}
-		}
-	}
-}
-
-// rawInput is every POST's input: the body as bytes and its content type.
-type rawInput struct {
-	ContentType string `header:"Content-Type"`
-	RawBody     []byte `contentType:"application/json"`
-}
-
-// jsonOutput is every POST's output: a body and the RateLimit-* headers of
-// the client-IP limit.
-type jsonOutput struct {
-	RateLimitLimit     string `header:"RateLimit-Limit"`
-	RateLimitRemaining string `header:"RateLimit-Remaining"`
-	RateLimitReset     string `header:"RateLimit-Reset"`
-	Body               any
-}
-
-// fastAPIJSON writes bodies as FastAPI's JSONResponse did: compact, no
-// trailing newline, <>& and non-ASCII characters as they are.
-var fastAPIJSON = huma.Format{
-	Marshal: func(w io.Writer, v any) error {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		_, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
-		return err
-	},
-	Unmarshal: json.Unmarshal,
-}
-
+// writeJSON writes v as FastAPI's JSONResponse did: compact, no trailing
+// newline, <>& and non-ASCII characters as they are.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only the handlers' own types reach here: a bug, not a request's
+		// fault.
+		panic(err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fastAPIJSON.Marshal(w, v)
+	w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
 // notFound answers unknown paths and methods as FastAPI did.
-func (s *server) notFound(mux *http.ServeMux) http.Handler {
+func notFound(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			mux.ServeHTTP(&statusOnly{ResponseWriter: w}, r)
@@ -181,14 +120,14 @@ func (w *statusOnly) Write(b []byte) (int, error) {
 }
 
 // recoverer turns a panic into a bare 500: never a stack trace in a body.
-func (s *server) recoverer(next http.Handler) http.Handler {
+func recoverer(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("panic serving request", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				log.Error("panic serving request", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": msgInternal})
 			}
 		}()

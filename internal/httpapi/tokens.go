@@ -4,12 +4,10 @@ package httpapi
 // verify-proof for services that cannot verify locally (issue 5).
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -35,44 +33,29 @@ const DefaultProofMaxAge = 900 * time.Second
 // maxProofMaxAge bounds max_age_seconds: a year.
 const maxProofMaxAge = 365 * 24 * 3600
 
-// VerifyCodeV2Response is the v1 proof plus the signed token.
-type VerifyCodeV2Response struct {
+// verifyCodeV2Response is the v1 proof plus the signed token.
+type verifyCodeV2Response struct {
 	authd.Proof
-	Token     string `json:"token,omitempty" doc:"A JWT (compact JWS): iss, sub (= auth_user_id), aud (= project_id), email, email_verified, iat, exp, jti, and nonce when the request carried one"`
-	TokenType string `json:"token_type,omitempty" example:"Bearer"`
-	ExpiresIn int64  `json:"expires_in,omitempty" doc:"Seconds the token stays valid"`
+	Token     string `json:"token,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	ExpiresIn int64  `json:"expires_in,omitempty"`
 }
 
-// VerifyProofRequest is verify-proof's body, for the OpenAPI document.
-type VerifyProofRequest struct {
-	Token         string       `json:"token,omitempty" required:"false" doc:"A v2 token; give this or proof"`
-	Proof         *authd.Proof `json:"proof,omitempty" required:"false" doc:"A v1 proof, its six fields; give this or token"`
-	Audience      string       `json:"audience,omitempty" required:"false" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"The project_id the caller expects; omitted: any"`
-	MaxAgeSeconds int64        `json:"max_age_seconds,omitempty" required:"false" minimum:"1" maximum:"31536000" doc:"Oldest v1 proof accepted, in seconds (default 900)"`
-}
-
-// VerifyProofResponse is verify-proof's answer to every well-formed request.
-type VerifyProofResponse struct {
+// verifyProofResponse is verify-proof's answer to every well-formed request.
+type verifyProofResponse struct {
 	Valid bool `json:"valid"`
 	// Reason is set when Valid is false: malformed, unsupported_alg,
 	// alg_mismatch, unknown_key, bad_signature, expired, not_yet_valid,
 	// wrong_issuer, wrong_audience, not_verified.
-	Reason string `json:"reason,omitempty" enum:"malformed,unsupported_alg,alg_mismatch,unknown_key,bad_signature,expired,not_yet_valid,wrong_issuer,wrong_audience,not_verified" doc:"Why the proof is refused; absent when valid"`
+	Reason string `json:"reason,omitempty"`
 	// Claims are the token's claims or the proof's fields, only when
 	// Valid: a refused proof's content is not to be trusted.
 	Claims any `json:"claims,omitempty"`
 }
 
-func init() {
-	responseTypes["verify-code-v2"] = reflect.TypeFor[VerifyCodeV2Response]()
-	responseTypes["verify-proof-v2"] = reflect.TypeFor[VerifyProofResponse]()
-}
-
-var verifyProofRequestSchema = reflect.TypeFor[VerifyProofRequest]()
-
 // v2Body is verify-code v2's answer.
-func v2Body(res authd.VerifyResult) VerifyCodeV2Response {
-	out := VerifyCodeV2Response{Proof: res.Proof}
+func v2Body(res authd.VerifyResult) verifyCodeV2Response {
+	out := verifyCodeV2Response{Proof: res.Proof}
 	if res.Token.Raw != "" {
 		out.Token, out.TokenType, out.ExpiresIn = res.Token.Raw, "Bearer", int64(res.Token.ExpiresIn/time.Second)
 	}
@@ -82,27 +65,27 @@ func v2Body(res authd.VerifyResult) VerifyCodeV2Response {
 // handleJWKS serves the published keys from memory. Cache-Control lets
 // consumers keep them for the JWKS cache lifetime, which is also how long
 // `authd keys rotate` waits by default before signing with a new key.
-func (s *server) handleJWKS() http.Handler {
+func handleJWKS(tokens Tokens) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.Tokens.CacheMaxAge()/time.Second)))
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(tokens.CacheMaxAge()/time.Second)))
 		w.WriteHeader(http.StatusOK)
-		w.Write(s.Tokens.JWKS())
+		w.Write(tokens.JWKS())
 	})
 }
 
 // handleDiscovery is a minimal OpenID Connect discovery document: enough
 // for standard libraries to find the keys from the issuer alone. Every URL
 // comes from AUTHD_ISSUER, never from the request's Host header.
-func (s *server) handleDiscovery() http.Handler {
+func handleDiscovery(tokens Tokens) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		iss := s.Tokens.Issuer()
-		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.Tokens.CacheMaxAge()/time.Second)))
+		iss := tokens.Issuer()
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(tokens.CacheMaxAge()/time.Second)))
 		writeJSON(w, http.StatusOK, map[string]any{
 			"issuer":                                iss,
 			"jwks_uri":                              strings.TrimSuffix(iss, "/") + "/.well-known/jwks.json",
-			"id_token_signing_alg_values_supported": []string{s.Tokens.Algorithm()},
+			"id_token_signing_alg_values_supported": []string{tokens.Algorithm()},
 			"subject_types_supported":               []string{"public"},
 			"response_types_supported":              []string{"id_token"},
 			"claims_supported":                      []string{"iss", "sub", "aud", "email", "email_verified", "iat", "exp", "jti", "nonce"},
@@ -204,29 +187,35 @@ func (f *fields) proofField() *authd.Proof {
 // handleVerifyProof checks a token or a v1 proof for a service that cannot
 // verify locally. Every well-formed request gets 200 with valid and, when
 // refused, a reason from the documented list; a malformed one gets 422.
-func (s *server) handleVerifyProof(ctx context.Context, in *rawInput) (*jsonOutput, error) {
-	if err := checkContentType(in.ContentType); err != nil {
-		return nil, err
-	}
-	req, err := decodeVerifyProof(in.RawBody)
-	if err != nil {
-		return nil, err
-	}
-	var claims any
-	if req.proof != nil {
-		err = s.Proofs.VerifyMaxAge(*req.proof, req.audience, req.maxAge)
-		claims = map[string]any{
-			"auth_user_id": req.proof.AuthUserID, "email": req.proof.Email, "project_id": req.proof.ProjectID,
-			"verified": req.proof.Verified, "issued_at": req.proof.IssuedAt,
+func handleVerifyProof(tokens Tokens, proofs *verify.ProofVerifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, err)
+			return
 		}
-	} else {
-		v := verify.TokenVerifier{Keys: s.Tokens, Issuer: s.Tokens.Issuer(), Audience: req.audience, AnyAudience: req.audience == ""}
-		var c verify.Claims
-		c, err = v.Verify(ctx, req.token)
-		claims = c
-	}
-	if err != nil {
-		return &jsonOutput{Body: VerifyProofResponse{Valid: false, Reason: verify.ReasonOf(err)}}, nil
-	}
-	return &jsonOutput{Body: VerifyProofResponse{Valid: true, Claims: claims}}, nil
+		req, err := decodeVerifyProof(body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var claims any
+		if req.proof != nil {
+			err = proofs.VerifyMaxAge(*req.proof, req.audience, req.maxAge)
+			claims = map[string]any{
+				"auth_user_id": req.proof.AuthUserID, "email": req.proof.Email, "project_id": req.proof.ProjectID,
+				"verified": req.proof.Verified, "issued_at": req.proof.IssuedAt,
+			}
+		} else {
+			v := verify.TokenVerifier{Keys: tokens, Issuer: tokens.Issuer(), Audience: req.audience, AnyAudience: req.audience == ""}
+			var c verify.Claims
+			c, err = v.Verify(r.Context(), req.token)
+			claims = c
+		}
+		if err != nil {
+			writeJSON(w, http.StatusOK, verifyProofResponse{Valid: false, Reason: verify.ReasonOf(err)})
+			return
+		}
+		writeJSON(w, http.StatusOK, verifyProofResponse{Valid: true, Claims: claims})
+	})
 }
