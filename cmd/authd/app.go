@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,9 +81,12 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if policy, ok, err := s.CheckEviction(cctx); err != nil || policy == "" {
-		log.Warn("could not read Redis maxmemory-policy: make sure it is noeviction", "err", err)
-	} else if !ok {
+	switch policy, ok, err := s.CheckEviction(cctx); {
+	case err != nil:
+		log.Warn("Redis does not answer yet: not ready until it does", "err", err)
+	case policy == "":
+		log.Warn("could not read Redis maxmemory-policy (CONFIG and INFO refused): make sure it is noeviction")
+	case !ok:
 		log.Warn("Redis may evict keys: limits and queued mail can vanish; set maxmemory-policy noeviction", "maxmemory_policy", policy)
 	}
 	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{s.Collector()}, close: func() { s.Close() }}, nil
@@ -103,7 +105,7 @@ func redisChecks(r redisHealth) []httpapi.Check {
 	return []httpapi.Check{{Name: "redis", Check: r.Ping}, {Name: "redis_eviction", Optional: true, Check: func(ctx context.Context) error {
 		switch policy, ok, err := r.CheckEviction(ctx); {
 		case err != nil:
-			return err
+			return fmt.Errorf("%w: %w", httpapi.ErrUnknown, err) // Redis down: the "redis" check says so
 		case policy != "" && !ok:
 			return fmt.Errorf("maxmemory-policy is %s: limits and queued mail may be evicted; set noeviction", policy)
 		}
@@ -153,8 +155,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	// A database not up yet does not stop start-up.
 	mctx, stopMigrations := context.WithCancel(ctx)
 	a.closers = append(a.closers, stopMigrations)
-	if err := startMigrations(mctx, db, log, a.ready); err != nil {
-		return nil, err
+	if err := a.ready.Start(mctx, db.Migrate, log); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	codes, err := openCodes(ctx, cfg, log)
 	if err != nil {
@@ -198,20 +200,14 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		ProjectName: func(string) string { return cfg.ProjectName },
 	}
 	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.checks...)
-	a.ready.Checks = append(a.ready.Checks,
-		httpapi.Check{Name: "mail", Optional: true, Check: func(context.Context) error {
-			if a.worker.Degraded() {
-				return errors.New("the mail worker is failing to deliver")
-			}
-			return nil
-		}},
+	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "mail", Optional: true, Check: a.worker.Check},
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
 	var observe *httpapi.Observer
 	if !o.noObserve {
 		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector())...)
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
-	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Version: buildVersion(), Flow: svc, Logger: log,
+	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
 		ServeMetrics: cfg.MetricsAddr == "", Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
 	return a, nil
@@ -236,52 +232,6 @@ func newSender(cfg config.Config, log *slog.Logger) (authd.Sender, func(), error
 	return s, func() { s.Close() }, nil
 }
 
-// startMigrations migrates now if the database answers. If it does not
-// (containers start in any order), authd starts anyway, not ready, and
-// retries in the background until ctx ends; the auth endpoints answer 503
-// until the migrations have run. A migration that fails for another reason
-// stops start-up: retrying would not help.
-func startMigrations(ctx context.Context, db database, log *slog.Logger, ready *httpapi.Readiness) error {
-	try := func() error {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return db.Migrate(actx)
-	}
-	err := try()
-	if err == nil {
-		ready.MarkStarted()
-		return nil
-	}
-	if authd.ErrorCode(err) != authd.EUNAVAILABLE {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	log.Warn("database not reachable: starting not ready, migrations will run once it answers", "err", err)
-	go func() {
-		for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			switch err := try(); {
-			case err == nil:
-				log.Info("database reachable: migrations applied, ready")
-				ready.MarkStarted()
-				return
-			case ctx.Err() != nil:
-				return
-			case authd.ErrorCode(err) != authd.EUNAVAILABLE:
-				// Not a wait-and-see failure: stay not ready, say why.
-				log.Error("migrations failed: staying not ready", "err", err)
-				return
-			default:
-				log.Debug("database still not reachable", "err", err)
-			}
-		}
-	}()
-	return nil
-}
-
 // newMetrics is authd's Prometheus registry: the HTTP and flow series,
 // build info, Go and process collectors, and the backends' own.
 func newMetrics(cs ...prometheus.Collector) *httpapi.Metrics {
@@ -295,85 +245,32 @@ func newMetrics(cs ...prometheus.Collector) *httpapi.Metrics {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	if cfg.Dev {
-		log.Warn("DEVELOPMENT MODE: nothing external configured. Users in SQLite under " + cfg.DataDir +
-			", codes and limits in memory (lost on restart), mail WRITTEN TO THIS LOG instead of sent. " +
-			"Set POSTGRES_SERVER, REDIS_HOST and SMTP_HOST for production.")
-	}
-	if cfg.WeakSecret {
-		log.Warn("SECRET_KEY is shorter than 32 bytes (accepted by ALLOW_WEAK_SECRET_KEY): anyone who guesses it can forge v1 proofs")
-	}
-	if cfg.MailBackend == "smtp" && !cfg.SMTPTLS {
-		log.Warn("SMTP_TLS=false: mail, codes included, travels to the SMTP server unencrypted")
-		if cfg.SMTPUser != "" {
-			log.Warn("SMTP_USER is set with SMTP_TLS=false: the SMTP password travels in clear")
-		}
-	}
-	if cfg.MailBackend == "log" && !cfg.Dev {
-		log.Warn("MAIL_BACKEND=log: codes are written to the log, not mailed")
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	a, err := newApp(ctx, cfg, log, overrides{})
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	srv := &http.Server{
-		Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: errorLog,
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return err
 	}
 	if cfg.MetricsAddr != "" && a.metrics != nil {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		stop, err := httpapi.ServeMetrics(cfg.MetricsAddr, a.metrics, log)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("config: METRICS_ADDR: %v", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metrics.Handler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: errorLog}
-		go msrv.Serve(mln)
-		defer msrv.Close()
-		log.Info("metrics listening", "addr", "http://"+mln.Addr().String()+"/metrics")
+		defer stop()
 	}
-	users, codes := "sqlite", "memory"
-	if cfg.DatabaseURL != "" {
-		users = "postgres"
-	}
-	if cfg.RedisURL != "" {
-		codes = "redis"
-	}
+	users, codes := cfg.Backends()
 	log.Info("authd listening", "addr", "http://"+ln.Addr().String(), "version", buildVersion(), "users", users, "codes", codes, "mail", cfg.MailBackend)
-
 	// The worker outlives the server: it keeps sending while requests in
-	// flight at shutdown finish; then it stops taking jobs.
+	// flight at shutdown finish; then it stops taking jobs, and what it has
+	// not done stays queued for the next instance.
 	a.worker.Start()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		a.worker.Close(context.Background())
-		return err
-	case <-ctx.Done():
-	}
-	// Readiness answers 503 first, so load balancers stop sending; the
-	// listener stays open for SHUTDOWN_DELAY, then in-flight requests get
-	// SHUTDOWN_TIMEOUT to finish.
-	log.Info("shutting down", "delay", cfg.ShutdownDelay.String(), "timeout", cfg.ShutdownTimeout.String())
-	a.ready.MarkDraining()
-	time.Sleep(cfg.ShutdownDelay)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	// Sends in flight finish within the same bound; jobs not done stay in
-	// the queue for the next instance.
-	a.worker.Close(sctx)
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	srv := httpapi.Server{Handler: a.handler, Readiness: a.ready, Logger: log, ShutdownDelay: cfg.ShutdownDelay, ShutdownTimeout: cfg.ShutdownTimeout}
+	return srv.Serve(ctx, ln, func(ctx context.Context) { a.worker.Close(ctx) })
 }

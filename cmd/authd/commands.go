@@ -19,14 +19,13 @@ import (
 	"github.com/authd/authd/verify"
 )
 
-// commands are authd's commands, serve first (what `authd` alone runs).
+// commands are authd's commands, serve first (what `authd` alone runs),
+// each longer name before its prefix (findCommand takes the first match).
 var commands = []command{
 	{name: "serve", summary: "run the HTTP server (migrates the database first)", needs: config.All,
 		about:   "Runs authd: the HTTP API, the mail delivery worker, the metrics. The database is\nmigrated first, once it answers.",
 		example: "POSTGRES_SERVER=db REDIS_HOST=redis SMTP_HOST=smtp authd serve",
 		run:     func(ctx context.Context, x *invocation) error { return serve(ctx, x.cfg, x.log) }},
-	{name: "migrate", summary: "apply the database migrations (= migrate up)", needs: config.Database,
-		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate", run: cmdMigrate},
 	{name: "migrate up", summary: "apply the database migrations", needs: config.Database,
 		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate up", run: cmdMigrate},
 	{name: "migrate status", summary: "list the migrations, applied or pending", needs: config.Database,
@@ -39,6 +38,8 @@ var commands = []command{
 			defer db.Close()
 			return db.MigrationStatus(ctx, x.stdout)
 		}},
+	{name: "migrate", summary: "apply the database migrations (= migrate up)", needs: config.Database,
+		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate", run: cmdMigrate},
 	{name: "users show", args: []string{"EMAIL"}, summary: "print the user of an address, as JSON", needs: config.Database,
 		about: "Prints the user of an address (the oldest of its case variants) as JSON.", example: "authd users show ana@example.com", run: cmdUsersShow},
 	{name: "users delete", args: []string{"EMAIL"}, summary: "erase an address: user rows, codes, budgets, queued mail", needs: config.Database | config.Redis | config.MasterKey,

@@ -19,6 +19,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/authd/authd"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/smtptest"
@@ -134,13 +135,13 @@ func TestReadyInProduction(t *testing.T) {
 
 // fakeRedis answers the readiness probe's questions as told.
 type fakeRedis struct {
-	pingErr error
-	policy  string
+	pingErr, evictionErr error
+	policy               string
 }
 
 func (f fakeRedis) Ping(context.Context) error { return f.pingErr }
 func (f fakeRedis) CheckEviction(context.Context) (string, bool, error) {
-	return f.policy, f.policy == "noeviction", nil
+	return f.policy, f.policy == "noeviction", f.evictionErr
 }
 
 func TestReadinessChecks(t *testing.T) {
@@ -174,6 +175,12 @@ func TestReadinessChecks(t *testing.T) {
 	code, c = eval(errors.New("down"), fakeRedis{policy: "noeviction", pingErr: errors.New("down")}, false)
 	if code != 503 || c["database"] != "down" || c["redis"] != "down" || c["mail"] != "ok" || c["redis_eviction"] != "ok" {
 		t.Fatalf("both down: %d %v", code, c)
+	}
+	// Redis down: its eviction policy is not known, not bad.
+	down := authd.Unavailable("redis", errors.New("connection refused"))
+	code, c = eval(nil, fakeRedis{pingErr: down, evictionErr: down}, false)
+	if code != 503 || c["redis"] != "down" || c["redis_eviction"] != "unknown" {
+		t.Fatalf("Redis down: %d %v", code, c)
 	}
 	// The in-memory store has nothing to ask: no redis checks.
 	code, c = eval(nil, nil, false)

@@ -116,20 +116,15 @@ func findCommand(args []string) (*command, []string, error) {
 	if isHelp(args[0]) {
 		return nil, nil, nil
 	}
-	var best *command
 	var group []string
-	for i := range commands {
+	for i := range commands { // a longer name comes before its prefix
 		c := &commands[i]
-		words := strings.Fields(c.name)
-		if len(words) <= len(args) && slices.Equal(words, args[:len(words)]) && (best == nil || len(words) > len(strings.Fields(best.name))) {
-			best = c
+		if words := strings.Fields(c.name); len(words) <= len(args) && slices.Equal(words, args[:len(words)]) {
+			return c, args[len(words):], nil
 		}
-		if words[0] == args[0] {
+		if strings.Fields(c.name)[0] == args[0] {
 			group = append(group, "  "+c.synopsis())
 		}
-	}
-	if best != nil {
-		return best, args[len(strings.Fields(best.name)):], nil
 	}
 	switch {
 	case len(group) == 0:

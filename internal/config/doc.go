@@ -56,3 +56,40 @@ func (n Need) String() string {
 	}
 	return strings.Join(append(out, "LOG_*"), ", ")
 }
+
+// Warnings are what start-up says about a configuration that runs but is
+// weaker than it looks, one line each.
+func (c Config) Warnings() []string {
+	var out []string
+	if c.Dev {
+		out = append(out, "DEVELOPMENT MODE: nothing external configured. Users in SQLite under "+c.DataDir+
+			", codes and limits in memory (lost on restart), mail WRITTEN TO THIS LOG instead of sent. "+
+			"Set POSTGRES_SERVER, REDIS_HOST and SMTP_HOST for production.")
+	}
+	if c.WeakSecret {
+		out = append(out, "SECRET_KEY is shorter than 32 bytes (accepted by ALLOW_WEAK_SECRET_KEY): anyone who guesses it can forge v1 proofs")
+	}
+	if c.MailBackend == "smtp" && !c.SMTPTLS {
+		out = append(out, "SMTP_TLS=false: mail, codes included, travels to the SMTP server unencrypted")
+		if c.SMTPUser != "" {
+			out = append(out, "SMTP_USER is set with SMTP_TLS=false: the SMTP password travels in clear")
+		}
+	}
+	if c.MailBackend == "log" && !c.Dev {
+		out = append(out, "MAIL_BACKEND=log: codes are written to the log, not mailed")
+	}
+	return out
+}
+
+// Backends names the stores the configuration picks, for the start-up
+// line.
+func (c Config) Backends() (users, codes string) {
+	users, codes = "sqlite", "memory"
+	if c.DatabaseURL != "" {
+		users = "postgres"
+	}
+	if c.RedisURL != "" {
+		codes = "redis"
+	}
+	return users, codes
+}

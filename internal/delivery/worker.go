@@ -208,6 +208,14 @@ func (w *Worker) Degraded() bool {
 	return w.failStreak.Load() >= int64(w.opts.DegradedAfter)
 }
 
+// Check is Degraded as a readiness check: an error while degraded.
+func (w *Worker) Check(context.Context) error {
+	if w.Degraded() {
+		return errors.New("the mail worker is failing to deliver")
+	}
+	return nil
+}
+
 // Stats returns the outcome counters.
 func (w *Worker) Stats() WorkerStats {
 	w.mu.Lock()

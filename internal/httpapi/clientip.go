@@ -103,25 +103,6 @@ func limitKey(a netip.Addr) string {
 	return p.String()
 }
 
-// ParseTrustedProxies reads TRUSTED_PROXIES: CIDRs or single addresses,
-// separated by commas or spaces.
-func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-		if p, err := netip.ParsePrefix(f); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, &net.ParseError{Type: "CIDR address", Text: f}
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
-
 func clientIPFrom(ctx context.Context) string {
 	ip, _ := ctx.Value(clientIPKey).(string)
 	return ip

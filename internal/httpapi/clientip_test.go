@@ -7,10 +7,7 @@ import (
 )
 
 func TestClientIP(t *testing.T) {
-	trusted, err := ParseTrustedProxies("10.0.0.0/8, 192.168.1.10 2001:db8:ffff::/48")
-	if err != nil {
-		t.Fatal(err)
-	}
+	trusted := prefixes("10.0.0.0/8", "192.168.1.10/32", "2001:db8:ffff::/48")
 	hdr := func(kv ...string) http.Header {
 		h := http.Header{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -55,26 +52,8 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
-func TestParseTrustedProxies(t *testing.T) {
-	got, err := ParseTrustedProxies("10.0.0.1/8,::ffff:1.2.3.4 fd00::/8")
-	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("1.2.3.4/32"), netip.MustParsePrefix("fd00::/8")}
-	if err != nil || len(got) != len(want) {
-		t.Fatalf("%v %v", got, err)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("%d: %v, want %v", i, got[i], want[i])
-		}
-	}
-	for _, bad := range []string{"10.0.0.0/33", "example.com", "1.2.3"} {
-		if _, err := ParseTrustedProxies(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func FuzzClientIP(f *testing.F) {
-	trusted, _ := ParseTrustedProxies("10.0.0.0/8,::1")
+	trusted := prefixes("10.0.0.0/8", "::1/128")
 	for _, s := range []string{"1.2.3.4", "junk, 10.7.7.7", "[2001:db8::1]:1234", "::ffff:1.2.3.4, ,", ""} {
 		f.Add("10.1.2.3:80", s, "5.5.5.5")
 		f.Add("203.0.113.7:5000", s, "")
@@ -100,4 +79,12 @@ func FuzzClientIP(f *testing.F) {
 			}
 		}
 	})
+}
+
+func prefixes(ps ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = netip.MustParsePrefix(p)
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,15 +10,8 @@ import (
 	"github.com/authd/authd"
 )
 
-// deliveryFlow is what the delivery status route needs of the service.
-// Kept apart from Flow so that a Flow without it (a test's) still serves
-// the rest; the route is registered only when the flow has it.
-type deliveryFlow interface {
-	Delivery(ctx context.Context, id string) (authd.Delivery, error)
-}
-
 // deliveryResponse is a mail's delivery status. It names no address: the
-// id alone (128 random bits) is the caller's handle.
+// id alone (122 random bits) is the caller's handle.
 type deliveryResponse struct {
 	Status        string     `json:"status"`
 	Attempts      int        `json:"attempts"`
@@ -30,7 +22,7 @@ type deliveryResponse struct {
 const maxDeliveryID = 64
 
 // handleDelivery answers GET /api/v2/auth/deliveries/{delivery_id}.
-func handleDelivery(flow deliveryFlow, log *slog.Logger) http.Handler {
+func handleDelivery(flow Flow, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("delivery_id")
 		if utf8.RuneCountInString(id) > maxDeliveryID {

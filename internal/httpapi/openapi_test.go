@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -31,12 +30,8 @@ func (r *recorder) Handle(pattern string, h http.Handler) {
 	r.ServeMux.Handle(pattern, h)
 }
 
-// fullFlow answers deliveries too, so that every route is registered.
+// fullFlow is every route's flow.
 type fullFlow struct{ opsFlow }
-
-func (*fullFlow) Delivery(context.Context, string) (authd.Delivery, error) {
-	return authd.Delivery{}, &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
-}
 
 type fakeTokens struct{ verify.SharedSecret }
 

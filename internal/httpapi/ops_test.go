@@ -24,6 +24,10 @@ type opsFlow struct {
 	verifyErr error
 }
 
+func (*opsFlow) Delivery(context.Context, string) (authd.Delivery, error) {
+	return authd.Delivery{}, &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
+}
+
 func (f *opsFlow) SendCode(ctx context.Context, req authd.SendRequest) (authd.SendResult, error) {
 	return authd.SendResult{ExpiresIn: time.Minute}, f.sendErr
 }

@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/authd/authd"
 )
 
 // Check is one dependency the readiness probe asks about.
@@ -19,8 +22,15 @@ type Check struct {
 	// Optional checks report "degraded" when they fail but do not make
 	// the instance unready: the hook for a mail worker that is behind
 	// (its Degraded() signal) — codes are still stored, mail follows late.
+	// An optional check whose error wraps ErrUnknown could not be made at
+	// all and reports "unknown".
 	Optional bool
 }
+
+// ErrUnknown is what an optional check's error wraps when the question
+// could not be asked (Redis down: its eviction policy is not known, not
+// bad).
+var ErrUnknown = errors.New("could not be checked")
 
 // Readiness is the state behind /api/v1/health/ready, kept apart from the
 // liveness answer of /api/v1/health: an instance can be alive and not ready
@@ -39,6 +49,53 @@ type Readiness struct {
 
 // MarkStarted records that start-up work (migrations) is done.
 func (r *Readiness) MarkStarted() { r.started.Store(true) }
+
+// Start runs the start-up work step (migrations) and marks the instance
+// started once it succeeds. When step fails EUNAVAILABLE (a database not up
+// yet: containers start in any order), Start returns at once and retries
+// in the background, with backoff, until it succeeds or ctx ends; the auth
+// endpoints answer 503 meanwhile. Any other failure is returned (retrying
+// would not help) or, in the background, logged, the instance staying not
+// ready. Each attempt is bounded to 10 s.
+func (r *Readiness) Start(ctx context.Context, step func(context.Context) error, log *slog.Logger) error {
+	try := func() error {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return step(actx)
+	}
+	err := try()
+	if err == nil {
+		r.MarkStarted()
+		return nil
+	}
+	if authd.ErrorCode(err) != authd.EUNAVAILABLE {
+		return err
+	}
+	log.Warn("database not reachable: starting not ready, migrations will run once it answers", "err", err)
+	go func() {
+		for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			switch err := try(); {
+			case err == nil:
+				log.Info("database reachable: migrations applied, ready")
+				r.MarkStarted()
+				return
+			case ctx.Err() != nil:
+				return
+			case authd.ErrorCode(err) != authd.EUNAVAILABLE:
+				log.Error("migrations failed: staying not ready", "err", err)
+				return
+			default:
+				log.Debug("database still not reachable", "err", err)
+			}
+		}
+	}()
+	return nil
+}
 
 // Started reports whether MarkStarted was called.
 func (r *Readiness) Started() bool { return r.started.Load() }
@@ -79,6 +136,8 @@ func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, Ready
 			switch {
 			case err == nil:
 				body.Checks[c.Name] = "ok"
+			case c.Optional && errors.Is(err, ErrUnknown):
+				body.Checks[c.Name] = "unknown"
 			case c.Optional:
 				body.Checks[c.Name] = "degraded"
 				log.Warn("readiness check degraded", "check", c.Name, "err", err)

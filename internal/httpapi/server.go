@@ -25,16 +25,14 @@ const MaxBodyBytes = 16 << 10
 type Flow interface {
 	SendCode(ctx context.Context, req authd.SendRequest) (authd.SendResult, error)
 	VerifyCode(ctx context.Context, req authd.VerifyRequest) (authd.VerifyResult, error)
+	Delivery(ctx context.Context, id string) (authd.Delivery, error)
 }
 
 // Options are the HTTP layer's dependencies.
 type Options struct {
 	ProjectName string // PROJECT_NAME, for the root answer
-	// Version is not read any more: the OpenAPI document is static, its
-	// info.version the API's. Kept so that callers still compile.
-	Version string
-	Flow    Flow
-	Logger  *slog.Logger
+	Flow        Flow
+	Logger      *slog.Logger
 	// Readiness backs /api/v1/health/ready and holds the auth endpoints at
 	// 503 until start-up is done; nil: always ready (tests, benchmarks).
 	Readiness *Readiness
