@@ -83,7 +83,7 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 	defer cancel()
 	switch policy, ok, err := s.CheckEviction(cctx); {
 	case err != nil:
-		log.Warn("Redis does not answer yet: not ready until it does", "err", err)
+		log.Warn("Redis is not usable yet: not ready until it is", "err", err)
 	case policy == "":
 		log.Warn("could not read Redis maxmemory-policy (CONFIG and INFO refused): make sure it is noeviction")
 	case !ok:
