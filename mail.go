@@ -30,16 +30,33 @@ type Message struct {
 
 // Sender delivers one message.
 //
-// Errors: a *SendError saying whether a retry may succeed.
+// Errors: a *SendError saying whether a retry may succeed and what failed;
+// its text never holds the code or the address in clear.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// SendError is a failed delivery. Temporary failures (connection refused,
-// timeouts, 4xx replies) may succeed later; permanent ones (5xx) will not.
+// SendError is a failed delivery.
 type SendError struct {
+	// Temporary failures may succeed later (connection refused, timeouts,
+	// 4xx replies); permanent ones will not (5xx, a configuration that a
+	// retry cannot fix).
 	Temporary bool
-	Err       error
+	// Reply reports that the server answered the failing command (an SMTP
+	// reply), as opposed to not being reached at all (refused, timed out,
+	// cut): an outage of the server is waited out, a server that keeps
+	// refusing a mail is not.
+	Reply bool
+	// Session reports a failure of the session, not of this recipient:
+	// connecting, TLS, authentication, MAIL FROM or DATA refused. Such a
+	// failure meets every mail alike (the server is down or authd's
+	// settings are wrong for it); a recipient's own refusal (RCPT TO: no
+	// such mailbox) says nothing of the others.
+	Session bool
+	// Setting names the configuration a session failure points at
+	// ("SMTP_TLS", "SMTP_USER", "SMTP_HOST"), for the log; "" when none.
+	Setting string
+	Err     error
 }
 
 func (e *SendError) Error() string { return "send mail: " + e.Err.Error() }
