@@ -156,3 +156,31 @@ func Redact(s, code string, addrs ...string) string {
 	}
 	return s
 }
+
+// dotlessDomains are the mail providers whose local parts ignore dots
+// (a.na@ and ana@ are one inbox), with the one domain each is known by:
+// googlemail.com is gmail.com.
+var dotlessDomains = map[string]string{"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+// Mailbox returns the inbox a normalised address delivers to, as the
+// budgets count it: the address without its +tag (ana+shop@ is ana@), and
+// for the providers that ignore dots (gmail.com, googlemail.com, which is
+// gmail.com) without dots either. It is never the identity: users, proofs
+// and tokens keep the address as given, normalised.
+func Mailbox(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at <= 0 {
+		return email
+	}
+	local, domain := email[:at], email[at+1:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if d, ok := dotlessDomains[domain]; ok {
+		if l := strings.ReplaceAll(local, ".", ""); l != "" {
+			local = l
+		}
+		domain = d
+	}
+	return local + "@" + domain
+}

@@ -126,3 +126,25 @@ func TestRedact(t *testing.T) {
 		t.Errorf("Redact = %q, want %q", got, want)
 	}
 }
+
+// Aliases of one inbox share a mailbox: the +tag goes, and where the
+// provider ignores dots (gmail.com, googlemail.com, which is gmail.com),
+// the dots go too.
+func TestMailbox(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"ana@example.com", "ana@example.com"},
+		{"ana+shop@example.com", "ana@example.com"},
+		{"ana+a+b@example.com", "ana@example.com"},
+		{"a.na@example.com", "a.na@example.com"}, // dots matter elsewhere
+		{"a.na+x@gmail.com", "ana@gmail.com"},
+		{"a.n.a@googlemail.com", "ana@gmail.com"},
+		{"ana@gmail.com", "ana@gmail.com"},
+		{"+tag@example.com", "+tag@example.com"}, // nothing before the tag: kept whole
+		{"...@gmail.com", "...@gmail.com"},
+		{"ana@exämple.com", "ana@exämple.com"},
+	} {
+		if got := authd.Mailbox(tc.in); got != tc.want {
+			t.Errorf("Mailbox(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -75,10 +75,11 @@ type Policy struct {
 	CodeTTL            time.Duration // OTP_EXPIRE_SECONDS
 	AttemptsPerCode    int           // OTP_ATTEMPTS_LIMIT
 	ResendCooldown     time.Duration // OTP_RESEND_SECONDS
-	CodesPerAddress    Rate          // LIMIT_CODES_PER_ADDRESS, all projects together
-	FailuresPerAddress Rate          // LIMIT_FAILURES_PER_ADDRESS, all projects, across codes
+	CodesPerAddress    Rate          // LIMIT_CODES_PER_ADDRESS, per mailbox, all projects together
+	FailuresPerAddress Rate          // LIMIT_FAILURES_PER_ADDRESS, per mailbox, all projects, across codes
 	SendPerIP          Rate          // LIMIT_SEND_CODE_PER_IP
 	VerifyPerIP        Rate          // LIMIT_VERIFY_CODE_PER_IP
+	MailsTotal         Rate          // LIMIT_MAILS_TOTAL, all projects, all addresses, all instances
 	MailsPerProject    Rate          // LIMIT_MAILS_PER_PROJECT
 }
 
@@ -92,5 +93,10 @@ func DefaultPolicy() Policy {
 		FailuresPerAddress: Rate{10, time.Hour},
 		SendPerIP:          Rate{10, time.Minute},
 		VerifyPerIP:        Rate{60, time.Minute},
+		// A circuit breaker for the sender's reputation, not a quota: a
+		// burst of 1,000 mails, then ~17 a second (60,000 an hour), many
+		// times a large service's legitimate peak (README, Security
+		// policy), far below what a flood from many IPs sends.
+		MailsTotal: Rate{1000, time.Minute},
 	}
 }

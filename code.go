@@ -41,17 +41,36 @@ type LimitState struct {
 	Reset     time.Duration // until the bucket is full again
 }
 
+// Address names an address in the code store without revealing it: both
+// fields are keyed hashes (AddressKey). Key is the normalised address's: it
+// owns the codes and resend cooldowns. Mailbox is its Mailbox's, the inbox
+// it delivers to: it owns the budgets (codes and failures per address),
+// which an inbox's aliases share, and names the partition everything of
+// the address lives in.
+type Address struct {
+	Key     string
+	Mailbox string
+}
+
+// AddressOf returns the code store's names for a normalised address.
+func (k Keys) AddressOf(email string) Address {
+	return Address{Key: AddressKey(k.Address, email), Mailbox: AddressKey(k.Address, Mailbox(email))}
+}
+
+// Partition is the address's partition (Partition of its mailbox).
+func (a Address) Partition() int { return Partition(a.Mailbox) }
+
 // IssueRequest asks the code store to store a new code for (Project, Address).
 type IssueRequest struct {
-	// Address is AddressKey(address): opaque, reveals nothing of the address.
-	Address  string
+	Address  Address
 	Project  string
 	ClientIP string
 	Record   CodeRecord
 	Now      time.Time
 
 	ResendCooldown  time.Duration // per (project, address)
-	CodesPerAddress Rate          // all projects together
+	CodesPerAddress Rate          // per mailbox, all projects together
+	MailsTotal      Rate          // every mail authd sends
 	SendPerIP       Rate
 	MailsPerProject Rate
 
@@ -65,19 +84,22 @@ type IssueResult struct {
 	// Replaced reports that a live code was replaced by this one.
 	Replaced bool
 	IP       LimitState
+	// Mails is the limit of mails in total after this one (the sender's
+	// reputation budget, shared by every instance).
+	Mails LimitState
 }
 
 // ConsumeRequest asks the code store to check a code and, if it matches,
 // consume it.
 type ConsumeRequest struct {
-	Address  string
+	Address  Address
 	Project  string
 	ClientIP string
 	Hash     []byte
 	Now      time.Time
 
 	AttemptsPerCode    int  // wrong tries after which the code is dead; <= 0: no limit
-	FailuresPerAddress Rate // wrong tries per address, all projects, across codes
+	FailuresPerAddress Rate // wrong tries per mailbox, all projects, across codes
 	VerifyPerIP        Rate
 }
 
@@ -95,21 +117,24 @@ type ConsumeResult struct {
 type CodeStore interface {
 	MailQueue
 
-	// IssueCode checks, in this order, the client-IP limit, the per-project
-	// mail limit, the resend cooldown of (Project, Address) and the codes per
-	// address limit; if all pass it stores Record, replacing any live code of
-	// (Project, Address), queues Job (if set) with its delivery status
-	// "queued", and counts the request against each limit — all
-	// atomically. A refused request changes nothing and counts nowhere.
+	// IssueCode checks, in this order, the client-IP limit, the limit of
+	// mails in total, the per-project mail limit, the resend cooldown of
+	// (Project, Address.Key) and the codes per address (Address.Mailbox);
+	// if all pass it stores Record, replacing any live code of (Project,
+	// Address.Key), queues Job (if set) with its delivery status "queued",
+	// and counts the request against each limit — all atomically. A
+	// refused request changes nothing and counts nowhere.
 	//
 	// Errors: ERATELIMITED (with RetryAfter and Limit one of "send_per_ip",
-	// "mails_per_project", "cooldown", "codes_per_address"), EUNAVAILABLE.
+	// "mails_total", "mails_per_project", "cooldown", "codes_per_address"),
+	// EUNAVAILABLE.
 	IssueCode(ctx context.Context, req IssueRequest) (IssueResult, error)
 
-	// ConsumeCode checks the client-IP verify limit and the address's
-	// failure budget, then compares Hash with the live code of (Project,
-	// Address). On a match the code is deleted and returned. On a mismatch
-	// the code's attempts and the address's failures are counted; the code
+	// ConsumeCode checks the client-IP verify limit and the failure budget
+	// of Address.Mailbox, then compares Hash with the live code of
+	// (Project, Address.Key). On a match the code is deleted and returned.
+	// On a mismatch the code's attempts and the mailbox's failures are
+	// counted; the code
 	// dies at AttemptsPerCode. A missing or expired code counts nowhere but
 	// the IP limit. Atomic: of many concurrent tries of the right code,
 	// exactly one succeeds.
@@ -124,29 +149,30 @@ type CodeStore interface {
 	// issued since or the code has expired (then it does nothing).
 	//
 	// Errors: EUNAVAILABLE.
-	RestoreCode(ctx context.Context, address, project string, rec CodeRecord, now time.Time) error
+	RestoreCode(ctx context.Context, a Address, project string, rec CodeRecord, now time.Time) error
 
 	// IsCurrent reports whether the code named id is still the live code of
-	// (project, address): a mail for a replaced, used or expired code is
-	// not sent.
+	// (project, a.Key): a mail for a replaced, used or expired code is not
+	// sent.
 	//
 	// Errors: EUNAVAILABLE.
-	IsCurrent(ctx context.Context, address, project, id string, now time.Time) (bool, error)
+	IsCurrent(ctx context.Context, a Address, project, id string, now time.Time) (bool, error)
 
-	// Unlock clears the address's failure and codes-per-address budgets.
+	// Unlock clears the failure and codes-per-address budgets of the
+	// mailbox (a Mailbox key): every alias of the inbox is unlocked.
 	//
 	// Errors: EUNAVAILABLE.
-	Unlock(ctx context.Context, address string) error
+	Unlock(ctx context.Context, mailbox string) error
 
-	// EraseAddress deletes everything kept about an address key: its live
-	// codes and resend cooldowns in every project, its send and failure
-	// budgets, and its mail jobs still queued with their delivery statuses
-	// (a mail queued before the erasure is not sent after it). It reports
-	// how many codes, cooldowns and budgets it deleted; jobs are not
-	// counted.
+	// EraseAddress deletes everything kept about an address: its live
+	// codes and resend cooldowns in every project, its mailbox's send and
+	// failure budgets, and its mail jobs still queued with their delivery
+	// statuses (a mail queued before the erasure is not sent after it). It
+	// reports how many codes, cooldowns and budgets it deleted; jobs are
+	// not counted.
 	//
 	// Errors: EUNAVAILABLE.
-	EraseAddress(ctx context.Context, address string) (int, error)
+	EraseAddress(ctx context.Context, a Address) (int, error)
 }
 
 // NewCode returns n uniform decimal digits read from r (crypto/rand in

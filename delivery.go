@@ -26,9 +26,9 @@ type MailJob struct {
 	// the delivery status; random but for the 6 that name the address's
 	// partition.
 	DeliveryID string
-	// Address (an AddressKey), Project and CodeID name the code, so a
-	// worker can tell whether it is still the live one.
-	Address string
+	// Address, Project and CodeID name the code, so a worker can tell
+	// whether it is still the live one.
+	Address Address
 	Project string
 	CodeID  string
 	// ExpiresAt is the code's expiry: no attempt is made after it.
@@ -121,7 +121,7 @@ type MailQueue interface {
 // alone.
 const Partitions = 64
 
-// Partition returns the part of an address key (AddressKey's).
+// Partition returns the part of a mailbox key (Address.Mailbox).
 func Partition(address string) int {
 	h := fnv.New32a()
 	io.WriteString(h, address)

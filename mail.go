@@ -18,10 +18,10 @@ type Message struct {
 	TTL         time.Duration
 	ExpiresAt   time.Time
 
-	// AddressKey and CodeID name the code in the CodeStore, so a mail for a
+	// Address and CodeID name the code in the CodeStore, so a mail for a
 	// replaced code can be dropped unsent.
-	AddressKey string
-	CodeID     string
+	Address Address
+	CodeID  string
 	// ReplaceableAt is when the resend cooldown lets a newer code replace
 	// this one: before it the code is certainly current and the check can
 	// be skipped. Zero: always check.

@@ -66,6 +66,18 @@ func (r *Registry) Lookup(id string) (Project, bool) {
 	return p, ok
 }
 
+// All returns every project of the registry (none for a nil one).
+func (r *Registry) All() []Project {
+	if r == nil {
+		return nil
+	}
+	out := make([]Project, 0, len(r.byID))
+	for _, p := range r.byID {
+		out = append(out, p)
+	}
+	return out
+}
+
 // AllowsOrigin reports whether any project lets origin call authd from a
 // browser. CORS preflights do not say which project they are for, so the
 // union of all projects' origins is allowed.

@@ -34,6 +34,8 @@ type Service struct {
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // nil: crypto/rand
 	Logger *slog.Logger     // nil: slog.Default()
+
+	budget mailBudget // LIMIT_MAILS_TOTAL as this instance sees it (budget.go)
 }
 
 // SendRequest asks for a code to be mailed to Email for ProjectID.
@@ -118,8 +120,8 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
-	addr := AddressKey(s.Keys.Address, email)
-	deliveryID, err := NewDeliveryID(s.rand(), Partition(addr))
+	addr := s.Keys.AddressOf(email)
+	deliveryID, err := NewDeliveryID(s.rand(), addr.Partition())
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
@@ -128,7 +130,7 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	rec := CodeRecord{ID: id, Hash: CodeHash(s.Keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
-		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, AddressKey: addr, CodeID: id,
+		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, Address: addr, CodeID: id,
 		ReplaceableAt: now.Add(p.ResendCooldown),
 	}
 	// The code reaches the store only sealed: at rest it exists as a hash
@@ -140,15 +142,19 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	res, err := s.Codes.IssueCode(ctx, IssueRequest{
 		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP, Record: rec, Now: now,
 		ResendCooldown: p.ResendCooldown, CodesPerAddress: p.CodesPerAddress,
-		SendPerIP: p.SendPerIP, MailsPerProject: p.MailsPerProject,
+		SendPerIP: p.SendPerIP, MailsTotal: p.MailsTotal, MailsPerProject: p.MailsPerProject,
 		Job: &MailJob{
 			DeliveryID: deliveryID, Address: addr, Project: req.ProjectID, CodeID: id,
 			ExpiresAt: rec.ExpiresAt, ReplaceableAt: msg.ReplaceableAt, Sealed: sealed,
 		},
 	})
 	if err != nil {
+		if e, ok := err.(*Error); ok && e.Limit == "mails_total" {
+			s.budgetSpent(e.RetryAfter, now)
+		}
 		return SendResult{IP: limitOnError(res.IP, p.SendPerIP, "send_per_ip", err)}, err
 	}
+	s.budgetSent(res.Mails, now)
 	return SendResult{ExpiresIn: p.CodeTTL, ResendAfter: p.ResendCooldown, CodeID: id, DeliveryID: deliveryID, IP: res.IP}, nil
 }
 
@@ -172,7 +178,7 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	}
 	now := s.now()
 	p := proj.Policy
-	addr := AddressKey(s.Keys.Address, email)
+	addr := s.Keys.AddressOf(email)
 	res, err := s.Codes.ConsumeCode(ctx, ConsumeRequest{
 		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP,
 		Hash: CodeHash(s.Keys.Code, req.ProjectID, email, req.Code), Now: now,
@@ -211,7 +217,7 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 // restore puts back a code consumed by a verification that could not be
 // completed because of what failed. It uses a context of its own: the
 // request's may be what failed.
-func (s *Service) restore(ctx context.Context, address, project string, rec CodeRecord, now time.Time, what string) {
+func (s *Service) restore(ctx context.Context, address Address, project string, rec CodeRecord, now time.Time, what string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := s.Codes.RestoreCode(rctx, address, project, rec, now); err != nil {
@@ -228,8 +234,8 @@ func unavailable(what string, err error) error {
 	return Unavailable(what, err)
 }
 
-// Unlock clears an address's failure and codes-per-address budgets: the
-// operator's way out of a lock-out.
+// Unlock clears the failure and codes-per-address budgets of an address's
+// mailbox (its aliases share them): the operator's way out of a lock-out.
 //
 // Errors: EINVALID, EUNAVAILABLE.
 func (s *Service) Unlock(ctx context.Context, email string) error {
@@ -237,7 +243,7 @@ func (s *Service) Unlock(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
-	return s.Codes.Unlock(ctx, AddressKey(s.Keys.Address, email))
+	return s.Codes.Unlock(ctx, s.Keys.AddressOf(email).Mailbox)
 }
 
 // Erasure is what EraseAddress deleted.
@@ -249,8 +255,8 @@ type Erasure struct {
 
 // EraseAddress erases an address on request: its user rows (case variants
 // too), then everything the code store keeps of it — live codes and
-// cooldowns in every project, budgets, and mails still queued, which are
-// then never sent.
+// cooldowns in every project, its mailbox's budgets, and mails still
+// queued, which are then never sent.
 //
 // Errors: EINVALID; EUNAVAILABLE (when the code store fails after the user
 // rows were deleted, the Erasure says how many were).
@@ -263,7 +269,7 @@ func (s *Service) EraseAddress(ctx context.Context, email string) (Erasure, erro
 	if out.Users, err = s.Users.DeleteByEmail(ctx, email); err != nil {
 		return out, err
 	}
-	if out.Codes, err = s.Codes.EraseAddress(ctx, AddressKey(s.Keys.Address, email)); err != nil {
+	if out.Codes, err = s.Codes.EraseAddress(ctx, s.Keys.AddressOf(email)); err != nil {
 		return out, err
 	}
 	return out, nil

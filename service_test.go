@@ -3,7 +3,11 @@ package authd_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,7 +186,7 @@ func TestFlowNewCodeReplacesOld(t *testing.T) {
 	f := newFlow(t, func(p *authd.Policy) { p.ResendCooldown = 0 })
 	old, first := f.send(t, "ana@example.com", "shop")
 	code, _ := f.send(t, "ana@example.com", "shop")
-	addr := authd.AddressKey(f.Keys.Address, "ana@example.com")
+	addr := f.Keys.AddressOf("ana@example.com")
 	if cur, err := f.codes.IsCurrent(t.Context(), addr, "shop", first.CodeID, f.now); err != nil || cur {
 		t.Fatalf("the replaced code is current: %v, %v", cur, err)
 	}
@@ -207,6 +211,26 @@ func TestFlowCodesPerAddressAllProjects(t *testing.T) {
 	wantLimited(t, err, "codes_per_address", 12*time.Minute)
 	f.advance(12 * time.Minute)
 	f.send(t, "ana@example.com", "f")
+}
+
+// The budgets are the mailbox's: ana+1@ and a.na@gmail.com are one inbox
+// and share them, while each keeps its own identity.
+func TestFlowAliasesShareBudgets(t *testing.T) {
+	f := newFlow(t, nil)
+	for _, e := range []string{"ana@gmail.com", "ana+1@gmail.com", "a.na@gmail.com", "ana+2@googlemail.com", "a.n.a+3@gmail.com"} {
+		code, _ := f.send(t, e, "shop")
+		res, err := f.verify(t, e, "shop", code)
+		if err != nil {
+			t.Fatalf("%s: %v", e, err)
+		}
+		if res.Proof.Email != e {
+			t.Fatalf("the proof names %s, want the address as given, %s", res.Proof.Email, e)
+		}
+	}
+	_, err := f.SendCode(t.Context(), authd.SendRequest{Email: "an.a+4@gmail.com", ProjectID: "shop", ClientIP: "192.0.2.1"})
+	wantLimited(t, err, "codes_per_address", 12*time.Minute)
+	// Another inbox is not touched.
+	f.send(t, "ana+1@example.com", "shop")
 }
 
 // Wrong tries are counted per address across codes: a new code does not
@@ -330,7 +354,7 @@ func TestFlowDeliveryStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := authd.DeliveryPartition(res.DeliveryID); !ok || p != authd.Partition(authd.AddressKey(f.Keys.Address, "ana@example.com")) {
+	if p, ok := authd.DeliveryPartition(res.DeliveryID); !ok || p != f.Keys.AddressOf("ana@example.com").Partition() {
 		t.Fatalf("delivery id %s names partition %d, %v", res.DeliveryID, p, ok)
 	}
 	if d, err := f.Delivery(t.Context(), res.DeliveryID); err != nil || d.Status != authd.DeliveryQueued {
@@ -397,4 +421,52 @@ func TestFlowTokenFailureRestoresCode(t *testing.T) {
 	if res, err := f.VerifyCode(t.Context(), req); err != nil || res.Token.Raw == "" {
 		t.Fatalf("the same code after the signer recovered: %v", err)
 	}
+}
+
+// The limit of mails in total counts every project and address; when it is
+// spent, send-code is refused for everyone until it refills, and the
+// operator is told (once a minute at most) at 80 % and when spent.
+func TestFlowMailsTotal(t *testing.T) {
+	f := newFlow(t, func(p *authd.Policy) { p.MailsTotal = authd.Rate{N: 10, Period: time.Minute} })
+	var logs syncBuffer
+	f.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if rem, lim := f.MailBudget(); rem != 10 || lim != 10 {
+		t.Fatalf("MailBudget before any send = %d of %d", rem, lim)
+	}
+	for i := range 10 {
+		f.send(t, fmt.Sprintf("user%d@example.com", i), fmt.Sprintf("project%d", i))
+	}
+	if rem, _ := f.MailBudget(); rem != 0 {
+		t.Fatalf("MailBudget after 10 sends = %d, want 0", rem)
+	}
+	_, err := f.SendCode(t.Context(), authd.SendRequest{Email: "late@example.com", ProjectID: "other", ClientIP: "192.0.2.9"})
+	wantLimited(t, err, "mails_total", 6*time.Second)
+	if n := strings.Count(logs.String(), "mail budget more than 80% spent"); n != 1 {
+		t.Errorf("%d warnings at 80%%, want 1 (one a minute at most):\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "mail budget spent") || !strings.Contains(logs.String(), "LIMIT_MAILS_TOTAL=10/m") {
+		t.Errorf("no warning naming LIMIT_MAILS_TOTAL when spent:\n%s", logs.String())
+	}
+	f.advance(30 * time.Second)
+	if rem, _ := f.MailBudget(); rem != 5 {
+		t.Fatalf("MailBudget 30 s later = %d, want 5 (refilled at the limit's rate)", rem)
+	}
+	f.send(t, "late@example.com", "other")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

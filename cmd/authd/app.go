@@ -204,7 +204,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
 	var observe *httpapi.Observer
 	if !o.noObserve {
-		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector())...)
+		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining", Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
+			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
+		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
 	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,

@@ -194,13 +194,12 @@ func (sp *spec) check(req *http.Request, body []byte, resp *http.Response, respB
 }
 
 // readAsJSON applies the document's rule for request bodies (info's
-// "Requests"): a missing Content-Type, application/x-www-form-urlencoded
-// and any +json type are read as JSON, so they are validated as
-// application/json.
+// "Requests"): a missing Content-Type and any +json type are read as
+// JSON, so they are validated as application/json.
 func readAsJSON(h http.Header) {
 	ct := h.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
-	if ct == "" || err == nil && (mt == "application/x-www-form-urlencoded" || strings.HasSuffix(mt, "+json")) {
+	if ct == "" || err == nil && strings.HasSuffix(mt, "+json") {
 		h.Set("Content-Type", "application/json")
 	}
 }
@@ -295,7 +294,7 @@ func TestSpecValidator(t *testing.T) {
 		{"HEAD, undocumented status", "HEAD", "/api/v1/health", "", "", 204, nil, ``, "status 204 is not documented"},
 		{"send-code", "POST", "/api/v1/auth/send-code", js, `{"email":"a@example.com","project_id":"shop","extra":{"x":[1]}}`, 200, append([]string{"Content-Type", js}, limits...), sent, ""},
 		{"send-code read as JSON without a type", "POST", "/api/v1/auth/send-code", "", `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js}, sent, ""},
-		{"send-code read as JSON from a form type", "POST", "/api/v1/auth/send-code", "application/x-www-form-urlencoded", `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js}, sent, ""},
+		{"send-code taking a form body", "POST", "/api/v1/auth/send-code", "application/x-www-form-urlencoded", `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js}, sent, "the document refuses the request"},
 		{"a field added to the frozen v1 body", "POST", "/api/v1/auth/send-code", js, `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js}, `{"message":"Verification code sent successfully","debug":true}`, "additional properties"},
 		{"another message", "POST", "/api/v1/auth/send-code", js, `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js}, `{"message":"Sent"}`, "doesn't match schema"},
 		{"a RateLimit header that is no number", "POST", "/api/v1/auth/send-code", js, `{"email":"a@example.com","project_id":"shop"}`, 200, []string{"Content-Type", js, "RateLimit-Remaining", "many"}, sent, `"RateLimit-Remaining"`},

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if x.cfg, err = config.Load(getenv, ".env", cmd.needs); err != nil {
 		return err
 	}
-	x.log = newLogger(x.cfg, stderr)
+	x.log = httpapi.NewLogger(stderr, x.cfg.LogFormat == "json", x.cfg.LogLevel)
 	return cmd.run(ctx, x)
 }
 
@@ -229,19 +229,4 @@ func usage() string {
 	}
 	b.WriteString("\nEvery command takes --help.\n" + footer)
 	return b.String()
-}
-
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		// Durations as Go writes them ("1.5s"), not as nanoseconds.
-		if a.Value.Kind() == slog.KindDuration {
-			return slog.String(a.Key, a.Value.Duration().String())
-		}
-		return a
-	}}
-	// Lines logged inside a request carry its X-Request-ID (httpapi).
-	if cfg.LogFormat == "text" {
-		return slog.New(httpapi.WithRequestID(slog.NewTextHandler(w, opts)))
-	}
-	return slog.New(httpapi.WithRequestID(slog.NewJSONHandler(w, opts)))
 }

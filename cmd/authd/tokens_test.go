@@ -145,7 +145,7 @@ func TestV2TokenAndPublishedKeys(t *testing.T) {
 		t.Fatalf("verify-proof(proof): %d %v", st, m)
 	}
 	p["email"] = "eve@example.com"
-	if st, m = verifyProof(t, inst, map[string]any{"proof": p}); st != 200 || m["valid"] != false || m["reason"] != "bad_signature" || m["claims"] != nil {
+	if st, m = verifyProof(t, inst, map[string]any{"proof": p, "audience": "*"}); st != 200 || m["valid"] != false || m["reason"] != "bad_signature" || m["claims"] != nil {
 		t.Fatalf("verify-proof(tampered proof): %d %v", st, m)
 	}
 	p["email"] = v["email"]
@@ -187,7 +187,7 @@ func TestVerifyProofRefusesForgeries(t *testing.T) {
 		{"unknown kid", jwstest.EdDSA(map[string]any{"kid": "not-published"}, claims, other), "shop", "unknown_key"},
 		{"alg none", jwstest.None(hdr(), claims), "shop", "unsupported_alg"},
 		{"HS256 keyed with the public key", jwstest.HS256(hdr(), claims, priv.Public().(ed25519.PublicKey)), "shop", "alg_mismatch"},
-		{"garbage", "abc", "", "malformed"},
+		{"garbage", "abc", "*", "malformed"},
 	}
 	for _, tc := range cases {
 		body := map[string]any{"token": tc.token}
@@ -218,6 +218,12 @@ func TestVerifyProofMalformed(t *testing.T) {
 		map[string]any{"proof": "a proof"},
 		map[string]any{"proof": map[string]any{"auth_user_id": "u", "email": "a@example.com", "project_id": "shop", "verified": "yes", "issued_at": 1, "signature": "x"}},
 		map[string]any{"token": "a.b.c", "audience": "bad audience!"},
+		// No audience: a token of any project would pass where one
+		// project's was meant; "*" says so on purpose.
+		map[string]any{"token": "a.b.c"},
+		map[string]any{"proof": goodProof},
+		map[string]any{"token": "a.b.c", "audience": nil},
+		map[string]any{"token": "a.b.c", "audience": ""},
 		map[string]any{"token": "a.b.c", "max_age_seconds": "60"},
 		map[string]any{"token": "a.b.c", "max_age_seconds": 0},
 		map[string]any{"token": "a.b.c", "max_age_seconds": 1.5},
@@ -235,7 +241,7 @@ func TestVerifyProofMalformed(t *testing.T) {
 	if r := post(t, inst.URL+"/api/v2/auth/verify-proof", "text/plain", `{"token":"a.b.c"}`); r.Status != 415 {
 		t.Errorf("text/plain: %d", r.Status)
 	}
-	if st, m := verifyProof(t, inst, map[string]any{"proof": goodProof}); st != 200 || m["valid"] != false {
+	if st, m := verifyProof(t, inst, map[string]any{"proof": goodProof, "audience": "*"}); st != 200 || m["valid"] != false {
 		t.Errorf("a well-formed proof that does not verify: %d %v", st, m)
 	}
 }
@@ -255,7 +261,7 @@ func TestHS256Tokens(t *testing.T) {
 	if algs := d["id_token_signing_alg_values_supported"].([]any); algs[0] != "HS256" || d["issuer"] != "http://localhost:"+inst.Env["PORT"] {
 		t.Fatalf("discovery: %v", d)
 	}
-	if st, m := verifyProof(t, inst, map[string]any{"token": v["token"]}); st != 200 || m["valid"] != true {
+	if st, m := verifyProof(t, inst, map[string]any{"token": v["token"], "audience": "shop"}); st != 200 || m["valid"] != true {
 		t.Fatalf("verify-proof of an HS256 token: %d %v", st, m)
 	}
 }

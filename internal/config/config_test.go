@@ -153,6 +153,7 @@ func TestConfigValues(t *testing.T) {
 		CodeTTL: 600 * time.Second, AttemptsPerCode: 3, ResendCooldown: 30 * time.Second,
 		CodesPerAddress: authd.Rate{N: 5, Period: time.Hour}, FailuresPerAddress: authd.Rate{N: 20, Period: time.Hour},
 		VerifyPerIP: authd.Rate{N: 60, Period: time.Minute}, MailsPerProject: authd.Rate{N: 1000, Period: time.Hour},
+		MailsTotal: authd.Rate{N: 1000, Period: time.Minute},
 	}
 	if c.Policy != want {
 		t.Fatalf("policy %+v, want %+v", c.Policy, want)

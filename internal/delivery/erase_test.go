@@ -21,7 +21,7 @@ func (r *rig) issueCooled(t *testing.T, to, code string, ttl, cooldown time.Dura
 	m := message(to, code)
 	m.ExpiresAt = now.Add(ttl)
 	job := &authd.MailJob{
-		DeliveryID: newID(), Address: "k:" + to, Project: "shop", CodeID: newID(),
+		DeliveryID: newID(), Address: authd.Address{Key: "k:" + to, Mailbox: "k:" + to}, Project: "shop", CodeID: newID(),
 		ExpiresAt: m.ExpiresAt, ReplaceableAt: now.Add(cooldown),
 	}
 	var err error

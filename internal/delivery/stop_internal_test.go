@@ -31,7 +31,7 @@ func stopRig(t *testing.T, current CurrentFunc) (*Worker, *inmem.CodeStore, *cou
 	}
 	now := time.Now()
 	job := &authd.MailJob{
-		DeliveryID: "0123456789abcdef0123456789abcdef", Address: "k:st", Project: "shop", CodeID: "c1",
+		DeliveryID: "0123456789abcdef0123456789abcdef", Address: authd.Address{Key: "k:st", Mailbox: "k:st"}, Project: "shop", CodeID: "c1",
 		ExpiresAt: now.Add(time.Minute), ReplaceableAt: now, // checked: current is called
 	}
 	job.Sealed, err = sealer.Seal(job.DeliveryID, authd.Message{To: "st@example.com", Code: "246810", ExpiresAt: job.ExpiresAt})
@@ -96,7 +96,7 @@ func TestAttemptAfterCloseStartsNothing(t *testing.T) {
 // the code's currency stops the attempt before its send starts.
 func TestCloseDuringCheckStartsNoSend(t *testing.T) {
 	var w *Worker
-	current := func(ctx context.Context, address, project, id string, now time.Time) (bool, error) {
+	current := func(ctx context.Context, address authd.Address, project, id string, now time.Time) (bool, error) {
 		w.stopOnce.Do(func() { close(w.stop) }) // Close's first step, meanwhile
 		return true, nil
 	}

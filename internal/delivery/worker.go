@@ -23,7 +23,7 @@ import (
 
 // CurrentFunc reports whether the code named id is still the live code of
 // (address, project): authd.CodeStore.IsCurrent.
-type CurrentFunc func(ctx context.Context, address, project, id string, now time.Time) (bool, error)
+type CurrentFunc func(ctx context.Context, address authd.Address, project, id string, now time.Time) (bool, error)
 
 // WorkerOptions configure a Worker. Zero values take the defaults.
 type WorkerOptions struct {
@@ -406,7 +406,7 @@ func (w *Worker) attempt(h *heldJob) {
 		w.finish(h, authd.DeliveryFailed)
 		return
 	}
-	m.ProjectID, m.AddressKey, m.CodeID = j.Project, j.Address, j.CodeID
+	m.ProjectID, m.Address, m.CodeID = j.Project, j.Address, j.CodeID
 	m.ExpiresAt, m.ReplaceableAt = j.ExpiresAt, j.ReplaceableAt
 	logger = logger.With(slog.String("to", authd.MaskEmail(m.To)))
 

@@ -27,7 +27,7 @@ import (
 // message returns a verification mail for to with code.
 func message(to, code string) authd.Message {
 	return authd.Message{To: to, ProjectID: "shop", ProjectName: "Example Shop", Code: code, TTL: 5 * time.Minute,
-		ExpiresAt: time.Now().Add(5 * time.Minute), AddressKey: "k:" + to, CodeID: "id-" + code}
+		ExpiresAt: time.Now().Add(5 * time.Minute), Address: authd.Address{Key: "k:" + to, Mailbox: "k:" + to}, CodeID: "id-" + code}
 }
 
 // newSender is the real SMTP transport to srv, plain SMTP.
@@ -98,7 +98,7 @@ func (r *rig) issue(t *testing.T, to, code string, ttl time.Duration) *authd.Mai
 	m := message(to, code)
 	m.ExpiresAt = now.Add(ttl)
 	job := &authd.MailJob{
-		DeliveryID: newID(), Address: "k:" + to, Project: "shop", CodeID: newID(),
+		DeliveryID: newID(), Address: authd.Address{Key: "k:" + to, Mailbox: "k:" + to}, Project: "shop", CodeID: newID(),
 		ExpiresAt: m.ExpiresAt, ReplaceableAt: now,
 	}
 	var err error

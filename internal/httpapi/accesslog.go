@@ -228,6 +228,23 @@ func (s *idSource) next() string {
 	return s.prefix + hex.EncodeToString(b[8:])
 }
 
+// NewLogger is authd's logger: JSON (one object a line) or text, at level,
+// to w. Lines logged inside a request carry its X-Request-ID
+// (WithRequestID); durations are written as Go writes them ("1.5s"), not
+// as nanoseconds.
+func NewLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
+	if json {
+		return slog.New(WithRequestID(slog.NewJSONHandler(w, opts)))
+	}
+	return slog.New(WithRequestID(slog.NewTextHandler(w, opts)))
+}
+
 // WithRequestID wraps a log handler so that every record logged with a
 // request's context carries the request's id: a warning from the flow is
 // found beside its access line.

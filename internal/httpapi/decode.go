@@ -41,20 +41,34 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// projectOf is the string field (project_id, audience) a body names, ""
+// when it names none or is not a JSON object: which project's origins a
+// browser request is checked against, before the body is validated.
+func projectOf(body []byte, field string) string {
+	var raw map[string]json.RawMessage
+	var p string
+	if json.Unmarshal(body, &raw) != nil || json.Unmarshal(raw[field], &p) != nil {
+		return ""
+	}
+	return p
+}
+
 func missingBody() *apiError {
 	return validationError(FieldError{Loc: []any{"body"}, Msg: "Field required", Type: "missing"})
 }
 
-// checkContentType accepts JSON and a missing Content-Type. It also reads
-// application/x-www-form-urlencoded as JSON: that is what `curl -d '{...}'`
-// sends without -H, and a form body never parses as a JSON object anyway.
-// Anything else is 415.
+// checkContentType accepts JSON (application/json, +json types) and a
+// missing Content-Type, read as JSON as FastAPI did, for the original's
+// server-side clients. Anything else is 415 — forms and text/plain above
+// all: those are what a web page can make a browser send cross-site
+// without asking (CORS "simple" requests; FastAPI stopped reading them as
+// JSON for this, CVE-2021-32677).
 func checkContentType(ct string) error {
 	if ct == "" {
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
-	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "application/x-www-form-urlencoded") {
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
 		return nil
 	}
 	return &apiError{status: http.StatusUnsupportedMediaType, Detail: msgUnsupported}

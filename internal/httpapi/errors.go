@@ -19,6 +19,7 @@ const (
 	msgUnavailable  = "Service temporarily unavailable"
 	msgInternal     = "Internal Server Error"
 	msgUnsupported  = "Unsupported Media Type: send application/json"
+	msgCrossOrigin  = "Cross-origin request refused: this origin is not registered for the project"
 	msgBodyTooLarge = "Request body too large"
 	msgNotFound     = "Not Found"
 	// What huma answered when a body's read hit the server's read

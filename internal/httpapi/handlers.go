@@ -34,9 +34,9 @@ func handleHealth() http.Handler {
 	})
 }
 
-func handleSendV1(flow Flow, log *slog.Logger) http.Handler {
+func handleSendV1(flow Flow, org *origins, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := send(r, flow, log)
+		res, err := send(r, flow, org, log)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -46,9 +46,9 @@ func handleSendV1(flow Flow, log *slog.Logger) http.Handler {
 	})
 }
 
-func handleSendV2(flow Flow, log *slog.Logger) http.Handler {
+func handleSendV2(flow Flow, org *origins, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := send(r, flow, log)
+		res, err := send(r, flow, org, log)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -63,9 +63,9 @@ func handleSendV2(flow Flow, log *slog.Logger) http.Handler {
 	})
 }
 
-func handleVerifyV1(flow Flow, log *slog.Logger) http.Handler {
+func handleVerifyV1(flow Flow, org *origins, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := verifyCode(r, flow, log, false)
+		res, err := verifyCode(r, flow, org, log, false)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -75,9 +75,9 @@ func handleVerifyV1(flow Flow, log *slog.Logger) http.Handler {
 	})
 }
 
-func handleVerifyV2(flow Flow, log *slog.Logger) http.Handler {
+func handleVerifyV2(flow Flow, org *origins, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := verifyCode(r, flow, log, true)
+		res, err := verifyCode(r, flow, org, log, true)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -87,10 +87,14 @@ func handleVerifyV2(flow Flow, log *slog.Logger) http.Handler {
 	})
 }
 
-// send runs send-code for both versions: the body read and checked, the
-// flow asked, its refusal mapped.
-func send(r *http.Request, flow Flow, log *slog.Logger) (authd.SendResult, error) {
+// send runs send-code for both versions: the body read and checked (a
+// browser's cross-origin request refused first), the flow asked, its
+// refusal mapped.
+func send(r *http.Request, flow Flow, org *origins, log *slog.Logger) (authd.SendResult, error) {
 	body, err := readBody(r)
+	if err == nil {
+		err = org.forProject(r, projectOf(body, "project_id"))
+	}
 	if err != nil {
 		return authd.SendResult{}, err
 	}
@@ -109,8 +113,11 @@ func send(r *http.Request, flow Flow, log *slog.Logger) (authd.SendResult, error
 }
 
 // verifyCode runs verify-code for both versions; v2 asks for a token.
-func verifyCode(r *http.Request, flow Flow, log *slog.Logger, v2 bool) (authd.VerifyResult, error) {
+func verifyCode(r *http.Request, flow Flow, org *origins, log *slog.Logger, v2 bool) (authd.VerifyResult, error) {
 	body, err := readBody(r)
+	if err == nil {
+		err = org.forProject(r, projectOf(body, "project_id"))
+	}
 	if err != nil {
 		return authd.VerifyResult{}, err
 	}

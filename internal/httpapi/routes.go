@@ -12,7 +12,7 @@ type handler interface {
 // and openapi.yaml documents each route (openapi_test.go holds them to
 // each other). A GET pattern also answers HEAD.
 func routes(mux handler, o Options) {
-	log := o.Logger
+	log, org := o.Logger, newOrigins(o.Projects)
 
 	mux.Handle("GET /{$}", handleRoot(o.ProjectName))
 	mux.Handle("GET /api/v1/health", handleHealth())
@@ -28,18 +28,18 @@ func routes(mux handler, o Options) {
 	}
 
 	// /api/v1: the original's API, frozen.
-	mux.Handle("POST /api/v1/auth/send-code", handleSendV1(o.Flow, log))
-	mux.Handle("POST /api/v1/auth/verify-code", handleVerifyV1(o.Flow, log))
+	mux.Handle("POST /api/v1/auth/send-code", handleSendV1(o.Flow, org, log))
+	mux.Handle("POST /api/v1/auth/verify-code", handleVerifyV1(o.Flow, org, log))
 
 	// /api/v2: the same flow, richer answers.
-	mux.Handle("POST /api/v2/auth/send-code", handleSendV2(o.Flow, log))
-	mux.Handle("POST /api/v2/auth/verify-code", handleVerifyV2(o.Flow, log))
+	mux.Handle("POST /api/v2/auth/send-code", handleSendV2(o.Flow, org, log))
+	mux.Handle("POST /api/v2/auth/verify-code", handleVerifyV2(o.Flow, org, log))
 	mux.Handle("GET /api/v2/auth/deliveries/{delivery_id}", handleDelivery(o.Flow, log))
 
 	// The v2 tokens' keys and checks (tokens.go), answered from memory.
 	if o.Tokens != nil && o.Proofs != nil {
 		mux.Handle("GET /.well-known/jwks.json", handleJWKS(o.Tokens))
 		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(o.Tokens))
-		mux.Handle("POST /api/v2/auth/verify-proof", handleVerifyProof(o.Tokens, o.Proofs))
+		mux.Handle("POST /api/v2/auth/verify-proof", handleVerifyProof(o.Tokens, o.Proofs, org))
 	}
 }

@@ -106,7 +106,6 @@ func (w *statusOnly) WriteHeader(code int) {
 		return
 	}
 	w.wrote = true
-	w.Header().Del("X-Content-Type-Options")
 	writeJSON(w.ResponseWriter, code, map[string]string{"detail": http.StatusText(code)})
 }
 

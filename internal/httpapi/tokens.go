@@ -99,7 +99,7 @@ var errNotNumber = errors.New("not a number")
 type verifyProofInput struct {
 	token    string
 	proof    *authd.Proof
-	audience string
+	audience string // "" when the request said "*": any project
 	maxAge   time.Duration
 }
 
@@ -129,10 +129,15 @@ func decodeVerifyProof(body []byte) (verifyProofInput, error) {
 			f.errs = append(f.errs, FieldError{Loc: []any{"body", "token"}, Msg: "Give token or proof", Type: "missing"})
 		}
 	}
-	if aud, ok := f.str("audience", true); ok {
-		if !authd.ValidProjectID(aud) {
-			f.fail("audience", "string_pattern_mismatch", "String should match pattern '"+projectPattern+"'")
-		}
+	// The audience is required: a token of any project accepted where one
+	// project's was meant is the confusion this check exists to stop.
+	// "*" says "any project" on purpose.
+	switch aud, ok := f.str("audience", true); {
+	case !ok && (f.raw["audience"] == nil || string(f.raw["audience"]) == "null"):
+		f.errs = append(f.errs, FieldError{Loc: []any{"body", "audience"}, Msg: `Field required: the project_id the token or proof must be for, or "*" for any project`, Type: "missing"})
+	case ok && aud != "*" && !authd.ValidProjectID(aud):
+		f.fail("audience", "string_pattern_mismatch", "String should match pattern '"+projectPattern+`' or be "*"`)
+	case ok && aud != "*":
 		in.audience = aud
 	}
 	if raw, ok := f.raw["max_age_seconds"]; ok && string(raw) != "null" {
@@ -187,9 +192,16 @@ func (f *fields) proofField() *authd.Proof {
 // handleVerifyProof checks a token or a v1 proof for a service that cannot
 // verify locally. Every well-formed request gets 200 with valid and, when
 // refused, a reason from the documented list; a malformed one gets 422.
-func handleVerifyProof(tokens Tokens, proofs *verify.ProofVerifier) http.Handler {
+func handleVerifyProof(tokens Tokens, proofs *verify.ProofVerifier, org *origins) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(r)
+		if err == nil {
+			if aud := projectOf(body, "audience"); aud != "" && aud != "*" {
+				err = org.forProject(r, aud)
+			} else {
+				err = org.forAny(r)
+			}
+		}
 		if err != nil {
 			writeError(w, err)
 			return

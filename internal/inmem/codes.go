@@ -191,6 +191,16 @@ func limitsState(limits []limit, now time.Time, tats []time.Time) authd.LimitSta
 	return gcraState(now, limits[0].rate, tats[0])
 }
 
+// limitsStates is limits_states: every limit's state after the request,
+// in order.
+func limitsStates(limits []limit, now time.Time, tats []time.Time) []authd.LimitState {
+	out := make([]authd.LimitState, len(limits))
+	for i, l := range limits {
+		out[i] = gcraState(now, l.rate, tats[i])
+	}
+	return out
+}
+
 // refusal is refusal: the refusing limit, and when limits let the request
 // through before one refused (tats holds theirs), the first one's state as
 // it stands without this request, for the RateLimit-* headers.
@@ -295,10 +305,11 @@ func (s *CodeStore) IssueCode(ctx context.Context, req authd.IssueRequest) (auth
 	now := req.Now
 	limits := []limit{
 		{limitKey{"send", req.ClientIP}, "send_per_ip", req.SendPerIP},
+		{limitKey{"total", ""}, "mails_total", req.MailsTotal},
 		{limitKey{"mails", req.Project}, "mails_per_project", req.MailsPerProject},
 	}
-	ck := codeKey{req.Address, req.Project}
-	sent := limitKey{"sent", req.Address}
+	ck := codeKey{req.Address.Key, req.Project}
+	sent := limitKey{"sent", req.Address.Mailbox}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,7 +332,8 @@ func (s *CodeStore) IssueCode(ctx context.Context, req authd.IssueRequest) (auth
 	if req.Job != nil {
 		s.enqueueJob(req.Job, now)
 	}
-	return authd.IssueResult{Replaced: replaced, IP: limitsState(limits, now, tats)}, nil
+	st := limitsStates(limits, now, tats)
+	return authd.IssueResult{Replaced: replaced, IP: st[0], Mails: st[1]}, nil
 }
 
 // ConsumeCode implements authd.CodeStore: consume.lua. Besides the
@@ -344,33 +356,33 @@ func (s *CodeStore) ConsumeCode(ctx context.Context, req authd.ConsumeRequest) (
 	s.limitsSet(limits, tats)
 	res := authd.ConsumeResult{IP: limitsState(limits, now, tats)}
 
-	rec, err := s.consumeAddress(limitKey{"fail", req.Address}, codeKey{req.Address, req.Project}, now,
+	rec, err := s.consumeAddress(limitKey{"fail", req.Address.Mailbox}, codeKey{req.Address.Key, req.Project}, now,
 		req.FailuresPerAddress, req.Hash, max(req.AttemptsPerCode, 0))
 	res.Record = rec
 	return res, err
 }
 
 // RestoreCode implements authd.CodeStore: restore.lua.
-func (s *CodeStore) RestoreCode(ctx context.Context, address, project string, rec authd.CodeRecord, now time.Time) error {
+func (s *CodeStore) RestoreCode(ctx context.Context, address authd.Address, project string, rec authd.CodeRecord, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.restoreCode(codeKey{address, project}, now, rec)
+	s.restoreCode(codeKey{address.Key, project}, now, rec)
 	return nil
 }
 
 // IsCurrent implements authd.CodeStore.
-func (s *CodeStore) IsCurrent(ctx context.Context, address, project, id string, now time.Time) (bool, error) {
+func (s *CodeStore) IsCurrent(ctx context.Context, address authd.Address, project, id string, now time.Time) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, found := s.codes[codeKey{address, project}]
+	rec, found := s.codes[codeKey{address.Key, project}]
 	return found && rec.ID == id && now.Before(rec.ExpiresAt), nil
 }
 
 // Unlock implements authd.CodeStore.
-func (s *CodeStore) Unlock(ctx context.Context, address string) error {
+func (s *CodeStore) Unlock(ctx context.Context, mailbox string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.tats, limitKey{"fail", address})
-	delete(s.tats, limitKey{"sent", address})
+	delete(s.tats, limitKey{"fail", mailbox})
+	delete(s.tats, limitKey{"sent", mailbox})
 	return nil
 }

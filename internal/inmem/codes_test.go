@@ -22,7 +22,7 @@ func TestSweep(t *testing.T) {
 	t0 := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 100 {
 		req := authd.IssueRequest{
-			Address:         string(rune('a'+i%26)) + string(rune('a'+i/26)),
+			Address:         addrOf(string(rune('a'+i%26)) + string(rune('a'+i/26))),
 			Project:         "shop",
 			ClientIP:        "192.0.2.1",
 			Record:          authd.CodeRecord{ID: "id", Hash: []byte{1}, ExpiresAt: t0.Add(5 * time.Minute)},
@@ -73,7 +73,7 @@ func TestSweepLazily(t *testing.T) {
 	issue := func(address string, now time.Time) {
 		t.Helper()
 		_, err := s.IssueCode(ctx, authd.IssueRequest{
-			Address: address, Project: "shop", Now: now,
+			Address: addrOf(address), Project: "shop", Now: now,
 			Record: authd.CodeRecord{ID: "id", Hash: []byte{1}, ExpiresAt: now.Add(5 * time.Minute)},
 		})
 		if err != nil {
@@ -92,3 +92,6 @@ func TestSweepLazily(t *testing.T) {
 func TestMailQueue(t *testing.T) {
 	storetest.MailQueue(t, func(t *testing.T) storetest.QueueStore { return inmem.NewCodeStore() })
 }
+
+// addrOf is the store's name of an address whose mailbox is its own.
+func addrOf(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }

@@ -1,20 +1,24 @@
 package inmem
 
-import "context"
+import (
+	"context"
 
-// EraseAddress deletes everything kept about an address key, as
+	"github.com/authd/authd"
+)
+
+// EraseAddress deletes everything kept about an address, as
 // internal/redis's EraseAddress does: its live codes and resend cooldowns
-// in every project, its send and failure budgets, and its queued mail
+// in every project, its mailbox's send and failure budgets, and its queued mail
 // jobs with their claims and delivery statuses (erasure on request: a
 // mail queued before it is not sent after it). It reports how many codes,
 // cooldowns and budgets it deleted (the Redis store's count of keys; jobs
 // are not counted).
 //
 // It never fails; the error is for the Redis store's signature.
-func (s *CodeStore) EraseAddress(ctx context.Context, address string) (int, error) {
+func (s *CodeStore) EraseAddress(ctx context.Context, a authd.Address) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	address, n := a.Key, 0
 	for k := range s.codes {
 		if k.address == address {
 			delete(s.codes, k)
@@ -28,8 +32,8 @@ func (s *CodeStore) EraseAddress(ctx context.Context, address string) (int, erro
 		}
 	}
 	for _, kind := range []string{"sent", "fail"} {
-		if _, ok := s.tats[limitKey{kind, address}]; ok {
-			delete(s.tats, limitKey{kind, address})
+		if _, ok := s.tats[limitKey{kind, a.Mailbox}]; ok {
+			delete(s.tats, limitKey{kind, a.Mailbox})
 			n++
 		}
 	}

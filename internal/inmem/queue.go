@@ -231,7 +231,7 @@ func (s *CodeStore) OldestQueued(ctx context.Context) (time.Time, error) {
 // which the erasure deleted.
 func (s *CodeStore) eraseJobs(address string) {
 	s.queue.jobs = slices.DeleteFunc(s.queue.jobs, func(j *memJob) bool {
-		if j.job.Address != address {
+		if j.job.Address.Key != address {
 			return false
 		}
 		delete(s.queue.statuses, j.job.DeliveryID)

@@ -27,7 +27,7 @@ func message(to, code string) authd.Message {
 		Code:        code,
 		TTL:         5 * time.Minute,
 		ExpiresAt:   time.Now().Add(5 * time.Minute),
-		AddressKey:  "k:" + to,
+		Address:     authd.Address{Key: "k:" + to, Mailbox: "k:" + to},
 		CodeID:      "id-" + code,
 	}
 }

@@ -29,7 +29,7 @@ var benchModes = []struct {
 func benchIssue(i int64, now time.Time) authd.IssueRequest {
 	a := "bench" + strconv.FormatInt(i, 10)
 	return authd.IssueRequest{
-		Address:  a,
+		Address:  addrOf(a),
 		Project:  "bench",
 		ClientIP: "192.0.2.1",
 		Record:   authd.CodeRecord{ID: a, Hash: authd.CodeHash([]byte("k"), "bench", a, "123456"), ExpiresAt: now.Add(5 * time.Minute)},
@@ -105,7 +105,7 @@ func BenchmarkConsumeCode(b *testing.B) {
 					i := n.Add(1)
 					a := "bench" + strconv.FormatInt(i, 10)
 					_, err := s.ConsumeCode(ctx, authd.ConsumeRequest{
-						Address: a, Project: "bench", ClientIP: "192.0.2.1", Now: now,
+						Address: addrOf(a), Project: "bench", ClientIP: "192.0.2.1", Now: now,
 						Hash:            authd.CodeHash([]byte("k"), "bench", a, "123456"),
 						AttemptsPerCode: 5,
 					})

@@ -33,11 +33,11 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if _, err := s.IssueCode(ctx, authd.IssueRequest{Address: "a", Project: "shop", Now: now,
+	if _, err := s.IssueCode(ctx, authd.IssueRequest{Address: addrOf("a"), Project: "shop", Now: now,
 		Record: authd.CodeRecord{ID: "id", Hash: []byte("h"), ExpiresAt: now.Add(time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
-	if cur, err := s.IsCurrent(ctx, "a", "shop", "id", now); err != nil || !cur {
+	if cur, err := s.IsCurrent(ctx, addrOf("a"), "shop", "id", now); err != nil || !cur {
 		t.Fatalf("IsCurrent = %v, %v", cur, err)
 	}
 	if err := s.Close(); err != nil {

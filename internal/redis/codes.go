@@ -14,17 +14,22 @@ import (
 // single Redis; on a Redis Cluster, the limits first (split.go).
 func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.IssueResult, error) {
 	now := req.Now.UnixMicro()
-	ip := limit{key: s.ipKey(req.ClientIP, "send"), name: "send_per_ip", rate: req.SendPerIP}
-	project := limit{key: s.projectKey(req.Project), name: "mails_per_project", rate: req.MailsPerProject}
+	// In IssueCode's order of checks: the client IP, the mails in total,
+	// the project's mails.
+	limits := []limit{
+		{key: s.ipKey(req.ClientIP, "send"), name: "send_per_ip", rate: req.SendPerIP},
+		{key: s.totalKey(), name: "mails_total", rate: req.MailsTotal},
+		{key: s.projectKey(req.Project), name: "mails_per_project", rate: req.MailsPerProject},
+	}
 	keys, args := s.issueAddress(req)
 	if s.split {
-		return s.issueSplit(ctx, now, []limit{ip, project}, keys, args)
+		return s.issueSplit(ctx, now, limits, keys, args)
 	}
-	r, err := s.runAll(ctx, []scriptCall{limitsCall(issueScript, now, []limit{ip, project}, keys, args)})
+	r, err := s.runAll(ctx, []scriptCall{limitsCall(issueScript, now, limits, keys, args)})
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
-	v, err := parseIssue(r[0], 3)
+	v, err := parseIssue(r[0], 1+2*len(limits))
 	if err != nil {
 		var res authd.IssueResult
 		if st, ok := refusalIPState(r[0]); ok {
@@ -32,7 +37,7 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 		}
 		return res, err
 	}
-	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2])}, nil
+	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2]), Mails: limitState(req.MailsTotal, v[3], v[4])}, nil
 }
 
 // issueAddress returns issue.lua's keys and arguments of the address's
@@ -48,7 +53,7 @@ func (s *Store) issueAddress(req authd.IssueRequest) (keys []string, args []any)
 		// it from the id's partition, which authd.NewDeliveryID's ids carry:
 		// the status of a mail whose id names another one is not found.
 		keys = append(keys, k.mail, statusKey(k.tag, j.DeliveryID))
-		args = append(args, j.DeliveryID, j.Address, j.Project, j.ReplaceableAt.UnixMicro(), j.Sealed)
+		args = append(args, j.DeliveryID, j.Address.Key, j.Address.Mailbox, j.Project, j.ReplaceableAt.UnixMicro(), j.Sealed)
 	}
 	return keys, args
 }
@@ -238,7 +243,7 @@ func parseConsume(a []any) (authd.CodeRecord, error) {
 }
 
 // RestoreCode implements authd.CodeStore.
-func (s *Store) RestoreCode(ctx context.Context, address, project string, rec authd.CodeRecord, now time.Time) error {
+func (s *Store) RestoreCode(ctx context.Context, address authd.Address, project string, rec authd.CodeRecord, now time.Time) error {
 	_, err := s.runAll(ctx, []scriptCall{{restoreScript,
 		[]string{s.keysOf(address, project).code},
 		[]any{now.UnixMicro(), rec.ID, rec.Hash, rec.ExpiresAt.UnixMicro(), max(rec.Attempts, 0)}}})
@@ -246,7 +251,7 @@ func (s *Store) RestoreCode(ctx context.Context, address, project string, rec au
 }
 
 // IsCurrent implements authd.CodeStore.
-func (s *Store) IsCurrent(ctx context.Context, address, project, id string, now time.Time) (bool, error) {
+func (s *Store) IsCurrent(ctx context.Context, address authd.Address, project, id string, now time.Time) (bool, error) {
 	v, err := s.client.HMGet(ctx, s.keysOf(address, project).code, "id", "exp").Result()
 	if err != nil {
 		return false, unavailable(err)
@@ -264,9 +269,9 @@ func (s *Store) IsCurrent(ctx context.Context, address, project, id string, now 
 }
 
 // Unlock implements authd.CodeStore.
-func (s *Store) Unlock(ctx context.Context, address string) error {
-	// Both keys share the address's slot: one DEL even on a cluster.
-	k := s.keysOf(address, "")
+func (s *Store) Unlock(ctx context.Context, mailbox string) error {
+	// Both keys share the mailbox's slot: one DEL even on a cluster.
+	k := s.keysOf(authd.Address{Key: mailbox, Mailbox: mailbox}, "")
 	if err := s.client.Del(ctx, k.fail, k.sent).Err(); err != nil {
 		return unavailable(err)
 	}

@@ -94,7 +94,7 @@ func TestKeys(t *testing.T) {
 	now := time.Now()
 	const address = "0123456789abcdef0123456789abcdef"
 	_, err := s.IssueCode(ctx, authd.IssueRequest{
-		Address: address, Project: "shop", ClientIP: "192.0.2.1", Now: now,
+		Address: addrOf(address), Project: "shop", ClientIP: "192.0.2.1", Now: now,
 		Record:          authd.CodeRecord{ID: "id1", Hash: []byte("\x00\xffhash"), ExpiresAt: now.Add(5 * time.Minute)},
 		ResendCooldown:  time.Minute,
 		CodesPerAddress: authd.Rate{N: 5, Period: time.Hour},
@@ -105,7 +105,7 @@ func TestKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.ConsumeCode(ctx, authd.ConsumeRequest{
-		Address: address, Project: "shop", ClientIP: "192.0.2.1", Now: now, Hash: []byte("wrong"),
+		Address: addrOf(address), Project: "shop", ClientIP: "192.0.2.1", Now: now, Hash: []byte("wrong"),
 		AttemptsPerCode: 5, FailuresPerAddress: authd.Rate{N: 10, Period: time.Hour},
 		VerifyPerIP: authd.Rate{N: 60, Period: time.Minute},
 	})
@@ -184,7 +184,7 @@ func TestScriptsReloaded(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := s.IssueCode(ctx, authd.IssueRequest{
-				Address: "a", Project: "shop", ClientIP: "192.0.2.1", Now: now,
+				Address: addrOf("a"), Project: "shop", ClientIP: "192.0.2.1", Now: now,
 				Record:          authd.CodeRecord{ID: "id", Hash: []byte("h"), ExpiresAt: now.Add(time.Minute)},
 				SendPerIP:       authd.Rate{N: 10, Period: time.Minute},
 				MailsPerProject: authd.Rate{N: 10, Period: time.Minute},
@@ -220,19 +220,19 @@ func TestRedisDown(t *testing.T) {
 			call func() error
 		}{
 			{"IssueCode", func() error {
-				_, err := s.IssueCode(ctx, authd.IssueRequest{Address: "a", Project: "p", Now: now,
+				_, err := s.IssueCode(ctx, authd.IssueRequest{Address: addrOf("a"), Project: "p", Now: now,
 					SendPerIP: authd.Rate{N: 1, Period: time.Minute}})
 				return err
 			}},
 			{"ConsumeCode", func() error {
-				_, err := s.ConsumeCode(ctx, authd.ConsumeRequest{Address: "a", Project: "p", Now: now,
+				_, err := s.ConsumeCode(ctx, authd.ConsumeRequest{Address: addrOf("a"), Project: "p", Now: now,
 					VerifyPerIP: authd.Rate{N: 1, Period: time.Minute}})
 				return err
 			}},
 			{"RestoreCode", func() error {
-				return s.RestoreCode(ctx, "a", "p", authd.CodeRecord{ExpiresAt: now.Add(time.Minute)}, now)
+				return s.RestoreCode(ctx, addrOf("a"), "p", authd.CodeRecord{ExpiresAt: now.Add(time.Minute)}, now)
 			}},
-			{"IsCurrent", func() error { _, err := s.IsCurrent(ctx, "a", "p", "id", now); return err }},
+			{"IsCurrent", func() error { _, err := s.IsCurrent(ctx, addrOf("a"), "p", "id", now); return err }},
 			{"Unlock", func() error { return s.Unlock(ctx, "a") }},
 			{"CheckEviction", func() error { _, _, err := s.CheckEviction(ctx); return err }},
 		}
@@ -252,7 +252,7 @@ func TestRedisDown(t *testing.T) {
 	d := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer d.Close()
 	start := time.Now()
-	_, err = redis.New(d, redis.Options{}).IsCurrent(ctx, "a", "p", "id", now)
+	_, err = redis.New(d, redis.Options{}).IsCurrent(ctx, addrOf("a"), "p", "id", now)
 	if code := authd.ErrorCode(err); code != authd.EUNAVAILABLE {
 		t.Errorf("default options: %v, want %s", err, authd.EUNAVAILABLE)
 	}
@@ -260,3 +260,6 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("default options: took %v", took)
 	}
 }
+
+// addrOf is the store's name of an address whose mailbox is its own.
+func addrOf(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }

@@ -6,10 +6,12 @@ import (
 	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd"
 )
 
-// EraseAddress deletes everything kept about an address key: its live
-// codes and resend cooldowns in every project, and its send and failure
+// EraseAddress deletes everything kept about an address: its live codes
+// and resend cooldowns in every project, its mailbox's send and failure
 // budgets, and its mail jobs still queued with their delivery statuses and
 // claims (erasure on request: a mail queued before it is not sent after
 // it; the worker skips the code check before a job's resend cooldown ends,
@@ -21,8 +23,8 @@ import (
 // every master.
 //
 // Errors: EUNAVAILABLE.
-func (s *Store) EraseAddress(ctx context.Context, address string) (int, error) {
-	k := s.keysOf(address, "")
+func (s *Store) EraseAddress(ctx context.Context, a authd.Address) (int, error) {
+	k, address := s.keysOf(a, ""), a.Key
 	patterns := []string{
 		globEscape(k.tag) + "code:*:" + globEscape(address),
 		globEscape(k.tag) + "cool:*:" + globEscape(address),

@@ -21,7 +21,7 @@ func TestEraseAddress(t *testing.T) {
 	issue := func(addr, project string) {
 		t.Helper()
 		_, err := s.IssueCode(ctx, authd.IssueRequest{
-			Address: addr, Project: project, ClientIP: "192.0.2.1", Now: now,
+			Address: addrOf(addr), Project: project, ClientIP: "192.0.2.1", Now: now,
 			Record:          authd.CodeRecord{ID: addr + project, Hash: []byte("h"), ExpiresAt: now.Add(time.Minute)},
 			ResendCooldown:  time.Minute,
 			CodesPerAddress: authd.Rate{N: 5, Period: time.Hour},
@@ -34,10 +34,10 @@ func TestEraseAddress(t *testing.T) {
 	issue("addrA", "blog")
 	issue("addrB", "shop")
 	// A wrong try: the failure budget of addrA has a key too.
-	s.ConsumeCode(ctx, authd.ConsumeRequest{Address: "addrA", Project: "shop", ClientIP: "192.0.2.1", Hash: []byte("x"), Now: now,
+	s.ConsumeCode(ctx, authd.ConsumeRequest{Address: addrOf("addrA"), Project: "shop", ClientIP: "192.0.2.1", Hash: []byte("x"), Now: now,
 		AttemptsPerCode: 5, FailuresPerAddress: authd.Rate{N: 10, Period: time.Hour}})
 
-	n, err := s.EraseAddress(ctx, "addrA")
+	n, err := s.EraseAddress(ctx, addrOf("addrA"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +46,16 @@ func TestEraseAddress(t *testing.T) {
 		t.Fatalf("deleted %d keys, want 6", n)
 	}
 	for _, p := range []string{"shop", "blog"} {
-		if ok, err := s.IsCurrent(ctx, "addrA", p, "addrA"+p, now); err != nil || ok {
+		if ok, err := s.IsCurrent(ctx, addrOf("addrA"), p, "addrA"+p, now); err != nil || ok {
 			t.Fatalf("addrA's %s code still current: %v %v", p, ok, err)
 		}
 	}
-	if ok, err := s.IsCurrent(ctx, "addrB", "shop", "addrBshop", now); err != nil || !ok {
+	if ok, err := s.IsCurrent(ctx, addrOf("addrB"), "shop", "addrBshop", now); err != nil || !ok {
 		t.Fatalf("addrB's code was touched: %v %v", ok, err)
 	}
 	// No cooldown left: a new code for addrA is accepted at once.
 	issue("addrA", "shop")
-	if n, err := s.EraseAddress(ctx, "nobody"); err != nil || n != 0 {
+	if n, err := s.EraseAddress(ctx, addrOf("nobody")); err != nil || n != 0 {
 		t.Fatalf("erasing an unknown address: %d %v", n, err)
 	}
 }

@@ -30,7 +30,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 		t.Helper()
 		now := time.Now()
 		job := &authd.MailJob{
-			DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop",
+			DeliveryID: newDeliveryID(t, address), Address: addrOf(address), Project: "shop",
 			CodeID: "c-" + address, ExpiresAt: now.Add(time.Minute), ReplaceableAt: now.Add(time.Minute),
 		}
 		job.Sealed, err = sealer.Seal(job.DeliveryID, authd.Message{To: to, Code: code, ExpiresAt: job.ExpiresAt})
@@ -38,7 +38,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := s.IssueCode(ctx, authd.IssueRequest{
-			Address: address, Project: "shop", ClientIP: "192.0.2.1", Now: now,
+			Address: addrOf(address), Project: "shop", ClientIP: "192.0.2.1", Now: now,
 			Record: authd.CodeRecord{ID: job.CodeID, Hash: []byte("h"), ExpiresAt: job.ExpiresAt}, Job: job,
 			ResendCooldown: time.Minute,
 		}); err != nil {
@@ -47,7 +47,7 @@ func TestEraseAddressStopsQueuedMail(t *testing.T) {
 		return job
 	}
 	erased := issue("addrE", "er@example.com", "121212")
-	if _, err := s.EraseAddress(ctx, "addrE"); err != nil {
+	if _, err := s.EraseAddress(ctx, addrOf("addrE")); err != nil {
 		t.Fatal(err)
 	}
 	srv := smtptest.Start(t)

@@ -1,18 +1,21 @@
 -- issue.lua is IssueCode (inmem: CodeStore.IssueCode), the same script on
 -- every kind of Redis. On a single Redis or Sentinel it is given the
--- client-IP and project limits before the address's keys and does
+-- client-IP, mails-in-total and project limits before the address's keys
+-- and does
 -- everything in one round trip. On a Redis Cluster those limits live in
 -- other hash slots: take.lua has taken them already and this script is
 -- given none (split.go). Either way the address's side is all or nothing:
 -- every check, then every write, the mail job and its status included.
 --
--- KEYS: [ip, project,] code, cool, sent [, mail stream, delivery status]
+-- KEYS: [ip, total, project,] code, cool, sent [, mail stream, delivery status]
+--       (sent: the mailbox's budget, which the inbox's aliases share)
 -- ARGV: now, count (of limits), [name, t, n per limit,]
 --       cool_us, sent_t, sent_n, id, hash, exp
---       [, delivery id, address key, project, replaceable-at, sealed job]
+--       [, delivery id, address key, mailbox key, project, replaceable-at,
+--       sealed job]
 -- The mail job is queued when its two keys are given.
 -- Reply: {'limit', name, wait [, first_remaining, first_reset]} (nothing
---        written) or {'ok', replaced, first_remaining, first_reset}.
+--        written) or {'ok', replaced, then remaining, reset of each limit}.
 local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
 local at = 3
 local c, a = count, at + 3 * count -- the address's first key and argument follow
@@ -34,8 +37,10 @@ end
 limits_set(count, at, now, tats)
 local replaced = issue_store(code, cool, sent, now, cool_us, sent_t, sent_tat, id, hash, exp)
 if KEYS[c + 5] then
-  enqueue_job(KEYS[c + 4], KEYS[c + 5], now, exp, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
-    id, ARGV[a + 9], ARGV[a + 10])
+  enqueue_job(KEYS[c + 4], KEYS[c + 5], now, exp, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9],
+    id, ARGV[a + 10], ARGV[a + 11])
 end
-local remaining, reset = limits_state(count, at, now, tats)
-return {'ok', replaced, remaining, reset}
+local r = limits_states(count, at, now, tats)
+table.insert(r, 1, replaced)
+table.insert(r, 1, 'ok')
+return r

@@ -128,6 +128,19 @@ local function limits_state(count, at, now, tats)
   return gcra_state(now, tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tats[1])
 end
 
+-- limits_states returns every limit's state after the request, in order:
+-- {remaining, reset, remaining, reset, ...} (the mail budgets are read
+-- from it too).
+local function limits_states(count, at, now, tats)
+  local out = {}
+  for i = 1, count do
+    local a = at + 3 * (i - 1)
+    local remaining, reset = gcra_state(now, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tats[i])
+    out[2 * i - 1], out[2 * i] = remaining, reset
+  end
+  return out
+end
+
 -- refusal is the reply of a refused request: {'limit', name, wait}, and
 -- when limits let it through before one refused (tats holds theirs), the
 -- first one's state as it stands without this request: {..., remaining,
@@ -259,10 +272,10 @@ end
 
 -- enqueue_job adds a code's mail job to its partition's stream and writes
 -- its status "queued". The job's fields: d delivery id, a address key,
--- p project, c code id, e code expiry, r replaceable-at, s the sealed
--- message, t when it was queued.
-local function enqueue_job(stream, dlv, now, exp, dlv_id, addr, project, code_id, repl, sealed)
-  redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'p', project, 'c', code_id,
+-- m mailbox key, p project, c code id, e code expiry, r replaceable-at,
+-- s the sealed message, t when it was queued.
+local function enqueue_job(stream, dlv, now, exp, dlv_id, addr, mailbox, project, code_id, repl, sealed)
+  redis.call('XADD', stream, '*', 'd', dlv_id, 'a', addr, 'm', mailbox, 'p', project, 'c', code_id,
     'e', int(exp), 'r', repl, 's', sealed, 't', int(now))
   status_set(dlv, now, exp, 'queued', 0, 0)
 end

@@ -202,9 +202,15 @@ func parseJob(stream string, m goredis.XMessage) authd.ClaimedJob {
 		}
 		return time.UnixMicro(v).UTC()
 	}
+	// A job queued before mailboxes had keys of their own was in its
+	// address's partition: its mailbox key was its address key.
+	addr := authd.Address{Key: str("a"), Mailbox: str("m")}
+	if addr.Mailbox == "" {
+		addr.Mailbox = addr.Key
+	}
 	return authd.ClaimedJob{
 		MailJob: authd.MailJob{
-			DeliveryID: str("d"), Address: str("a"), Project: str("p"), CodeID: str("c"),
+			DeliveryID: str("d"), Address: addr, Project: str("p"), CodeID: str("c"),
 			ExpiresAt: micros("e"), ReplaceableAt: micros("r"), Sealed: []byte(str("s")),
 		},
 		Ref:      jobRef(stream, m.ID),

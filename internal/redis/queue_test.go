@@ -53,11 +53,11 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 	now := time.Now()
 	issue := func(address string) *authd.MailJob {
 		job := &authd.MailJob{
-			DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop", CodeID: "c-" + address,
+			DeliveryID: newDeliveryID(t, address), Address: addrOf(address), Project: "shop", CodeID: "c-" + address,
 			ExpiresAt: now.Add(5 * time.Minute), ReplaceableAt: now.Add(time.Minute), Sealed: []byte("sealed"),
 		}
 		_, err := s.IssueCode(ctx, authd.IssueRequest{
-			Address: address, Project: "shop", ClientIP: "192.0.2.7", Now: now,
+			Address: addrOf(address), Project: "shop", ClientIP: "192.0.2.7", Now: now,
 			Record:    authd.CodeRecord{ID: job.CodeID, Hash: []byte("h"), ExpiresAt: job.ExpiresAt},
 			SendPerIP: authd.Rate{N: 100, Period: time.Minute}, Job: job,
 		})
@@ -100,13 +100,13 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 		t.Fatalf("%d jobs in the streams, want 2", jobs)
 	}
 	// The status lives beside the code, as long as the code, no longer.
-	tag := partitionTag(prefix, job.Address)
+	tag := partitionTag(prefix, job.Address.Mailbox)
 	status := tag + "dlv:" + job.DeliveryID
 	ttl := c.PTTL(ctx, status).Val()
 	if ttl <= 4*time.Minute || ttl > 5*time.Minute {
 		t.Errorf("delivery status %s TTL %v, want the code's 5 minutes", status, ttl)
 	}
-	if a, b := c.ClusterKeySlot(ctx, status).Val(), c.ClusterKeySlot(ctx, tag+"code:shop:"+job.Address).Val(); a != b {
+	if a, b := c.ClusterKeySlot(ctx, status).Val(), c.ClusterKeySlot(ctx, tag+"code:shop:"+job.Address.Key).Val(); a != b {
 		t.Errorf("status in slot %d, its code in slot %d", a, b)
 	}
 }

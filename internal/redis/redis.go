@@ -103,20 +103,25 @@ func (s *Store) tag(p int) string { return s.prefix + "{a:" + strconv.Itoa(p) + 
 // tag.
 type addressKeys struct{ tag, code, cool, sent, fail, mail string }
 
-// keysOf returns the keys of address (code and cooldown of project).
-func (s *Store) keysOf(address, project string) addressKeys {
-	tag := s.tag(authd.Partition(address))
+// keysOf returns the keys of an address (code and cooldown of project),
+// under its mailbox's partition: the budgets are the mailbox's, which the
+// inbox's aliases share, and the code and the budgets meet in one script.
+func (s *Store) keysOf(a authd.Address, project string) addressKeys {
+	tag := s.tag(a.Partition())
 	return addressKeys{
 		tag:  tag,
-		code: tag + "code:" + project + ":" + address,
-		cool: tag + "cool:" + project + ":" + address,
-		sent: tag + "sent:" + address,
-		fail: tag + "fail:" + address,
+		code: tag + "code:" + project + ":" + a.Key,
+		cool: tag + "cool:" + project + ":" + a.Key,
+		sent: tag + "sent:" + a.Mailbox,
+		fail: tag + "fail:" + a.Mailbox,
 		mail: tag + "mail",
 	}
 }
 
 func (s *Store) ipKey(ip, what string) string { return s.prefix + "{ip:" + ip + "}:" + what }
+
+// totalKey is the limit of mails in total, all projects and addresses.
+func (s *Store) totalKey() string { return s.prefix + "{g}:mails" }
 
 func (s *Store) projectKey(project string) string { return s.prefix + "{p:" + project + "}:mails" }
 

@@ -43,7 +43,7 @@ func (s *Store) issueSplit(ctx context.Context, now int64, limits []limit, keys 
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
-	v, err := parseIssue(r[0], 3)
+	v, err := parseIssue(r[0], 1)
 	if authd.ErrorCode(err) == authd.ERATELIMITED {
 		s.refund(ctx, now, taken)
 	}
@@ -51,6 +51,9 @@ func (s *Store) issueSplit(ctx context.Context, now int64, limits []limit, keys 
 		return refused(taken, ip, err)
 	}
 	res.Replaced = v[0] == 1
+	if st := taken.named("mails_total"); st != nil {
+		res.Mails = limitState(st.rate, st.remaining, st.reset)
+	}
 	return res, nil
 }
 
@@ -93,6 +96,16 @@ type takenLimit struct {
 	limit
 	index            int // among the limits asked for
 	remaining, reset int64
+}
+
+// named is the limit called name, if it was taken.
+func (tk taken) named(name string) *takenLimit {
+	for i := range tk {
+		if tk[i].name == name {
+			return &tk[i]
+		}
+	}
+	return nil
 }
 
 // first is the first limit asked for (the client IP's), if it was taken.

@@ -168,14 +168,14 @@ func newDeliveryID(t testing.TB, address string) string {
 func splitIssue(t testing.TB, address, ip, id string, now time.Time) authd.IssueRequest {
 	exp := now.Add(5 * time.Minute)
 	return authd.IssueRequest{
-		Address: address, Project: "shop", ClientIP: ip, Now: now,
+		Address: addrOf(address), Project: "shop", ClientIP: ip, Now: now,
 		Record:          authd.CodeRecord{ID: id, Hash: []byte("hash of " + id), ExpiresAt: exp},
 		ResendCooldown:  time.Minute,
 		CodesPerAddress: authd.Rate{N: 5, Period: time.Hour},
 		SendPerIP:       authd.Rate{N: 10, Period: time.Minute},
 		MailsPerProject: authd.Rate{N: 100, Period: time.Hour},
 		Job: &authd.MailJob{
-			DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop", CodeID: id,
+			DeliveryID: newDeliveryID(t, address), Address: addrOf(address), Project: "shop", CodeID: id,
 			ExpiresAt: exp, ReplaceableAt: now.Add(time.Minute), Sealed: []byte("sealed " + id),
 		},
 	}
@@ -183,7 +183,7 @@ func splitIssue(t testing.TB, address, ip, id string, now time.Time) authd.Issue
 
 func splitConsume(address, ip, id string, now time.Time) authd.ConsumeRequest {
 	return authd.ConsumeRequest{
-		Address: address, Project: "shop", ClientIP: ip, Now: now, Hash: []byte("hash of " + id),
+		Address: addrOf(address), Project: "shop", ClientIP: ip, Now: now, Hash: []byte("hash of " + id),
 		AttemptsPerCode: 5, FailuresPerAddress: authd.Rate{N: 10, Period: time.Hour},
 		VerifyPerIP: authd.Rate{N: 3, Period: time.Minute},
 	}
@@ -333,7 +333,7 @@ func TestSplitRefusalLeavesNothing(t *testing.T) {
 					t.Errorf("IP = %+v, want %+v", res.IP, want)
 				}
 			}
-			cur, err := f.s.IsCurrent(ctx, a, "shop", "old", now)
+			cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", "old", now)
 			if err != nil || !cur {
 				t.Errorf("IsCurrent(old) = %v, %v; want true", cur, err)
 			}
@@ -380,7 +380,7 @@ func TestSplitNewerBetweenRoundTrips(t *testing.T) {
 				t.Fatalf("newer IssueCode: %v", newerErr)
 			}
 			for id, want := range map[string]bool{"newer": true, "refused": false} {
-				if cur, err := f.s.IsCurrent(ctx, a, "shop", id, now); err != nil || cur != want {
+				if cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", id, now); err != nil || cur != want {
 					t.Errorf("IsCurrent(%s) = %v, %v; want %v", id, cur, err, want)
 				}
 			}

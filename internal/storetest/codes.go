@@ -47,6 +47,8 @@ func CodeStore(t *testing.T, open func(t *testing.T) authd.CodeStore) {
 		{"Cooldown", testCodesCooldown},
 		{"CodesPerAddress", testCodesCodesPerAddress},
 		{"MailsPerProject", testCodesMailsPerProject},
+		{"MailsTotal", testCodesMailsTotal},
+		{"MailboxSharesBudgets", testCodesMailboxSharesBudgets},
 		{"CheckOrder", testCodesCheckOrder},
 		{"RefusalChangesNothing", testCodesRefusalChangesNothing},
 		{"FailureBudget", testCodesFailureBudget},
@@ -73,6 +75,10 @@ func CodeStore(t *testing.T, open func(t *testing.T) authd.CodeStore) {
 	}
 }
 
+// addr is the store's name of an address whose mailbox is its own (no
+// +tag, no alias).
+func addr(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }
+
 // newCodeAddress returns a fresh address key, so that subtests sharing a
 // backend never meet.
 func newCodeAddress(t *testing.T) string {
@@ -98,7 +104,7 @@ func codeHash(address, project, code string) []byte {
 func issueCodeReq(t *testing.T, address, project, code string, now time.Time) authd.IssueRequest {
 	t.Helper()
 	return authd.IssueRequest{
-		Address:  address,
+		Address:  addr(address),
 		Project:  project,
 		ClientIP: codeClientIP,
 		Record: authd.CodeRecord{
@@ -113,7 +119,7 @@ func issueCodeReq(t *testing.T, address, project, code string, now time.Time) au
 // consumeCodeReq is a try of code with 5 attempts per code and no other limit.
 func consumeCodeReq(address, project, code string, now time.Time) authd.ConsumeRequest {
 	return authd.ConsumeRequest{
-		Address:         address,
+		Address:         addr(address),
 		Project:         project,
 		ClientIP:        codeClientIP,
 		Hash:            codeHash(address, project, code),
@@ -179,7 +185,7 @@ func wantCodeLimited(t *testing.T, err error, limit string, retryAfter time.Dura
 
 func wantCodeCurrent(t *testing.T, s authd.CodeStore, address, project, id string, now time.Time, want bool) {
 	t.Helper()
-	got, err := s.IsCurrent(context.Background(), address, project, id, now)
+	got, err := s.IsCurrent(context.Background(), addr(address), project, id, now)
 	if err != nil {
 		t.Fatalf("IsCurrent: %v", err)
 	}
@@ -408,6 +414,98 @@ func testCodesMailsPerProject(t *testing.T, s authd.CodeStore) {
 	}
 }
 
+// later moves a request d into the future, its code's lifetime with it.
+func later(r *authd.IssueRequest, d time.Duration) {
+	r.Now, r.Record.ExpiresAt = r.Now.Add(d), r.Record.ExpiresAt.Add(d)
+}
+
+// testCodesMailsTotal: the limit of mails in total counts every mail,
+// whatever its project or address (project_id is the caller's choice), and
+// reports what is left of it; a request another limit refuses does not
+// count.
+func testCodesMailsTotal(t *testing.T, s authd.CodeStore) {
+	issue := func(project string, now time.Time) (authd.IssueResult, error) {
+		req := issueCodeReq(t, newCodeAddress(t), project, "123456", now)
+		req.MailsTotal = authd.Rate{N: 3, Period: time.Minute}
+		return s.IssueCode(context.Background(), req)
+	}
+	for i, project := range []string{"a", "b", "c"} {
+		res, err := issue(project, codeT0)
+		if err != nil {
+			t.Fatalf("mail %d: %v", i+1, err)
+		}
+		if want := (authd.LimitState{Limit: 3, Remaining: 2 - i, Reset: time.Duration(i+1) * 20 * time.Second}); res.Mails != want {
+			t.Errorf("mail %d: Mails = %+v, want %+v", i+1, res.Mails, want)
+		}
+	}
+	_, err := issue("d", codeT0)
+	wantCodeLimited(t, err, "mails_total", 20*time.Second)
+	// Refused elsewhere (the client IP): not counted against the total.
+	req := issueCodeReq(t, newCodeAddress(t), "e", "123456", codeT0.Add(20*time.Second))
+	req.MailsTotal = authd.Rate{N: 3, Period: time.Minute}
+	req.SendPerIP, req.ClientIP = authd.Rate{N: 1, Period: time.Hour}, newCodeID(t)
+	mustIssueCode(t, s, req)
+	req.Address = addr(newCodeAddress(t))
+	req.Now = codeT0.Add(40 * time.Second)
+	_, err = s.IssueCode(context.Background(), req)
+	wantCodeLimited(t, err, "send_per_ip", 0)
+	if _, err := issue("f", codeT0.Add(40*time.Second)); err != nil {
+		t.Fatalf("the IP's refusal counted against the total: %v", err)
+	}
+}
+
+// testCodesMailboxSharesBudgets: two addresses of one mailbox (ana+1@,
+// ana+2@) share the codes-per-address and failure budgets, and nothing
+// else: each has its own codes and cooldowns.
+func testCodesMailboxSharesBudgets(t *testing.T, s authd.CodeStore) {
+	mailbox := newCodeAddress(t)
+	a1, a2 := authd.Address{Key: newCodeAddress(t), Mailbox: mailbox}, authd.Address{Key: newCodeAddress(t), Mailbox: mailbox}
+	issue := func(a authd.Address, code string, now time.Time) error {
+		req := issueCodeReq(t, a.Key, "shop", code, now)
+		req.Address = a
+		req.ResendCooldown = time.Minute
+		req.CodesPerAddress = authd.Rate{N: 3, Period: time.Hour}
+		_, err := s.IssueCode(context.Background(), req)
+		return err
+	}
+	if err := issue(a1, "111111", codeT0); err != nil {
+		t.Fatal(err)
+	}
+	// a1's cooldown is not a2's.
+	if err := issue(a2, "222222", codeT0); err != nil {
+		t.Fatalf("another address of the mailbox, in a1's cooldown: %v", err)
+	}
+	if err := issue(a2, "222222", codeT0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// The budget is the mailbox's: 3 codes between them.
+	wantCodeLimited(t, issue(a1, "111111", codeT0.Add(time.Minute)), "codes_per_address", 19*time.Minute)
+	if err := issue(authd.Address{Key: newCodeAddress(t), Mailbox: newCodeAddress(t)}, "333333", codeT0.Add(time.Minute)); err != nil {
+		t.Fatalf("another mailbox: %v", err)
+	}
+	// Each its own code: a1's does not verify for a2.
+	consume := func(a authd.Address, code string) error {
+		req := consumeCodeReq(a.Key, "shop", code, codeT0.Add(time.Minute))
+		req.Address = a
+		req.FailuresPerAddress = authd.Rate{N: 2, Period: time.Hour}
+		_, err := s.ConsumeCode(context.Background(), req)
+		return err
+	}
+	wantInvalidCode(t, consume(a2, "111111"))
+	// Failures are the mailbox's too: one on a2, one on a1, and both are
+	// locked out.
+	wantInvalidCode(t, consume(a1, "999999"))
+	wantCodeLimited(t, consume(a1, "111111"), "failures_per_address", 30*time.Minute)
+	wantCodeLimited(t, consume(a2, "222222"), "failures_per_address", 30*time.Minute)
+	// Unlocking the mailbox unlocks every address of it.
+	if err := s.Unlock(context.Background(), mailbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume(a2, "222222"); err != nil {
+		t.Fatalf("after unlocking the mailbox: %v", err)
+	}
+}
+
 // testCodesCheckOrder: when several limits would refuse, the first in the
 // documented order is the one reported.
 func testCodesCheckOrder(t *testing.T, s authd.CodeStore) {
@@ -417,6 +515,16 @@ func testCodesCheckOrder(t *testing.T, s authd.CodeStore) {
 		want string
 	}{
 		{"IP before cooldown", func(r *authd.IssueRequest) { r.SendPerIP = authd.Rate{N: 1, Period: time.Minute} }, "send_per_ip"},
+		// The total is every request's: each case that spends it does so
+		// in an hour of its own.
+		{"IP before total", func(r *authd.IssueRequest) {
+			later(r, time.Hour)
+			r.SendPerIP, r.MailsTotal = authd.Rate{N: 1, Period: time.Minute}, authd.Rate{N: 1, Period: time.Minute}
+		}, "send_per_ip"},
+		{"total before project", func(r *authd.IssueRequest) {
+			later(r, 2*time.Hour)
+			r.MailsTotal, r.MailsPerProject = authd.Rate{N: 1, Period: time.Minute}, authd.Rate{N: 1, Period: time.Minute}
+		}, "mails_total"},
 		{"project before cooldown", func(r *authd.IssueRequest) { r.MailsPerProject = authd.Rate{N: 1, Period: time.Minute} }, "mails_per_project"},
 		{"cooldown before codes per address", func(r *authd.IssueRequest) { r.CodesPerAddress = authd.Rate{N: 1, Period: time.Hour} }, "cooldown"},
 	}
@@ -728,7 +836,7 @@ func testCodesRestore(t *testing.T, s authd.CodeStore) {
 	mustIssueCode(t, s, req)
 	rec := mustConsumeCode(t, s, consumeCodeReq(a, "shop", "123456", codeT0)).Record
 	wantCodeCurrent(t, s, a, "shop", req.Record.ID, codeT0, false)
-	if err := s.RestoreCode(ctx, a, "shop", rec, codeT0.Add(time.Second)); err != nil {
+	if err := s.RestoreCode(ctx, addr(a), "shop", rec, codeT0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	wantCodeCurrent(t, s, a, "shop", req.Record.ID, codeT0.Add(time.Second), true)
@@ -745,7 +853,7 @@ func testCodesRestoreNotOverNewer(t *testing.T, s authd.CodeStore) {
 	rec := mustConsumeCode(t, s, consumeCodeReq(a, "shop", "111111", codeT0)).Record
 	newer := issueCodeReq(t, a, "shop", "222222", codeT0)
 	mustIssueCode(t, s, newer)
-	if err := s.RestoreCode(ctx, a, "shop", rec, codeT0); err != nil {
+	if err := s.RestoreCode(ctx, addr(a), "shop", rec, codeT0); err != nil {
 		t.Fatal(err)
 	}
 	wantCodeCurrent(t, s, a, "shop", rec.ID, codeT0, false)
@@ -759,7 +867,7 @@ func testCodesRestoreExpired(t *testing.T, s authd.CodeStore) {
 	a := newCodeAddress(t)
 	mustIssueCode(t, s, issueCodeReq(t, a, "shop", "111111", codeT0))
 	rec := mustConsumeCode(t, s, consumeCodeReq(a, "shop", "111111", codeT0)).Record
-	if err := s.RestoreCode(ctx, a, "shop", rec, codeT0.Add(codeTTL)); err != nil {
+	if err := s.RestoreCode(ctx, addr(a), "shop", rec, codeT0.Add(codeTTL)); err != nil {
 		t.Fatal(err)
 	}
 	// Asked about an earlier time, the store shows whether it stored it.
@@ -783,7 +891,7 @@ func testCodesRestoreKeepsAttempts(t *testing.T, s authd.CodeStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RestoreCode(ctx, a, "shop", res.Record, codeT0); err != nil {
+	if err := s.RestoreCode(ctx, addr(a), "shop", res.Record, codeT0); err != nil {
 		t.Fatal(err)
 	}
 	_, err = try("999999")

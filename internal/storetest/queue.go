@@ -71,13 +71,13 @@ func issueFor(t *testing.T, s QueueStore, address string, now time.Time, cooldow
 	t.Helper()
 	codeID := newCodeID(t)
 	job := &authd.MailJob{
-		DeliveryID: newDeliveryID(t, address), Address: address, Project: "shop", CodeID: codeID,
+		DeliveryID: newDeliveryID(t, address), Address: addr(address), Project: "shop", CodeID: codeID,
 		ExpiresAt: now.Add(codeTTL), ReplaceableAt: now.Add(cooldown),
 		// Binary, with the bytes a careless encoding would mangle.
 		Sealed: []byte("\x00\xff\r\n sealed " + codeID),
 	}
 	_, err := s.IssueCode(context.Background(), authd.IssueRequest{
-		Address: address, Project: "shop", ClientIP: codeClientIP, Now: now,
+		Address: addr(address), Project: "shop", ClientIP: codeClientIP, Now: now,
 		Record:         authd.CodeRecord{ID: codeID, Hash: []byte("h" + codeID), ExpiresAt: job.ExpiresAt},
 		ResendCooldown: cooldown, Job: job,
 	})
@@ -142,7 +142,7 @@ func testQueueRefusedIssueQueuesNothing(t *testing.T, s QueueStore) {
 	job := *first
 	job.DeliveryID = newDeliveryID(t, address)
 	_, err := s.IssueCode(context.Background(), authd.IssueRequest{
-		Address: address, Project: "shop", ClientIP: codeClientIP, Now: now.Add(time.Second),
+		Address: addr(address), Project: "shop", ClientIP: codeClientIP, Now: now.Add(time.Second),
 		Record:         authd.CodeRecord{ID: "second", Hash: []byte("h2"), ExpiresAt: now.Add(codeTTL)},
 		ResendCooldown: time.Minute, Job: &job,
 	})
@@ -158,7 +158,7 @@ func testQueueRefusedIssueQueuesNothing(t *testing.T, s QueueStore) {
 
 func testQueueNoJobNoQueue(t *testing.T, s QueueStore) {
 	_, err := s.IssueCode(context.Background(), authd.IssueRequest{
-		Address: newCodeAddress(t), Project: "shop", ClientIP: codeClientIP, Now: codeT0,
+		Address: addr(newCodeAddress(t)), Project: "shop", ClientIP: codeClientIP, Now: codeT0,
 		Record: authd.CodeRecord{ID: "x", Hash: []byte("h"), ExpiresAt: codeT0.Add(codeTTL)},
 	})
 	if err != nil {
@@ -462,21 +462,21 @@ func testQueueOldestQueued(t *testing.T, s QueueStore) {
 func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
 	ctx := context.Background()
 	now := codeT0
-	addr := newCodeAddress(t)
-	claimed := issueFor(t, s, addr, now, 0)
+	a := newCodeAddress(t)
+	claimed := issueFor(t, s, a, now, 0)
 	held := claimAll(t, s, "a", time.Minute, now)
 	if len(held) != 1 {
 		t.Fatalf("claimed %d jobs, want 1", len(held))
 	}
-	waiting := issueFor(t, s, addr, now, time.Minute) // replaces the first code
+	waiting := issueFor(t, s, a, now, time.Minute) // replaces the first code
 	other := issueWithJob(t, s, now)
-	if _, err := s.EraseAddress(ctx, addr); err != nil {
+	if _, err := s.EraseAddress(ctx, addr(a)); err != nil {
 		t.Fatalf("EraseAddress: %v", err)
 	}
 	wantNoDelivery(t, s, claimed.DeliveryID, now)
 	wantNoDelivery(t, s, waiting.DeliveryID, now)
 	wantDelivery(t, s, other.DeliveryID, now, authd.DeliveryQueued, 0)
-	wantCodeCurrent(t, s, addr, "shop", waiting.CodeID, now, false)
+	wantCodeCurrent(t, s, a, "shop", waiting.CodeID, now, false)
 	// a, still holding the erased job, does not bring its status back.
 	if err := s.Retrying(ctx, held[0], 1, now.Add(time.Second), now); err != nil {
 		t.Fatalf("Retrying an erased job: %v", err)
@@ -501,7 +501,7 @@ func testQueueEraseRemovesJobs(t *testing.T, s QueueStore) {
 		t.Fatalf("OldestQueued = %v %v, want an empty queue", at, err)
 	}
 	// Erasing again, or an address with nothing queued, is no error.
-	if _, err := s.EraseAddress(ctx, addr); err != nil {
+	if _, err := s.EraseAddress(ctx, addr(a)); err != nil {
 		t.Fatalf("EraseAddress again: %v", err)
 	}
 }
