@@ -207,11 +207,12 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining", Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
 			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
 		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
+		a.metrics.MergeFailures = cfg.MetricsPublic()
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
 	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
-		ServeMetrics: cfg.MetricsAddr == "", Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
+		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
 	return a, nil
 }
 
@@ -259,7 +260,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if cfg.MetricsAddr != "" && a.metrics != nil {
+	if !cfg.MetricsPublic() && a.metrics != nil {
 		stop, err := httpapi.ServeMetrics(cfg.MetricsAddr, a.metrics, log)
 		if err != nil {
 			ln.Close()

@@ -253,7 +253,7 @@ func TestStaticBuildRunsAsNonRoot(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	cmd := exec.Command(setpriv, "--reuid=65532", "--regid=65532", "--clear-groups", nbin)
 	cmd.Dir = dir
-	cmd.Env = []string{"HOST=127.0.0.1", "PORT=" + port, "AUTHD_DATA_DIR=" + data}
+	cmd.Env = []string{"HOST=127.0.0.1", "PORT=" + port, "AUTHD_DATA_DIR=" + data, "METRICS_ADDR=127.0.0.1:0"}
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -93,6 +93,9 @@ func start(t *testing.T, env map[string]string) *instance {
 	if env["AUTHD_DATA_DIR"] == "" {
 		env["AUTHD_DATA_DIR"] = t.TempDir()
 	}
+	if env["METRICS_ADDR"] == "" {
+		env["METRICS_ADDR"] = "127.0.0.1:0" // instances side by side
+	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -238,9 +238,13 @@ func TestStartsBeforeDependencies(t *testing.T) {
 	}
 }
 
-// /metrics on the main port by default, on METRICS_ADDR alone when set.
+// /metrics is private by default: on METRICS_ADDR (127.0.0.1:9464), never
+// on the public port unless METRICS_ADDR names it on purpose, and then
+// with a warning and the refused codes' outcomes merged.
 func TestMetricsEndpoint(t *testing.T) {
 	env := newProduction(t)
+	mport := freePort(t)
+	env.Env["METRICS_ADDR"] = "127.0.0.1:" + strconv.Itoa(mport)
 	inst := start(t, env.Env)
 	email := uniqueEmail("metrics")
 	code := inst.sendAndRead(t, env.SMTP, email, "shop")
@@ -248,7 +252,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	inst.verify(t, "v1", email, "shop", code)
 	inst.send(t, "v1", email, "shop") // cooldown: 429
 
-	body := getText(t, inst.URL+"/metrics", 200)
+	getText(t, inst.URL+"/metrics", 404)
+	body := getText(t, "http://127.0.0.1:"+strconv.Itoa(mport)+"/metrics", 200)
 	for _, want := range []string{
 		`authd_http_requests_total{route="POST /api/v1/auth/send-code",status="200"} 1`,
 		`authd_http_requests_total{route="POST /api/v1/auth/send-code",status="429"} 1`,
@@ -268,14 +273,38 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 
+	// On the public port on purpose: a warning, and no split of the
+	// refused codes.
 	env2 := newProduction(t)
-	mport := freePort(t)
-	env2.Env["METRICS_ADDR"] = "127.0.0.1:" + strconv.Itoa(mport)
+	port := strconv.Itoa(freePort(t))
+	env2.Env["PORT"], env2.Env["METRICS_ADDR"] = port, "127.0.0.1:"+port
 	inst2 := start(t, env2.Env)
-	getText(t, inst2.URL+"/metrics", 404)
-	if b := getText(t, "http://127.0.0.1:"+strconv.Itoa(mport)+"/metrics", 200); !strings.Contains(b, "authd_build_info") {
-		t.Fatal("the private metrics port serves no metrics")
+	code = inst2.sendAndRead(t, env2.SMTP, email, "shop")
+	inst2.verify(t, "v1", email, "shop", wrongCode(code, 3))
+	body = getText(t, inst2.URL+"/metrics", 200)
+	if !strings.Contains(body, `authd_verifications_total{outcome="invalid"} 1`) || strings.Contains(body, `authd_verifications_total{outcome="wrong"} 1`) {
+		t.Errorf("public metrics split the refused codes:\n%s", grepLines(body, "authd_verifications_total"))
 	}
+	if !strings.Contains(inst2.Logs.String(), "METRICS_ADDR is the main listener") {
+		t.Error("no warning that /metrics is public")
+	}
+	// A taken port stops start-up, naming METRICS_ADDR.
+	env3 := newProduction(t)
+	env3.Env["METRICS_ADDR"] = "127.0.0.1:" + strconv.Itoa(mport) // inst's
+	_, errs, code3 := runCmd(t, env3.Env, "serve")
+	if code3 != 1 || !strings.Contains(errs, "\nconfig: METRICS_ADDR: ") {
+		t.Errorf("serve with METRICS_ADDR taken: exit %d %q", code3, errs)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func getText(t *testing.T, u string, want int) string {

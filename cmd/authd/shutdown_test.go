@@ -61,6 +61,9 @@ func startBinary(t *testing.T, bin string, env map[string]string) (*exec.Cmd, st
 	if env["AUTHD_DATA_DIR"] == "" {
 		env["AUTHD_DATA_DIR"] = t.TempDir()
 	}
+	if env["METRICS_ADDR"] == "" {
+		env["METRICS_ADDR"] = "127.0.0.1:0"
+	}
 	cmd := exec.Command(bin)
 	cmd.Dir = t.TempDir()
 	for k, v := range env {

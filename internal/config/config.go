@@ -66,7 +66,7 @@ type Config struct {
 	LogLevel  slog.Level
 	LogFormat string // "json" or "text"
 
-	MetricsAddr     string        // "" = /metrics on the main port
+	MetricsAddr     string        // /metrics's listener; MetricsPublic: the main one
 	ShutdownTimeout time.Duration // bound on in-flight requests at shutdown
 	ShutdownDelay   time.Duration // readiness 503 before the listener closes
 
@@ -258,8 +258,14 @@ var settings = []setting{
 		}},
 	{name: "LOG_FORMAT", shown: "`json` (`text` in development)", need: 0, help: "`json` or `text`",
 		apply: oneOf([]string{"json", "text"}, func(c *Config, v string) { c.LogFormat = v })},
-	{name: "METRICS_ADDR", shown: "unset (`/metrics` on the main port)", need: HTTP, help: "a separate, private listen address for Prometheus's `/metrics`, e.g. `127.0.0.1:9090`; when set, the main port has no `/metrics`",
-		apply: text(func(c *Config, v string) { c.MetricsAddr = v })},
+	{name: "METRICS_ADDR", def: "127.0.0.1:9464", need: HTTP, help: "where Prometheus's `/metrics` is served: a private listener of its own. Set to the main listener's address (`HOST:PORT`) it is on the public port, with a warning at start, and its verify outcomes are merged so that they tell no more than the answers do",
+		apply: func(c *Config, v string) error {
+			if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+				return errors.New("want host:port, e.g. 127.0.0.1:9464")
+			}
+			c.MetricsAddr = v
+			return nil
+		}},
 	{name: "SHUTDOWN_DELAY", def: "0", need: HTTP, help: "on SIGTERM/SIGINT, readiness answers 503 at once and the listener stays open this long, so a load balancer stops sending first (seconds or `5s`)",
 		apply: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},
 	{name: "SHUTDOWN_TIMEOUT", def: "15s", need: HTTP, help: "then the requests in flight get this long to finish (seconds or `15s`)",

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"strconv"
 	"strings"
 )
 
@@ -78,7 +80,24 @@ func (c Config) Warnings() []string {
 	if c.MailBackend == "log" && !c.Dev {
 		out = append(out, "MAIL_BACKEND=log: codes are written to the log, not mailed")
 	}
+	if c.MetricsPublic() {
+		out = append(out, "METRICS_ADDR is the main listener: /metrics is public, to anyone who can reach authd (its verify outcomes are merged)")
+	}
+	if c.Projects == nil {
+		out = append(out, "no PROJECTS_FILE: project_id is the caller's choice, so per-project limits bound nothing; what authd mails in total is bounded by LIMIT_MAILS_TOTAL="+c.Policy.MailsTotal.String())
+	}
 	return out
+}
+
+// MetricsPublic reports whether METRICS_ADDR is the main listener's
+// address: /metrics is then served on the public port.
+func (c Config) MetricsPublic() bool {
+	host, port, err := net.SplitHostPort(c.MetricsAddr)
+	if err != nil || port != strconv.Itoa(c.Port) {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return host == c.Host || any(host) || any(c.Host)
 }
 
 // Backends names the stores the configuration picks, for the start-up

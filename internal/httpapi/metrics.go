@@ -13,6 +13,13 @@ import (
 // ever route patterns, statuses, outcomes and limit names: never a path,
 // an address or a project_id (caller-chosen, unbounded).
 type Metrics struct {
+	// MergeFailures counts every refused code as "invalid": set when the
+	// metrics are on the public port, where a split (a wrong try on a live
+	// code against one on none) would tell an observer more than the one
+	// 401 every failure answers. On the private listener the split stays:
+	// it is how an operator sees a guessing attack.
+	MergeFailures bool
+
 	gatherer      prometheus.Gatherer
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
@@ -69,8 +76,14 @@ func (m *Metrics) observeRequest(route string, status int, d time.Duration, ri *
 		if isVerifyRoute(route) {
 			m.verifications.WithLabelValues("limited").Inc()
 		}
-	case "success", "wrong", "expired", "burnt", "invalid":
+	case "success":
 		m.verifications.WithLabelValues(ri.outcome).Inc()
+	case "wrong", "expired", "burnt", "invalid":
+		if m.MergeFailures {
+			m.verifications.WithLabelValues("invalid").Inc()
+		} else {
+			m.verifications.WithLabelValues(ri.outcome).Inc()
+		}
 	}
 }
 

@@ -39,7 +39,7 @@ type Options struct {
 	// Observe records each request's access-log line and metrics; nil: none.
 	Observe *Observer
 	// ServeMetrics adds GET /metrics (Observe.Metrics) to this handler:
-	// METRICS_ADDR unset puts the metrics on the main port.
+	// only when METRICS_ADDR names the main listener on purpose.
 	ServeMetrics bool
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
 	// headers are believed (TRUSTED_PROXIES).
