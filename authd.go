@@ -70,7 +70,8 @@ func ParseRate(s string) (Rate, error) {
 }
 
 // Policy is the security policy of DESIGN.md §2. Every number is set by
-// configuration.
+// configuration; its defaults are internal/config's table's
+// (config.DefaultPolicy).
 type Policy struct {
 	CodeTTL            time.Duration // OTP_EXPIRE_SECONDS
 	AttemptsPerCode    int           // OTP_ATTEMPTS_LIMIT
@@ -81,22 +82,4 @@ type Policy struct {
 	VerifyPerIP        Rate          // LIMIT_VERIFY_CODE_PER_IP
 	MailsTotal         Rate          // LIMIT_MAILS_TOTAL, all projects, all addresses, all instances
 	MailsPerProject    Rate          // LIMIT_MAILS_PER_PROJECT
-}
-
-// DefaultPolicy returns DESIGN.md §2's defaults.
-func DefaultPolicy() Policy {
-	return Policy{
-		CodeTTL:            300 * time.Second,
-		AttemptsPerCode:    5,
-		ResendCooldown:     60 * time.Second,
-		CodesPerAddress:    Rate{5, time.Hour},
-		FailuresPerAddress: Rate{10, time.Hour},
-		SendPerIP:          Rate{10, time.Minute},
-		VerifyPerIP:        Rate{60, time.Minute},
-		// A circuit breaker for the sender's reputation, not a quota: a
-		// burst of 1,000 mails, then ~17 a second (60,000 an hour), many
-		// times a large service's legitimate peak (README, Security
-		// policy), far below what a flood from many IPs sends.
-		MailsTotal: Rate{1000, time.Minute},
-	}
 }

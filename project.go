@@ -1,12 +1,9 @@
 package authd
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // Project is one entry of the optional project registry (PROJECTS_FILE).
@@ -97,72 +94,4 @@ func NormalizeOrigin(o string) (string, error) {
 		return "", fmt.Errorf("%q is not an origin like https://app.example.com", o)
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
-}
-
-// projectEntry is one project of a registry file (PROJECTS_FILE):
-//
-//   - id: shop
-//     display_name: Example Shop
-//     allowed_origins: [https://shop.example.com]
-//     limits: {mails_per_project: 5000/h, resend_seconds: 30}
-type projectEntry struct {
-	ID             string   `json:"id"`
-	DisplayName    string   `json:"display_name"`
-	AllowedOrigins []string `json:"allowed_origins"`
-	// Limits are the ones kept per project. The per-IP and per-address
-	// budgets are shared by all projects (one counter each, so that a
-	// caller cannot pick the loosest project_id): they are global only.
-	Limits struct {
-		MailsPerProject string `json:"mails_per_project"`
-		ExpireSeconds   *int   `json:"expire_seconds"`
-		AttemptsLimit   *int   `json:"attempts_limit"`
-		ResendSeconds   *int   `json:"resend_seconds"`
-	} `json:"limits"`
-}
-
-// ParseRegistry reads a registry file given as JSON (a list of {id,
-// display_name, allowed_origins, limits}); each project's limits are
-// applied over the global policy. Unknown keys are errors: a typo in a
-// limit must not silently leave the default in force.
-func ParseRegistry(data []byte, global Policy) (*Registry, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var entries []projectEntry
-	if err := dec.Decode(&entries); err != nil {
-		return nil, fmt.Errorf("want a list of {id, display_name, allowed_origins, limits}: %v", err)
-	}
-	seconds := func(id, name string, v *int, lo, hi int) (time.Duration, error) {
-		if *v < lo || *v > hi {
-			return 0, fmt.Errorf("project %q: limits.%s: want %d to %d", id, name, lo, hi)
-		}
-		return time.Duration(*v) * time.Second, nil
-	}
-	projects := make([]Project, 0, len(entries))
-	for _, e := range entries {
-		p := Project{ID: e.ID, DisplayName: e.DisplayName, AllowedOrigins: e.AllowedOrigins, Policy: global}
-		var err error
-		if v := e.Limits.MailsPerProject; v != "" {
-			if p.Policy.MailsPerProject, err = ParseRate(v); err != nil {
-				return nil, fmt.Errorf("project %q: limits.mails_per_project: %v", e.ID, err)
-			}
-		}
-		if v := e.Limits.ExpireSeconds; v != nil {
-			if p.Policy.CodeTTL, err = seconds(e.ID, "expire_seconds", v, 1, 86400); err != nil {
-				return nil, err
-			}
-		}
-		if v := e.Limits.AttemptsLimit; v != nil {
-			if *v < 1 || *v > 1000 {
-				return nil, fmt.Errorf("project %q: limits.attempts_limit: want 1 to 1000", e.ID)
-			}
-			p.Policy.AttemptsPerCode = *v
-		}
-		if v := e.Limits.ResendSeconds; v != nil {
-			if p.Policy.ResendCooldown, err = seconds(e.ID, "resend_seconds", v, 0, 86400); err != nil {
-				return nil, err
-			}
-		}
-		projects = append(projects, p)
-	}
-	return NewRegistry(projects)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/inmem"
 	"github.com/authd/authd/internal/proof"
@@ -63,7 +64,7 @@ func newFlow(t *testing.T, edit func(p *authd.Policy)) *flow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := authd.DefaultPolicy()
+	p := config.DefaultPolicy()
 	if edit != nil {
 		edit(&p)
 	}

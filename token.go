@@ -2,6 +2,10 @@ package authd
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"time"
 )
 
@@ -71,4 +75,58 @@ type KeyStore interface {
 	//
 	// Errors: ENOTFOUND, EUNAVAILABLE.
 	DeleteSigningKey(ctx context.Context, id string) error
+}
+
+// FileKey is a key of a key file (TOKEN_KEY_FILE): every one is published;
+// the one with a Private half signs.
+type FileKey struct {
+	Public  ed25519.PublicKey
+	Private ed25519.PrivateKey // the first PRIVATE KEY block's only
+}
+
+// ParseKeyFile reads Ed25519 keys from PEM: PKCS #8 PRIVATE KEY and PKIX
+// PUBLIC KEY blocks, nothing else. The first private key signs; the
+// others, private or public, are published only (to rotate, put a new key
+// first and keep the old one after it until its tokens have expired).
+//
+// Errors: EINVALID naming the block at fault, or saying that no block is a
+// private key.
+func ParseKeyFile(b []byte) ([]FileKey, error) {
+	var out []FileKey
+	signing := false
+	for i := 1; ; i++ {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			break
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "PUBLIC KEY":
+			key, err = x509.ParsePKIXPublicKey(block.Bytes)
+		default:
+			return nil, Errorf(EINVALID, "block %d is a %q, want PRIVATE KEY or PUBLIC KEY", i, block.Type)
+		}
+		if err != nil {
+			return nil, &Error{Code: EINVALID, Message: fmt.Sprintf("block %d does not parse", i), Err: err}
+		}
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+			fk := FileKey{Public: k.Public().(ed25519.PublicKey)}
+			if !signing {
+				fk.Private, signing = k, true
+			}
+			out = append(out, fk)
+		case ed25519.PublicKey:
+			out = append(out, FileKey{Public: k})
+		default:
+			return nil, Errorf(EINVALID, "block %d is not an Ed25519 key", i)
+		}
+	}
+	if !signing {
+		return nil, Errorf(EINVALID, "no PRIVATE KEY block (PKCS #8 Ed25519)")
+	}
+	return out, nil
 }

@@ -6,12 +6,11 @@
 package config
 
 import (
-	"crypto/ed25519"
+	"bytes"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,135 +118,159 @@ type setting struct {
 	// secret values are taken as given (not trimmed) and never echoed.
 	secret bool
 	help   string
-	apply  func(c *Config, v string) error
+	parse  parser
 }
 
-var defaultPolicy = authd.DefaultPolicy()
+// parser reads one setting's value into a Config, and says what values it
+// takes (the README table's range).
+type parser struct {
+	rng   string
+	apply func(c *Config, v string) error
+}
+
+// The parsers of the limits a project of PROJECTS_FILE may set for
+// itself: the table's, and each project's (loadProjects).
+var (
+	parseExpire          = seconds(1, 86400, func(c *Config, d time.Duration) { c.Policy.CodeTTL = d })
+	parseAttempts        = integer(1, 1000, func(c *Config, n int) { c.Policy.AttemptsPerCode = n })
+	parseResend          = seconds(0, 86400, func(c *Config, d time.Duration) { c.Policy.ResendCooldown = d })
+	parseMailsPerProject = rate(func(c *Config, r authd.Rate) { c.Policy.MailsPerProject = r })
+)
+
+// DefaultPolicy is the policy of DESIGN.md §2 as the table's defaults
+// write it: what an unset LIMIT_*, OTP_* gives.
+func DefaultPolicy() authd.Policy {
+	c, err := load(env{getenv: func(string) string { return "" }}, Policy)
+	if err != nil {
+		panic("config: the table's own defaults do not parse: " + err.Error()) // a bug in the table
+	}
+	return c.Policy
+}
 
 var settings = []setting{
 	{name: "PROJECT_NAME", def: "Authentication Microservice", need: HTTP | Mail, help: "the root answer's name; the name in mails",
-		apply: text(func(c *Config, v string) { c.ProjectName = v })},
+		parse: text(func(c *Config, v string) { c.ProjectName = v })},
 	{name: "SECRET_KEY", secret: true, shown: "generated in development", need: ProofKey, help: "signs the v1 proofs; every consumer holds it. 32+ bytes; a placeholder stops start-up",
-		apply: text(func(c *Config, v string) { c.SecretKey = v })},
+		parse: text(func(c *Config, v string) { c.SecretKey = v })},
 	{name: "ALLOW_WEAK_SECRET_KEY", def: "false", need: ProofKey, help: "accept a SECRET_KEY under 32 bytes (consumers already hold it), with a warning at every start",
-		apply: boolean(func(c *Config, v bool) { c.allowWeak = v })},
+		parse: boolean(func(c *Config, v bool) { c.allowWeak = v })},
 	{name: "AUTHD_MASTER_KEY", secret: true, shown: "generated in development", need: MasterKey, help: "authd's own secret, never shared: 32+ random bytes, base64 or hex. The keys for code hashing, address keys and encryption are derived from it with HKDF",
-		apply: text(func(c *Config, v string) { c.masterRaw = v })},
+		parse: text(func(c *Config, v string) { c.masterRaw = v })},
 	{name: "AUTHD_ISSUER", shown: "`http://localhost:<PORT>` in development; required otherwise", need: Issuer, help: "authd's public URL: the tokens' `iss` and the base of `jwks_uri`. Never taken from a request's Host header",
-		apply: text(func(c *Config, v string) { c.Issuer = v })},
-	{name: "TOKEN_TTL_SECONDS", def: "900", need: Tokens, help: "the v2 token's lifetime (`exp - iat`), 30 to 86400",
-		apply: seconds(30, 86400, func(c *Config, d time.Duration) { c.TokenTTL = d })},
+		parse: text(func(c *Config, v string) { c.Issuer = v })},
+	{name: "TOKEN_TTL_SECONDS", def: "900", need: Tokens, help: "the v2 token's lifetime (`exp - iat`)",
+		parse: seconds(30, 86400, func(c *Config, d time.Duration) { c.TokenTTL = d })},
 	{name: "TOKEN_ALG", def: "EdDSA", need: Tokens, help: "`EdDSA` (Ed25519: keys in the database, private halves encrypted under a key derived from `AUTHD_MASTER_KEY`, public halves published) or `HS256` (a shared secret)",
-		apply: oneOf([]string{"EdDSA", "HS256"}, func(c *Config, v string) { c.TokenAlg = v })},
+		parse: oneOf([]string{"EdDSA", "HS256"}, func(c *Config, v string) { c.TokenAlg = v })},
 	{name: "TOKEN_HS256_SECRET", secret: true, need: Tokens, help: "the HS256 secret (`TOKEN_ALG=HS256` only): 32+ bytes, never published, must not be `SECRET_KEY`",
-		apply: text(func(c *Config, v string) { c.hsRaw = v })},
+		parse: text(func(c *Config, v string) { c.hsRaw = v })},
 	{name: "TOKEN_KEY_FILE", need: Tokens, help: "Ed25519 keys from a PEM file (PKCS #8) instead of the database: the first private key signs, every key is published; re-read every 2 s",
-		apply: text(func(c *Config, v string) { c.TokenKeyFile = v })},
+		parse: text(func(c *Config, v string) { c.TokenKeyFile = v })},
 	{name: "JWKS_CACHE_SECONDS", def: "300", need: Tokens, help: "`Cache-Control: max-age` of `/.well-known/jwks.json`, and the default `--delay` of `authd keys rotate`",
-		apply: seconds(0, 86400, func(c *Config, d time.Duration) { c.JWKSMaxAge = d })},
+		parse: seconds(0, 86400, func(c *Config, d time.Duration) { c.JWKSMaxAge = d })},
 	{name: "DATABASE_URL", need: Database, help: "the whole PostgreSQL URL; wins over `POSTGRES_*`",
-		apply: urlOf("postgres://user:password@host:port/db", []string{"postgres", "postgresql"}, func(c *Config, v string) { c.DatabaseURL = v })},
+		parse: urlOf("postgres://user:password@host:port/db", []string{"postgres", "postgresql"}, func(c *Config, v string) { c.DatabaseURL = v })},
 	{name: "POSTGRES_SERVER", need: Database, help: "PostgreSQL's host; PostgreSQL is used when it or `DATABASE_URL` is set",
-		apply: text(func(c *Config, v string) { c.pg.host = v })},
+		parse: text(func(c *Config, v string) { c.pg.host = v })},
 	{name: "POSTGRES_USER", def: "postgres", need: Database, help: "PostgreSQL's user",
-		apply: text(func(c *Config, v string) { c.pg.user = v })},
+		parse: text(func(c *Config, v string) { c.pg.user = v })},
 	{name: "POSTGRES_PASSWORD", secret: true, def: "postgres", need: Database, help: "PostgreSQL's password",
-		apply: text(func(c *Config, v string) { c.pg.pass = v })},
+		parse: text(func(c *Config, v string) { c.pg.pass = v })},
 	{name: "POSTGRES_DB", def: "auth_db", need: Database, help: "PostgreSQL's database",
-		apply: text(func(c *Config, v string) { c.pg.db = v })},
+		parse: text(func(c *Config, v string) { c.pg.db = v })},
 	{name: "POSTGRES_PORT", def: "5432", need: Database, help: "PostgreSQL's port",
-		apply: integer(1, 65535, func(c *Config, n int) { c.pg.port = strconv.Itoa(n) })},
+		parse: integer(1, 65535, func(c *Config, n int) { c.pg.port = strconv.Itoa(n) })},
 	{name: "AUTHD_DATA_DIR", def: "./data", need: Database | ProofKey | MasterKey, help: "the SQLite database and the development secrets when no PostgreSQL is set",
-		apply: text(func(c *Config, v string) { c.DataDir = v })},
+		parse: text(func(c *Config, v string) { c.DataDir = v })},
 	{name: "REDIS_URL", need: Redis, help: "the whole Redis URL; wins over `REDIS_*`; a `master_name` query parameter means Sentinel",
-		apply: urlOf("redis://[user:password@]host:port/db", []string{"redis", "rediss", "unix"}, func(c *Config, v string) { c.RedisURL = v })},
+		parse: urlOf("redis://[user:password@]host:port/db", []string{"redis", "rediss", "unix"}, func(c *Config, v string) { c.RedisURL = v })},
 	{name: "REDIS_HOST", need: Redis, help: "Redis's host; Redis is used when it or `REDIS_URL` is set",
-		apply: text(func(c *Config, v string) { c.redis.host = v })},
+		parse: text(func(c *Config, v string) { c.redis.host = v })},
 	{name: "REDIS_PORT", def: "6379", need: Redis, help: "Redis's port",
-		apply: integer(1, 65535, func(c *Config, n int) { c.redis.port = strconv.Itoa(n) })},
+		parse: integer(1, 65535, func(c *Config, n int) { c.redis.port = strconv.Itoa(n) })},
 	{name: "REDIS_DB", def: "0", need: Redis, help: "Redis's database number",
-		apply: integer(0, 1<<20, func(c *Config, n int) { c.redis.db = strconv.Itoa(n) })},
+		parse: integer(0, 1<<20, func(c *Config, n int) { c.redis.db = strconv.Itoa(n) })},
 	{name: "REDIS_PASSWORD", secret: true, need: Redis, help: "Redis's password",
-		apply: text(func(c *Config, v string) { c.redis.pass = v })},
+		parse: text(func(c *Config, v string) { c.redis.pass = v })},
 	{name: "REDIS_CLUSTER", def: "false", need: Redis, help: "`REDIS_URL` names Redis Cluster nodes (more as `addr` query parameters)",
-		apply: boolean(func(c *Config, v bool) { c.RedisCluster = v })},
+		parse: boolean(func(c *Config, v bool) { c.RedisCluster = v })},
 	{name: "REDIS_KEY_PREFIX", def: "authd:", need: Redis, help: "lets several deployments share one Redis",
-		apply: func(c *Config, v string) error {
+		parse: custom("no { or }", func(c *Config, v string) error {
 			if strings.ContainsAny(v, "{}") {
 				return errors.New("must not contain { or }")
 			}
 			c.RedisPrefix = v
 			return nil
-		}},
+		})},
 	{name: "SMTP_HOST", need: Mail, help: "the SMTP server",
-		apply: text(func(c *Config, v string) { c.SMTPHost = v })},
+		parse: text(func(c *Config, v string) { c.SMTPHost = v })},
 	{name: "SMTP_PORT", def: "587", need: Mail, help: "the SMTP server's port; 465 means implicit TLS",
-		apply: integer(1, 65535, func(c *Config, n int) { c.SMTPPort = n })},
+		parse: integer(1, 65535, func(c *Config, n int) { c.SMTPPort = n })},
 	{name: "SMTP_USER", need: Mail, help: "AUTH PLAIN/LOGIN when set",
-		apply: text(func(c *Config, v string) { c.SMTPUser = v })},
+		parse: text(func(c *Config, v string) { c.SMTPUser = v })},
 	{name: "SMTP_PASSWORD", secret: true, need: Mail, help: "the SMTP password; never logged",
-		apply: text(func(c *Config, v string) { c.SMTPPassword = v })},
+		parse: text(func(c *Config, v string) { c.SMTPPassword = v })},
 	{name: "SMTP_TLS", def: "true", need: Mail, help: "STARTTLS required; `false` allows plain SMTP (a local relay, a mail catcher) with a warning",
-		apply: boolean(func(c *Config, v bool) { c.SMTPTLS = v })},
+		parse: boolean(func(c *Config, v bool) { c.SMTPTLS = v })},
 	{name: "EMAILS_FROM_EMAIL", def: "info@example.com", need: Mail, help: "the mail's sender address",
-		apply: func(c *Config, v string) error {
+		parse: custom("an address", func(c *Config, v string) error {
 			if _, err := authd.NormalizeEmail(v); err != nil {
 				return errors.New("not a valid address")
 			}
 			c.FromEmail = v
 			return nil
-		}},
+		})},
 	{name: "EMAILS_FROM_NAME", def: "Auth Service", need: Mail, help: "the mail's sender name",
-		apply: func(c *Config, v string) error {
+		parse: custom("one line", func(c *Config, v string) error {
 			if strings.ContainsAny(v, "\r\n") {
 				return errors.New("must be one line")
 			}
 			c.FromName = v
 			return nil
-		}},
+		})},
 	{name: "MAIL_BACKEND", shown: "`smtp` if `SMTP_HOST` is set, else `log`", need: Mail, help: "`log` writes each mail (code included) to the log instead",
-		apply: text(func(c *Config, v string) { c.mailBackendRaw = strings.ToLower(v) })},
+		parse: text(func(c *Config, v string) { c.mailBackendRaw = strings.ToLower(v) })},
 	{name: "MAIL_WORKERS", def: "16", need: Mail, help: "concurrent SMTP deliveries (sized for the SMTP server, not the CPU)",
-		apply: integer(1, 1024, func(c *Config, n int) { c.MailWorkers = n })},
+		parse: integer(1, 1024, func(c *Config, n int) { c.MailWorkers = n })},
 	{name: "MAIL_CLAIM_TIMEOUT", def: "30s", need: Mail, help: "a mail job claimed by an instance that died is taken over by another after this long (a long send renews its claim: no duplicates); at least 1s",
-		apply: duration(time.Second, func(c *Config, d time.Duration) { c.MailClaimTimeout = d })},
+		parse: duration(time.Second, func(c *Config, d time.Duration) { c.MailClaimTimeout = d })},
 	{name: "MAIL_RETRY_BACKOFF", def: "2s", need: Mail, help: "the wait before a failed mail's first retry (temporary failures only: refused connections, timeouts, 4xx), doubled per retry with jitter up to `MAIL_RETRY_MAX`; never past the code's expiry",
-		apply: duration(0, func(c *Config, d time.Duration) { c.MailRetryBackoff = d })},
+		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryBackoff = d })},
 	{name: "MAIL_RETRY_MAX", def: "30s", need: Mail, help: "the longest wait between two tries of a mail",
-		apply: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
+		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
 	{name: "EMAIL_TEMPLATES_DIR", shown: "embedded", need: Mail, help: "a directory with `subject.txt`, `body.txt`, `body.html` (Go templates: `.ProjectName`, `.Code`, `.Minutes`, `.ExpiresAt`); checked at start",
-		apply: text(func(c *Config, v string) { c.TemplatesDir = v })},
-	{name: "OTP_EXPIRE_SECONDS", def: secs(defaultPolicy.CodeTTL), need: Policy, help: "a code's lifetime, 1 to 86400",
-		apply: seconds(1, 86400, func(c *Config, d time.Duration) { c.Policy.CodeTTL = d })},
-	{name: "OTP_ATTEMPTS_LIMIT", def: strconv.Itoa(defaultPolicy.AttemptsPerCode), need: Policy, help: "wrong tries per code, then the code is dead",
-		apply: integer(1, 1000, func(c *Config, n int) { c.Policy.AttemptsPerCode = n })},
-	{name: "OTP_RESEND_SECONDS", def: secs(defaultPolicy.ResendCooldown), need: Policy, help: "cooldown between codes for one (project, address)",
-		apply: seconds(0, 86400, func(c *Config, d time.Duration) { c.Policy.ResendCooldown = d })},
-	{name: "LIMIT_SEND_CODE_PER_IP", def: defaultPolicy.SendPerIP.String(), need: Policy, help: "send-code per client IP",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.SendPerIP = r })},
-	{name: "LIMIT_VERIFY_CODE_PER_IP", def: defaultPolicy.VerifyPerIP.String(), need: Policy, help: "verify-code per client IP",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.VerifyPerIP = r })},
-	{name: "LIMIT_CODES_PER_ADDRESS", def: defaultPolicy.CodesPerAddress.String(), need: Policy, help: "codes per mailbox (an address without its `+tag`; see [Security policy](#security-policy)), all projects together",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.CodesPerAddress = r })},
-	{name: "LIMIT_FAILURES_PER_ADDRESS", def: defaultPolicy.FailuresPerAddress.String(), need: Policy, help: "wrong tries per mailbox, all projects, across codes",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.FailuresPerAddress = r })},
-	{name: "LIMIT_MAILS_TOTAL", def: defaultPolicy.MailsTotal.String(), need: Policy, help: "mails in total, all projects, all addresses, all instances: a circuit breaker for the sender's reputation, not a quota (see [Security policy](#security-policy)); `0`: off",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.MailsTotal = r })},
-	{name: "LIMIT_MAILS_PER_PROJECT", def: defaultPolicy.MailsPerProject.String(), need: Policy, help: "mails per project_id (`0`: off)",
-		apply: rate(func(c *Config, r authd.Rate) { c.Policy.MailsPerProject = r })},
+		parse: text(func(c *Config, v string) { c.TemplatesDir = v })},
+	{name: "OTP_EXPIRE_SECONDS", def: "300", need: Policy, help: "a code's lifetime",
+		parse: parseExpire},
+	{name: "OTP_ATTEMPTS_LIMIT", def: "5", need: Policy, help: "wrong tries per code, then the code is dead",
+		parse: parseAttempts},
+	{name: "OTP_RESEND_SECONDS", def: "60", need: Policy, help: "cooldown between codes for one (project, address)",
+		parse: parseResend},
+	{name: "LIMIT_SEND_CODE_PER_IP", def: "10/m", need: Policy, help: "send-code per client IP",
+		parse: rate(func(c *Config, r authd.Rate) { c.Policy.SendPerIP = r })},
+	{name: "LIMIT_VERIFY_CODE_PER_IP", def: "60/m", need: Policy, help: "verify-code per client IP",
+		parse: rate(func(c *Config, r authd.Rate) { c.Policy.VerifyPerIP = r })},
+	{name: "LIMIT_CODES_PER_ADDRESS", def: "5/h", need: Policy, help: "codes per mailbox (an address without its `+tag`; see [Security policy](#security-policy)), all projects together",
+		parse: rate(func(c *Config, r authd.Rate) { c.Policy.CodesPerAddress = r })},
+	{name: "LIMIT_FAILURES_PER_ADDRESS", def: "10/h", need: Policy, help: "wrong tries per mailbox, all projects, across codes",
+		parse: rate(func(c *Config, r authd.Rate) { c.Policy.FailuresPerAddress = r })},
+	{name: "LIMIT_MAILS_TOTAL", def: "1000/m", need: Policy, help: "mails in total, all projects, all addresses, all instances: a circuit breaker for the sender's reputation, not a quota (see [Security policy](#security-policy)); `0`: off",
+		parse: rate(func(c *Config, r authd.Rate) { c.Policy.MailsTotal = r })},
+	{name: "LIMIT_MAILS_PER_PROJECT", def: "0", need: Policy, help: "mails per project_id (`0`: off)",
+		parse: parseMailsPerProject},
 	{name: "PROJECTS_FILE", need: Policy, help: "a JSON or YAML project registry; see [Projects](#projects)",
-		apply: func(c *Config, v string) error { return c.loadProjects(v) }},
+		parse: custom("a file", func(c *Config, v string) error { return c.loadProjects(v) })},
 	{name: "TRUSTED_PROXIES", need: HTTP, help: "CIDRs or addresses of the proxies whose `X-Forwarded-For` (or, without it, `X-Real-IP`) is believed; see [Behind a proxy](#behind-a-proxy)",
-		apply: func(c *Config, v string) (err error) {
+		parse: custom("CIDRs, addresses", func(c *Config, v string) (err error) {
 			c.TrustedProxies, err = ParseTrustedProxies(v)
 			return err
-		}},
+		})},
 	{name: "HOST", shown: "`0.0.0.0` (`127.0.0.1` in development)", need: HTTP, help: "the address to listen on",
-		apply: text(func(c *Config, v string) { c.Host = v })},
+		parse: text(func(c *Config, v string) { c.Host = v })},
 	{name: "PORT", def: "8013", need: HTTP | Issuer, help: "the port to listen on (`0`: any free port)",
-		apply: integer(0, 65535, func(c *Config, n int) { c.Port = n })},
+		parse: integer(0, 65535, func(c *Config, n int) { c.Port = n })},
 	{name: "LOG_LEVEL", def: "info", need: 0, help: "`debug`, `info`, `warn`/`warning`, `error`",
-		apply: func(c *Config, v string) error {
+		parse: custom("debug, info, warn, error", func(c *Config, v string) error {
 			levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "error": slog.LevelError}
 			l, ok := levels[strings.ToLower(v)]
 			if !ok {
@@ -255,21 +278,21 @@ var settings = []setting{
 			}
 			c.LogLevel = l
 			return nil
-		}},
+		})},
 	{name: "LOG_FORMAT", shown: "`json` (`text` in development)", need: 0, help: "`json` or `text`",
-		apply: oneOf([]string{"json", "text"}, func(c *Config, v string) { c.LogFormat = v })},
+		parse: oneOf([]string{"json", "text"}, func(c *Config, v string) { c.LogFormat = v })},
 	{name: "METRICS_ADDR", def: "127.0.0.1:9464", need: HTTP, help: "where Prometheus's `/metrics` is served: a private listener of its own. Set to the main listener's address (`HOST:PORT`) it is on the public port, with a warning at start, and its verify outcomes are merged so that they tell no more than the answers do",
-		apply: func(c *Config, v string) error {
+		parse: custom("host:port", func(c *Config, v string) error {
 			if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
 				return errors.New("want host:port, e.g. 127.0.0.1:9464")
 			}
 			c.MetricsAddr = v
 			return nil
-		}},
+		})},
 	{name: "SHUTDOWN_DELAY", def: "0", need: HTTP, help: "on SIGTERM/SIGINT, readiness answers 503 at once and the listener stays open this long, so a load balancer stops sending first (seconds or `5s`)",
-		apply: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},
+		parse: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},
 	{name: "SHUTDOWN_TIMEOUT", def: "15s", need: HTTP, help: "then the requests in flight get this long to finish (seconds or `15s`)",
-		apply: duration(0, func(c *Config, d time.Duration) { c.ShutdownTimeout = d })},
+		parse: duration(0, func(c *Config, d time.Duration) { c.ShutdownTimeout = d })},
 }
 
 // Load reads the variables n needs from getenv, then from the dotenv file
@@ -286,7 +309,7 @@ func Load(getenv func(string) string, dotenvPath string, n Need) (Config, error)
 }
 
 func load(e env, n Need) (Config, error) {
-	c := Config{Policy: defaultPolicy}
+	var c Config
 	c.Dev = !e.set("DATABASE_URL") && !e.set("POSTGRES_SERVER") && !e.set("REDIS_URL") && !e.set("REDIS_HOST") && !e.set("SMTP_HOST")
 	c.Host, c.LogFormat = "0.0.0.0", "json"
 	if c.Dev {
@@ -305,7 +328,7 @@ func load(e env, n Need) (Config, error) {
 				continue
 			}
 		}
-		if err := s.apply(&c, v); err != nil {
+		if err := s.parse.apply(&c, v); err != nil {
 			return c, configError(s.name, err.Error())
 		}
 	}
@@ -437,9 +460,11 @@ func (c *Config) checkTokens() error {
 		if c.TokenKeyFile != "" {
 			b, err := os.ReadFile(c.TokenKeyFile)
 			if err == nil {
-				err = checkPEM(b)
+				_, err = authd.ParseKeyFile(b)
 			}
-			if err != nil {
+			if e, ok := err.(*authd.Error); ok {
+				return configError("TOKEN_KEY_FILE", e.Message)
+			} else if err != nil {
 				return configError("TOKEN_KEY_FILE", err.Error())
 			}
 		}
@@ -464,12 +489,14 @@ func (c *Config) checkTokens() error {
 // The parsers of the table's values. Each error says what the variable
 // wants; configError names the variable.
 
-func text(set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error { set(c, v); return nil }
+func custom(rng string, apply func(*Config, string) error) parser { return parser{rng, apply} }
+
+func text(set func(*Config, string)) parser {
+	return parser{"", func(c *Config, v string) error { set(c, v); return nil }}
 }
 
-func integer(lo, hi int, set func(*Config, int)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func integer(lo, hi int, set func(*Config, int)) parser {
+	return parser{fmt.Sprintf("%d to %d", lo, hi), func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("want an integer, got %q", v)
@@ -479,15 +506,17 @@ func integer(lo, hi int, set func(*Config, int)) func(*Config, string) error {
 		}
 		set(c, n)
 		return nil
-	}
+	}}
 }
 
-func seconds(lo, hi int, set func(*Config, time.Duration)) func(*Config, string) error {
-	return integer(lo, hi, func(c *Config, n int) { set(c, time.Duration(n)*time.Second) })
+func seconds(lo, hi int, set func(*Config, time.Duration)) parser {
+	p := integer(lo, hi, func(c *Config, n int) { set(c, time.Duration(n)*time.Second) })
+	p.rng += " s"
+	return p
 }
 
-func boolean(set func(*Config, bool)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func boolean(set func(*Config, bool)) parser {
+	return parser{"true, false", func(c *Config, v string) error {
 		switch strings.ToLower(v) {
 		case "1", "true", "yes", "on":
 			set(c, true)
@@ -497,13 +526,13 @@ func boolean(set func(*Config, bool)) func(*Config, string) error {
 			return errors.New("want true or false")
 		}
 		return nil
-	}
+	}}
 }
 
 // duration reads seconds ("15") or a Go duration ("15s", "500ms"), from lo
 // to an hour.
-func duration(lo time.Duration, set func(*Config, time.Duration)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func duration(lo time.Duration, set func(*Config, time.Duration)) parser {
+	return parser{fmt.Sprintf("%v to 1h", lo), func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if n, nerr := strconv.Atoi(v); nerr == nil {
 			d, err = time.Duration(n)*time.Second, nil
@@ -513,23 +542,23 @@ func duration(lo time.Duration, set func(*Config, time.Duration)) func(*Config, 
 		}
 		set(c, d)
 		return nil
-	}
+	}}
 }
 
-func rate(set func(*Config, authd.Rate)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func rate(set func(*Config, authd.Rate)) parser {
+	return parser{"N/s, N/m, N/h, 0", func(c *Config, v string) error {
 		r, err := authd.ParseRate(v)
 		if err != nil {
 			return err
 		}
 		set(c, r)
 		return nil
-	}
+	}}
 }
 
 // oneOf accepts one of values, in any letter case, and sets it as listed.
-func oneOf(values []string, set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func oneOf(values []string, set func(*Config, string)) parser {
+	return parser{strings.Join(values, ", "), func(c *Config, v string) error {
 		for _, w := range values {
 			if strings.EqualFold(v, w) {
 				set(c, w)
@@ -537,11 +566,11 @@ func oneOf(values []string, set func(*Config, string)) func(*Config, string) err
 			}
 		}
 		return fmt.Errorf("want %s, got %q", strings.Join(values, " or "), v)
-	}
+	}}
 }
 
-func urlOf(example string, schemes []string, set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func urlOf(example string, schemes []string, set func(*Config, string)) parser {
+	return parser{"a URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		for _, s := range schemes {
 			if err == nil && u.Scheme == s {
@@ -550,10 +579,8 @@ func urlOf(example string, schemes []string, set func(*Config, string)) func(*Co
 			}
 		}
 		return errors.New("want " + example)
-	}
+	}}
 }
-
-func secs(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
 
 // env reads variables from the process environment, then from .env.
 type env struct {
@@ -643,8 +670,32 @@ func devSecret(dir, name string) (string, error) {
 	return s, nil
 }
 
+// projectEntry is one project of PROJECTS_FILE:
+//
+//   - id: shop
+//     display_name: Example Shop
+//     allowed_origins: [https://shop.example.com]
+//     limits: {mails_per_project: 5000/h, resend_seconds: 30}
+//
+// Its limits are the ones kept per project, each read as the variable it
+// overrides is. The per-IP and per-mailbox budgets and the total are
+// shared by all projects (one counter each, so that a caller cannot pick
+// the loosest project_id): they are global only.
+type projectEntry struct {
+	ID             string   `json:"id"`
+	DisplayName    string   `json:"display_name"`
+	AllowedOrigins []string `json:"allowed_origins"`
+	Limits         struct {
+		MailsPerProject *string `json:"mails_per_project"` // LIMIT_MAILS_PER_PROJECT
+		ExpireSeconds   *int    `json:"expire_seconds"`    // OTP_EXPIRE_SECONDS
+		AttemptsLimit   *int    `json:"attempts_limit"`    // OTP_ATTEMPTS_LIMIT
+		ResendSeconds   *int    `json:"resend_seconds"`    // OTP_RESEND_SECONDS
+	} `json:"limits"`
+}
+
 // loadProjects reads PROJECTS_FILE, JSON or YAML, over the policy read so
-// far (the table lists it after the limits).
+// far (the table lists it after the limits). Unknown keys are errors: a
+// typo in a limit must not silently leave the default in force.
 func (c *Config) loadProjects(path string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -657,8 +708,46 @@ func (c *Config) loadProjects(path string) error {
 		// One line: the YAML parser's message spans several.
 		return fmt.Errorf("not JSON or YAML: %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
-	c.Projects, err = authd.ParseRegistry(js, c.Policy)
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var entries []projectEntry
+	if err := dec.Decode(&entries); err != nil {
+		return fmt.Errorf("want a list of {id, display_name, allowed_origins, limits}: %v", err)
+	}
+	projects := make([]authd.Project, 0, len(entries))
+	for _, e := range entries {
+		// Each limit through its variable's own parser, on a copy of the
+		// configuration holding the global policy.
+		pc := Config{Policy: c.Policy}
+		for _, l := range []struct {
+			name  string
+			value *string
+			parse parser
+		}{
+			{"mails_per_project", e.Limits.MailsPerProject, parseMailsPerProject},
+			{"expire_seconds", itoa(e.Limits.ExpireSeconds), parseExpire},
+			{"attempts_limit", itoa(e.Limits.AttemptsLimit), parseAttempts},
+			{"resend_seconds", itoa(e.Limits.ResendSeconds), parseResend},
+		} {
+			if l.value == nil {
+				continue
+			}
+			if err := l.parse.apply(&pc, *l.value); err != nil {
+				return fmt.Errorf("project %q: limits.%s: %v", e.ID, l.name, err)
+			}
+		}
+		projects = append(projects, authd.Project{ID: e.ID, DisplayName: e.DisplayName, AllowedOrigins: e.AllowedOrigins, Policy: pc.Policy})
+	}
+	c.Projects, err = authd.NewRegistry(projects)
 	return err
+}
+
+func itoa(n *int) *string {
+	if n == nil {
+		return nil
+	}
+	s := strconv.Itoa(*n)
+	return &s
 }
 
 // ParseTrustedProxies reads TRUSTED_PROXIES: CIDRs or single addresses,
@@ -678,23 +767,4 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
-}
-
-// checkPEM checks that a TOKEN_KEY_FILE holds an Ed25519 private key
-// (PKCS #8) first among its PEM blocks, as internal/token reads it.
-func checkPEM(b []byte) error {
-	for rest := b; ; {
-		block, next := pem.Decode(rest)
-		if block == nil {
-			return errors.New("no PRIVATE KEY block (PKCS #8 Ed25519)")
-		}
-		if block.Type == "PRIVATE KEY" {
-			k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-			if _, ok := k.(ed25519.PrivateKey); err != nil || !ok {
-				return errors.New("the PRIVATE KEY block is not a PKCS #8 Ed25519 key")
-			}
-			return nil
-		}
-		rest = next
-	}
 }

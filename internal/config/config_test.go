@@ -110,7 +110,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.ProjectName != "Authentication Microservice" || c.FromEmail != "info@example.com" || c.FromName != "Auth Service" {
 		t.Fatalf("the original's defaults: %+v", c)
 	}
-	if c.Policy != authd.DefaultPolicy() {
+	if c.Policy != DefaultPolicy() {
 		t.Fatalf("policy %+v, want DESIGN.md's defaults", c.Policy)
 	}
 	// Generated secrets are kept: a restart signs with the same key.
@@ -270,6 +270,9 @@ func TestTokenConfigErrors(t *testing.T) {
 		{"secret without HS256", prodVars("TOKEN_HS256_SECRET", "hs256-e2e-secret-0123456789abcdef0123456789"), "TOKEN_HS256_SECRET"},
 		{"missing key file", prodVars("TOKEN_KEY_FILE", "/nonexistent/key.pem"), "TOKEN_KEY_FILE"},
 		{"key file not PEM", prodVars("TOKEN_KEY_FILE", "/etc/hostname"), "TOKEN_KEY_FILE"},
+		// What start-up would refuse is refused here, in one line: the
+		// same reading of the file as internal/jwt's.
+		{"key file with a certificate", prodVars("TOKEN_KEY_FILE", withCertificate(t, path)), "TOKEN_KEY_FILE"},
 		{"TTL too long", prodVars("TOKEN_TTL_SECONDS", "999999"), "TOKEN_TTL_SECONDS"},
 		{"bad cache", prodVars("JWKS_CACHE_SECONDS", "x"), "JWKS_CACHE_SECONDS"},
 	}
@@ -290,6 +293,21 @@ func TestTokenConfigErrors(t *testing.T) {
 	if err != nil || dev.Issuer != "http://localhost:9999" {
 		t.Fatalf("development issuer: %q, %v", dev.Issuer, err)
 	}
+}
+
+// withCertificate is the key file at path with a certificate block after
+// its key, which TOKEN_KEY_FILE does not take.
+func withCertificate(t *testing.T, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not really")})...)
+	out := filepath.Join(t.TempDir(), "with-cert.pem")
+	if err := os.WriteFile(out, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func keyFile(t *testing.T) (string, ed25519.PrivateKey) {

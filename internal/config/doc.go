@@ -10,7 +10,7 @@ import (
 // table's order, with its default and meaning.
 func Markdown() string {
 	var b strings.Builder
-	b.WriteString("| variable | default | meaning |\n|---|---|---|\n")
+	b.WriteString("| variable | default | range | meaning |\n|---|---|---|---|\n")
 	for _, s := range settings {
 		def := s.shown
 		switch {
@@ -20,7 +20,7 @@ func Markdown() string {
 		default:
 			def = "`" + s.def + "`"
 		}
-		b.WriteString("| `" + s.name + "` | " + def + " | " + s.help + " |\n")
+		b.WriteString("| `" + s.name + "` | " + def + " | " + s.parse.rng + " | " + s.help + " |\n")
 	}
 	return b.String()
 }

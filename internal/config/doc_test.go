@@ -162,9 +162,9 @@ func TestReadmeConfigTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	i := strings.Index(readme, "| variable | default | meaning |\n")
+	i := strings.Index(readme, "| variable | default | range | meaning |\n")
 	if i < 0 {
-		t.Fatal("README.md has no configuration table (| variable | default | meaning |)")
+		t.Fatal("README.md has no configuration table (| variable | default | range | meaning |)")
 	}
 	table := readme[i:]
 	if j := strings.Index(table, "\n\n"); j >= 0 {

@@ -188,47 +188,19 @@ func CheckPEM(b []byte) error {
 	return err
 }
 
+// parsePEM is authd.ParseKeyFile with each key's kid.
 func parsePEM(b []byte) ([]material, error) {
-	var out []material
-	signing := false
-	for i := 0; ; i++ {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "PUBLIC KEY":
-			key, err = x509.ParsePKIXPublicKey(block.Bytes)
-		default:
-			return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: block %d is a %q, want PRIVATE KEY or PUBLIC KEY", i+1, block.Type)
-		}
-		if err != nil {
-			return nil, wrapf(authd.EINTERNAL, err, "TOKEN_KEY_FILE: block %d: %v", i+1, err)
-		}
-		m := material{alg: verify.EdDSA, pinned: true}
-		switch k := key.(type) {
-		case ed25519.PrivateKey:
-			m.pub = k.Public().(ed25519.PublicKey)
-			if !signing {
-				m.priv, m.signs, signing = k, true, true
-			}
-		case ed25519.PublicKey:
-			m.pub = k
-		default:
-			return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: block %d is not an Ed25519 key", i+1)
-		}
+	keys, err := authd.ParseKeyFile(b)
+	if err != nil {
+		return nil, wrapf(authd.EINTERNAL, err, "TOKEN_KEY_FILE: %s", err.(*authd.Error).Message)
+	}
+	out := make([]material, len(keys))
+	for i, k := range keys {
+		m := material{alg: verify.EdDSA, pinned: true, pub: k.Public, priv: k.Private, signs: k.Private != nil}
 		if m.id, err = thumbprint(m.pub); err != nil {
 			return nil, err
 		}
-		out = append(out, m)
-	}
-	if !signing {
-		return nil, wrapf(authd.EINTERNAL, nil, "TOKEN_KEY_FILE: no PRIVATE KEY block (PKCS #8 Ed25519)")
+		out[i] = m
 	}
 	return out, nil
 }
