@@ -4,7 +4,8 @@
 //
 // A Server keeps every accepted message, raw and parsed, and can require
 // AUTH PLAIN, offer STARTTLS or implicit TLS with a certificate made in
-// memory, answer slowly, or refuse messages with scripted replies.
+// memory, answer slowly, or answer MAIL FROM, RCPT TO and the end of DATA
+// with scripted replies (or hang up instead).
 package smtptest
 
 import (
@@ -36,8 +37,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	msgs     []Message
-	attempts int // DATA commands seen, accepted or not
-	conns    int // sessions opened
+	commands map[Command]int // commands seen, refused ones included
+	conns    int             // sessions opened
 	open     map[*smtp.Conn]struct{}
 	changed  chan struct{} // closed and replaced whenever msgs grows
 	closed   bool
@@ -46,7 +47,7 @@ type Server struct {
 type config struct {
 	user, pass  string
 	delay       time.Duration
-	reply       func(n int) *smtp.SMTPError
+	replies     map[Command]func(n int, arg string) *smtp.SMTPError
 	startTLS    bool
 	implicitTLS bool
 	addr        string // where to listen; "" = 127.0.0.1 on a free port
@@ -79,10 +80,50 @@ func WithDelay(d time.Duration) Option {
 	return func(c *config) { c.delay = d }
 }
 
-// WithReply scripts the answer to each message. f is called with the number
-// of the DATA attempt, counting from 1 over the server's life, after the
-// message has been read; a non-nil error is sent as the reply and the
-// message is not kept. For example, 451 for the first two attempts:
+// Command names a step of the SMTP dialogue a script can answer
+// (WithCommandReply) and Commands counts.
+type Command string
+
+const (
+	CmdMail Command = "MAIL" // MAIL FROM; the script's argument is the sender
+	CmdRcpt Command = "RCPT" // RCPT TO; the argument is the recipient
+	// CmdData is the end of DATA: the message has been read, and the
+	// reply is to it. The argument is "". (go-smtp answers the DATA
+	// command itself with 354 before its session sees it, so that one
+	// cannot be scripted.)
+	CmdData Command = "DATA"
+)
+
+// Hangup, returned by a script, makes the server close the connection
+// without a reply: a server that crashed or a connection cut mid-command.
+var Hangup = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "smtptest: hung up"}
+
+// WithCommandReply scripts the answer to cmd. f is called with the number
+// of that command seen, counting from 1 over the server's life (refused
+// ones included), and its argument; a non-nil error is sent as the reply
+// (Hangup: no reply, the connection is closed), nil lets the command
+// proceed. A refused MAIL or RCPT is not part of the transaction; a refused
+// message is not kept. For example, RCPT answered 550 for made-up mailboxes:
+//
+//	smtptest.WithCommandReply(smtptest.CmdRcpt, func(n int, to string) *smtp.SMTPError {
+//		if strings.HasPrefix(to, "nobody") {
+//			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+//		}
+//		return nil
+//	})
+func WithCommandReply(cmd Command, f func(n int, arg string) *smtp.SMTPError) Option {
+	return func(c *config) {
+		if c.replies == nil {
+			c.replies = make(map[Command]func(int, string) *smtp.SMTPError)
+		}
+		c.replies[cmd] = f
+	}
+}
+
+// WithReply scripts the answer to each message (the end of DATA): it is
+// WithCommandReply(CmdData, ...) for a script that needs only n, the
+// number of the message offered. For example, 451 for the first two
+// attempts:
 //
 //	smtptest.WithReply(func(n int) *smtp.SMTPError {
 //		if n <= 2 {
@@ -91,7 +132,7 @@ func WithDelay(d time.Duration) Option {
 //		return nil
 //	})
 func WithReply(f func(n int) *smtp.SMTPError) Option {
-	return func(c *config) { c.reply = f }
+	return WithCommandReply(CmdData, func(n int, _ string) *smtp.SMTPError { return f(n) })
 }
 
 // WithTLS makes the server offer STARTTLS with a self-signed certificate
@@ -255,11 +296,15 @@ func (s *Server) Messages() []Message {
 }
 
 // Attempts returns how many messages were offered (DATA commands),
-// including those refused by a WithReply script.
-func (s *Server) Attempts() int {
+// including those refused by a script: Commands(CmdData).
+func (s *Server) Attempts() int { return s.Commands(CmdData) }
+
+// Commands returns how many cmd commands clients sent, refused ones
+// included; for CmdData, how many messages were offered (Attempts).
+func (s *Server) Commands(cmd Command) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attempts
+	return s.commands[cmd]
 }
 
 // Connections returns how many SMTP sessions clients opened: a sender that
@@ -313,11 +358,15 @@ func (s *Server) ClientTLSConfig() *tls.Config {
 	return s.cert.clientConfig(s.Host())
 }
 
-func (s *Server) nextAttempt() int {
+// count records one cmd and returns how many have been seen.
+func (s *Server) count(cmd Command) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.attempts++
-	return s.attempts
+	if s.commands == nil {
+		s.commands = make(map[Command]int)
+	}
+	s.commands[cmd]++
+	return s.commands[cmd]
 }
 
 func (s *Server) keep(m Message) {
@@ -385,15 +434,41 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
+// scripted counts cmd and returns the script's answer to it, nil when
+// there is none or it lets cmd proceed. For Hangup it closes the
+// connection first: go-smtp's reply then goes nowhere, and its read of
+// the next command ends the session.
+func (se *session) scripted(cmd Command, n int, arg string) error {
+	f := se.s.cfg.replies[cmd]
+	if f == nil {
+		return nil
+	}
+	e := f(n, arg)
+	if e == nil {
+		return nil
+	}
+	if e == Hangup {
+		_ = se.c.Conn().Close()
+	}
+	return e
+}
+
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	n := se.s.count(CmdMail)
 	if se.s.cfg.user != "" && !se.authed {
 		return smtp.ErrAuthRequired
+	}
+	if err := se.scripted(CmdMail, n, from); err != nil {
+		return err
 	}
 	se.from = from
 	return nil
 }
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := se.scripted(CmdRcpt, se.s.count(CmdRcpt), to); err != nil {
+		return err
+	}
 	se.to = append(se.to, to)
 	return nil
 }
@@ -403,7 +478,7 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	n := se.s.nextAttempt()
+	n := se.s.count(CmdData)
 	if d := se.s.cfg.delay; d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -413,10 +488,8 @@ func (se *session) Data(r io.Reader) error {
 			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "shutting down"}
 		}
 	}
-	if f := se.s.cfg.reply; f != nil {
-		if e := f(n); e != nil {
-			return e
-		}
+	if err := se.scripted(CmdData, n, ""); err != nil {
+		return err
 	}
 	se.s.keep(parse(se.from, append([]string(nil), se.to...), data))
 	return nil

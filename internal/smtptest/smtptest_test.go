@@ -137,6 +137,69 @@ func TestReplyScript(t *testing.T) {
 	}
 }
 
+// TestCommandReply: MAIL FROM and RCPT TO answer as scripted, per
+// command and argument; a hang-up closes the connection without a word.
+func TestCommandReply(t *testing.T) {
+	s := smtptest.Start(t,
+		smtptest.WithCommandReply(smtptest.CmdMail, func(n int, from string) *smtp.SMTPError {
+			if n == 1 {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+			}
+			if from == "banned@example.com" {
+				return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender refused"}
+			}
+			return nil
+		}),
+		smtptest.WithCommandReply(smtptest.CmdRcpt, func(n int, to string) *smtp.SMTPError {
+			switch {
+			case strings.HasPrefix(to, "nobody@"):
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			case strings.HasPrefix(to, "crash@"):
+				return smtptest.Hangup
+			}
+			return nil
+		}))
+	msg := "Subject: x\r\n\r\nbody\r\n"
+	sendFrom := func(from, to string) error {
+		t.Helper()
+		c, err := smtp.Dial(s.Addr())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.Close()
+		return c.SendMail(from, []string{to}, strings.NewReader(msg))
+	}
+	for i, tc := range []struct {
+		from, to string
+		want     int // reply code; 0 success, -1 no reply at all
+	}{
+		{"info@example.com", "ana@example.com", 451},
+		{"banned@example.com", "ana@example.com", 553},
+		{"info@example.com", "nobody@example.com", 550},
+		{"info@example.com", "crash@example.com", -1},
+		{"info@example.com", "ana@example.com", 0},
+	} {
+		err := sendFrom(tc.from, tc.to)
+		var se *smtp.SMTPError
+		switch {
+		case tc.want == 0 && err != nil:
+			t.Errorf("send %d: %v, want success", i+1, err)
+		case tc.want > 0 && (!errors.As(err, &se) || se.Code != tc.want):
+			t.Errorf("send %d: %v, want %d", i+1, err, tc.want)
+		case tc.want < 0 && (err == nil || errors.As(err, &se)):
+			t.Errorf("send %d: %v, want the connection closed without a reply", i+1, err)
+		}
+	}
+	if n := len(s.Messages()); n != 1 {
+		t.Errorf("%d messages kept, want 1", n)
+	}
+	for cmd, want := range map[smtptest.Command]int{smtptest.CmdMail: 5, smtptest.CmdRcpt: 3, smtptest.CmdData: 1} {
+		if n := s.Commands(cmd); n != want {
+			t.Errorf("Commands(%s) = %d, want %d", cmd, n, want)
+		}
+	}
+}
+
 func TestStartTLS(t *testing.T) {
 	s := smtptest.Start(t, smtptest.WithTLS(), smtptest.WithAuth("u", "p"))
 	c, err := smtp.DialStartTLS(s.Addr(), s.ClientTLSConfig())
