@@ -55,6 +55,8 @@ type SendError struct {
 	Session bool
 	// Setting names the configuration a session failure points at
 	// ("SMTP_TLS", "SMTP_USER", "SMTP_HOST"), for the log; "" when none.
+	// Variables that go together are listed comma-separated
+	// ("SMTP_HOST, SMTP_PORT"), ready for "check " + Setting.
 	Setting string
 	Err     error
 }

@@ -35,7 +35,8 @@ func NewLogSender(logger *slog.Logger, templates *Templates) *LogSender {
 func (s *LogSender) Send(ctx context.Context, m authd.Message) error {
 	r, err := s.templates.Render(m)
 	if err != nil {
-		return &authd.SendError{Temporary: false, Err: err}
+		// The templates fail every mail alike.
+		return &authd.SendError{Session: true, Setting: settingTemplates, Err: err}
 	}
 	s.logger.LogAttrs(ctx, slog.LevelWarn, "development mail: not sent, the code is in this log line",
 		slog.String("to", m.To),

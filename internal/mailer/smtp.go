@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,11 @@ type SMTPSender struct {
 	helo        string
 	templates   *Templates
 	now         func() time.Time
+	// mc sends messages on the sessions dial opens. It holds only the
+	// sending settings (timeout, no NOOP, no RSET) and never dials: the
+	// session's steps are dial's own, so that a failure says which step
+	// failed (stageError).
+	mc *mail.Client
 
 	mu     sync.Mutex
 	idle   []*smtpConn // most recently used last
@@ -83,15 +89,15 @@ type SMTPSender struct {
 
 var _ authd.Sender = (*SMTPSender)(nil)
 
-// smtpConn is one open, authenticated SMTP session. Each has its own
-// go-mail Client, which then only holds this session's settings: go-mail's
-// Client keeps per-connection state (its auth type, its default session)
-// that is not meant to be shared across goroutines.
+// smtpConn is one open, authenticated SMTP session.
 type smtpConn struct {
-	mc        *mail.Client
 	c         *smtp.Client
 	raw       net.Conn // the TCP connection under any TLS, to cut on cancel
 	idleSince time.Time
+	// plainOffered: the session runs in plain text (SMTP_TLS=false) on a
+	// server that offers STARTTLS. Such a server may refuse AUTH or MAIL
+	// FROM until it gets TLS; a refusal then points at SMTP_TLS.
+	plainOffered bool
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -162,16 +168,32 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 		}
 		s.tlsConfig = tc
 	}
+	s.mc, err = mail.NewClient(cfg.Host,
+		mail.WithPort(cfg.Port),
+		mail.WithTimeout(cfg.Timeout),
+		// A NOOP before each message costs a round trip; a dead kept
+		// connection shows at MAIL FROM instead, and Send redials.
+		mail.WithoutNoop(),
+		// RSET after a delivered message is a round trip that, failing,
+		// would report a delivered message as failed.
+		mail.WithoutRset(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
 	return s, nil
 }
 
 // Send delivers m to its address with the domain in punycode.
 //
-// Errors: a *authd.SendError, Temporary for connection failures, timeouts,
-// cancellation and 4xx replies, permanent for 5xx replies and for
-// configuration failures that a retry cannot fix (no STARTTLS on the server,
-// an untrusted certificate, no usable AUTH mechanism). Error texts name the
-// address masked and never hold the code or the password.
+// Errors: a *authd.SendError classified by the step that failed (classify
+// has the table): Temporary for 4xx replies, connection failures, timeouts
+// and cancellation, permanent for 5xx replies and for set-ups that a retry
+// cannot fix (no STARTTLS on the server, an untrusted certificate, no
+// usable AUTH mechanism); Reply when the server answered the failing
+// command; Session for every step but the recipient's own answer to RCPT
+// TO; Setting the variables to check. Error texts name the address masked
+// and never hold the code or the password.
 func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	to, err := authd.ASCIIEmail(m.To)
 	if err != nil {
@@ -179,21 +201,32 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	}
 	msg, err := s.message(m, to)
 	if err != nil {
-		return &authd.SendError{Err: err}
+		// The templates fail every mail alike.
+		return &authd.SendError{Session: true, Setting: settingTemplates, Err: err}
 	}
-	fail := func(err error) error {
+	fail := func(err error, plainOffered bool) error {
+		c := classify(err, plainOffered)
+		if ctx.Err() != nil {
+			// Cut by the caller (its send timeout, a shutdown): whatever
+			// the step, the server was slow, not refusing.
+			c = class{temporary: true, session: true}
+		}
+		text := authd.Redact(err.Error(), m.Code, m.To, to)
+		if p := s.cfg.Password; len(p) >= minRedactedPassword {
+			text = strings.ReplaceAll(text, p, "[password]")
+		}
 		return &authd.SendError{
-			Temporary: ctx.Err() != nil || temporary(err),
-			Err:       &redactedError{msg: "smtp: " + authd.Redact(err.Error(), m.Code, m.To, to), err: err},
+			Temporary: c.temporary, Reply: c.reply, Session: c.session, Setting: c.setting,
+			Err: &redactedError{msg: "smtp: " + text, err: err},
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err)
+		return fail(err, false)
 	}
 	for {
 		c, reused, err := s.get(ctx)
 		if err != nil {
-			return fail(err)
+			return fail(err, false)
 		}
 		alive, err := s.sendOn(ctx, c, msg)
 		if err == nil && alive {
@@ -214,7 +247,7 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 		if reused && stale(err) && ctx.Err() == nil {
 			continue
 		}
-		return fail(err)
+		return fail(err, c.plainOffered)
 	}
 }
 
@@ -245,7 +278,7 @@ func (s *SMTPSender) message(m authd.Message, to string) (*mail.Msg, error) {
 // took the connection down.
 func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, msg *mail.Msg) (alive bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-	err = c.mc.SendWithSMTPClient(c.c, msg)
+	err = s.mc.SendWithSMTPClient(c.c, msg)
 	return stop(), err
 }
 
@@ -302,104 +335,84 @@ func (s *SMTPSender) Close() error {
 	return nil
 }
 
-// dial opens, greets, secures and authenticates a new connection. The dial
-// is bounded by Timeout and by ctx: a cancel closes the socket even during
-// EHLO, STARTTLS or AUTH, where go-mail only watches its deadline.
+// dial opens, greets, secures and authenticates a new connection, each
+// step's failure tagged with the step (stageError). The whole of it is
+// bounded by Timeout (the socket's deadline) and by ctx: a cancel closes
+// the socket whatever step is waiting.
 func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
-	var (
-		mu        sync.Mutex
-		raw       net.Conn
-		cancelled bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		cancelled = true
-		if raw != nil {
-			raw.Close()
-		}
-	})
-	defer stop()
-	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		mu.Lock()
-		raw = conn
-		gone := cancelled
-		mu.Unlock()
-		if gone {
-			conn.Close()
-			return nil, context.Cause(ctx)
-		}
-		if !s.implicitTLS {
-			return conn, nil
-		}
-		tc := tls.Client(conn, s.tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return tc, nil
+	deadline := time.Now().Add(s.cfg.Timeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(dctx, "tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
+	if err != nil {
+		return nil, &stageError{stage: stageConnect, err: err}
 	}
+	if err := raw.SetDeadline(deadline); err != nil {
+		raw.Close()
+		return nil, &stageError{stage: stageConnect, err: err}
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	c, plainOffered, err := s.open(raw)
+	if !stop() && err == nil {
+		err = context.Cause(ctx) // cut as it finished: the session is gone
+	}
+	if err != nil {
+		raw.Close() // go-mail leaves the socket open when a step fails
+		return nil, err
+	}
+	return &smtpConn{c: c, raw: raw, plainOffered: plainOffered}, nil
+}
 
-	opts := []mail.Option{
-		mail.WithPort(s.cfg.Port),
-		mail.WithTimeout(s.cfg.Timeout),
-		mail.WithHELO(s.helo),
-		mail.WithDialContextFunc(dialer),
-		// A NOOP before each message costs a round trip; a dead kept
-		// connection shows at MAIL FROM instead, and Send redials.
-		mail.WithoutNoop(),
-		// RSET after a delivered message is a round trip that, failing,
-		// would report a delivered message as failed.
-		mail.WithoutRset(),
+// open runs a new connection's steps up to a session ready for MAIL FROM:
+// implicit TLS, the greeting, EHLO, STARTTLS, AUTH. plainOffered is
+// smtpConn's.
+func (s *SMTPSender) open(raw net.Conn) (c *smtp.Client, plainOffered bool, err error) {
+	conn := raw
+	if s.implicitTLS {
+		tc := tls.Client(raw, s.tlsConfig)
+		if err := tc.Handshake(); err != nil {
+			return nil, false, &stageError{stage: stageTLS, err: err}
+		}
+		conn = tc
 	}
-	switch {
-	case s.implicitTLS:
-		// The dialer does the TLS; go-mail must not try STARTTLS on top.
-		opts = append(opts, mail.WithSSL(), mail.WithTLSPolicy(mail.NoTLS))
-	case s.tlsConfig != nil:
-		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory), mail.WithTLSConfig(s.tlsConfig))
-	default:
-		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	c, err = smtp.NewClient(conn, s.cfg.Host)
+	if err != nil {
+		return nil, false, &stageError{stage: stageGreeting, err: err}
+	}
+	if err := c.Hello(s.helo); err != nil {
+		return nil, false, &stageError{stage: stageEHLO, err: err}
+	}
+	offered, _ := c.Extension("STARTTLS")
+	plainOffered = s.tlsConfig == nil && offered
+	if s.tlsConfig != nil && !s.implicitTLS {
+		// TLS is required: never a silent downgrade to plain text.
+		if !offered {
+			return nil, false, &stageError{stage: stageSTARTTLS, err: errNoSTARTTLS}
+		}
+		if err := c.StartTLS(s.tlsConfig); err != nil {
+			return nil, false, &stageError{stage: stageSTARTTLS, err: err}
+		}
 	}
 	if s.cfg.Username != "" {
-		opts = append(opts, mail.WithSMTPAuthCustom(&plainOrLogin{
+		err := c.Auth(&plainOrLogin{
 			user: s.cfg.Username, pass: s.cfg.Password, host: s.cfg.Host,
 			// Plain SMTP with credentials is what SMTP_TLS=false with
 			// SMTP_USER asks for; cmd/authd warns about it at start.
 			allowUnencrypted: s.tlsConfig == nil,
-		}))
-	}
-	mc, err := mail.NewClient(s.cfg.Host, opts...)
-	if err != nil {
-		return nil, err
-	}
-	c, err := mc.DialToSMTPClientWithContext(ctx)
-	mu.Lock()
-	conn, gone := raw, cancelled
-	mu.Unlock()
-	if err != nil || gone {
-		// go-mail leaves the socket open when EHLO, STARTTLS or AUTH fail.
-		if conn != nil {
-			conn.Close()
+		})
+		if err != nil {
+			return nil, false, &stageError{stage: stageAUTH, err: err, plainOffered: plainOffered}
 		}
-		if err == nil {
-			err = context.Cause(ctx)
-		}
-		return nil, err
 	}
-	return &smtpConn{mc: mc, c: c, raw: conn}, nil
+	return c, plainOffered, nil
 }
 
 // close ends the session politely when the server still listens, within a
 // second, and closes the socket in any case.
 func (c *smtpConn) close() {
 	if c.c.HasConnection() && c.c.UpdateDeadline(time.Second) == nil {
-		_ = c.mc.CloseWithSMTPClient(c.c)
+		_ = c.c.Quit()
 	}
 	_ = c.raw.Close()
 }
@@ -430,43 +443,187 @@ func (a *plainOrLogin) Next(fromServer []byte, more bool) ([]byte, error) {
 	return a.inner.Next(fromServer, more)
 }
 
-// temporary reports whether a retry may succeed: yes for 4xx replies and
-// for connections that failed or timed out; no for 5xx replies, for bad
-// messages, and for TLS and AUTH set-ups that will fail the same way again.
-func temporary(err error) bool {
+// The variables a failure points the operator at (authd.SendError.Setting):
+// the names cmd/authd reads them from.
+const (
+	settingHost      = "SMTP_HOST, SMTP_PORT"
+	settingTLS       = "SMTP_TLS"
+	settingAuth      = "SMTP_USER, SMTP_PASSWORD"
+	settingFrom      = "EMAILS_FROM_EMAIL"
+	settingTemplates = "EMAIL_TEMPLATES_DIR"
+)
+
+// minRedactedPassword is the shortest password looked for in error texts:
+// a shorter one would blank out ordinary letters of them.
+const minRedactedPassword = 4
+
+// stage is a step of opening a session.
+type stage int
+
+const (
+	stageConnect  stage = iota // the TCP connection
+	stageTLS                   // the implicit TLS handshake (SMTPS)
+	stageGreeting              // the server's 220
+	stageEHLO                  // EHLO, HELO as a fallback
+	stageSTARTTLS              // STARTTLS offered, answered, its handshake
+	stageAUTH                  // AUTH
+)
+
+var stageNames = [...]string{"connect", "TLS handshake", "greeting", "EHLO", "STARTTLS", "AUTH"}
+
+// stageError is the failure of one step of opening a session.
+type stageError struct {
+	stage        stage
+	err          error
+	plainOffered bool // as smtpConn's, for AUTH
+}
+
+func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+var errNoSTARTTLS = errors.New("the server does not offer STARTTLS, and TLS is required (no fallback to plain text)")
+
+// class is what a failure means to the delivery worker: the fields of
+// authd.SendError but Err.
+type class struct {
+	temporary, reply, session bool
+	setting                   string
+}
+
+// classify tells what err, from dial or from sending a message on an open
+// session, means:
+//
+//	step (what failed)                  Temporary  Reply  Session  Setting
+//	connect: refused, timed out, DNS    yes        no     yes      SMTP_HOST, SMTP_PORT
+//	TLS handshake (SMTPS) or STARTTLS:                             SMTP_TLS
+//	  STARTTLS not offered              no         yes    yes
+//	  STARTTLS answered 4xx / 5xx       4xx        yes    yes
+//	  certificate not trusted, TLS
+//	  refused, server speaks no TLS     no         no     yes
+//	  timed out, cut                    yes        no     yes
+//	greeting, EHLO answered 4xx / 5xx   4xx        yes    yes      ""
+//	AUTH:                                                          SMTP_USER, SMTP_PASSWORD
+//	  neither PLAIN nor LOGIN offered   no         yes    yes      (SMTP_TLS when plain*)
+//	  answered 4xx / 5xx (535)          4xx        yes    yes
+//	MAIL FROM answered 4xx              yes        yes    yes      ""
+//	MAIL FROM answered 530 or 5.7.0
+//	(AUTH or TLS required)              no         yes    yes      SMTP_USER, SMTP_PASSWORD (SMTP_TLS when plain*)
+//	MAIL FROM answered another 5xx      no         yes    yes      EMAILS_FROM_EMAIL
+//	RCPT TO answered 4xx / 5xx          4xx        yes    NO       ""
+//	DATA, the message: 4xx / 5xx        4xx        yes    yes      ""
+//	any step but connect: timed out,
+//	cut, no SMTP reply                  yes        no     yes      the step's, as above; "" from MAIL FROM on
+//
+// *plain: plainOffered, the session is in plain text on a server that
+// offers STARTTLS; such servers commonly offer AUTH and take mail only
+// over TLS, so the refusal is SMTP_TLS=false's.
+//
+// A recipient's own answer is the one failure that is not the session's:
+// it says nothing of the other mails, and anyone can make it happen by
+// asking codes for made-up addresses.
+func classify(err error, plainOffered bool) class {
+	code := replyCode(err)
+	answered := code >= 400 && code < 600
+	c := class{temporary: !answered || code < 500, reply: answered, session: true}
+
 	var se *mail.SendError
 	if errors.As(err, &se) {
 		switch se.Reason {
-		case mail.ErrGetSender, mail.ErrGetRcpts, mail.ErrNoUnencoded:
-			return false
+		case mail.ErrGetSender:
+			return class{session: true, setting: settingFrom}
+		case mail.ErrGetRcpts:
+			return class{} // this recipient's address
+		case mail.ErrNoUnencoded:
+			return class{session: true}
+		case mail.ErrSMTPRcptTo:
+			// A connection cut at RCPT TO is the session's all the same.
+			c.session = !answered
+		case mail.ErrSMTPMailFrom:
+			switch {
+			case code >= 500 && (code == 530 || se.EnhancedStatusCode() == "5.7.0"):
+				// RFC 4954's "authentication required"; servers answer
+				// the same for "TLS required".
+				c.setting = settingAuth
+				if plainOffered {
+					c.setting = settingTLS
+				}
+			case code >= 500:
+				c.setting = settingFrom
+			}
 		}
-		if code := se.ErrorCode(); code >= 400 {
-			return code < 500
+		return c
+	}
+	var st *stageError
+	if !errors.As(err, &st) {
+		return c // not from a step: cut or cancelled on the way
+	}
+	switch st.stage {
+	case stageConnect:
+		c.setting = settingHost
+	case stageTLS, stageSTARTTLS:
+		c.setting = settingTLS
+		switch {
+		case errors.Is(err, errNoSTARTTLS):
+			// The server answered EHLO, without STARTTLS: a retry meets
+			// the same server.
+			c.temporary, c.reply = false, true
+		case !answered && tlsRefused(err):
+			c.temporary = false
 		}
-		// No reply code: the connection broke mid-transaction.
-		return true
+	case stageAUTH:
+		c.setting = settingAuth
+		switch {
+		case errors.Is(err, errNoAuthMechanism):
+			c.temporary, c.reply = false, true
+			if st.plainOffered {
+				c.setting = settingTLS
+			}
+		case errors.Is(err, smtp.ErrUnencrypted):
+			c.temporary, c.setting = false, settingTLS
+		case errors.Is(err, smtp.ErrWrongHostname):
+			c.temporary, c.setting = false, settingHost
+		}
+	}
+	return c
+}
+
+// replyCode returns the code of the server's reply that err carries, 0
+// when there is none (the connection failed, or go-mail refused first).
+func replyCode(err error) int {
+	var se *mail.SendError
+	if errors.As(err, &se) {
+		return se.ErrorCode()
 	}
 	var reply *textproto.Error
 	if errors.As(err, &reply) {
-		return reply.Code < 500
+		return reply.Code
 	}
+	return 0
+}
+
+// tlsRefused reports whether a TLS handshake failed in a way a retry
+// meets again: the certificate does not verify, one side refused the
+// other's parameters (an alert, sent or received), or the server does
+// not speak TLS at all. A timeout or a cut connection is not one.
+func tlsRefused(err error) bool {
 	var (
+		verification     *tls.CertificateVerificationError
 		unknownAuthority x509.UnknownAuthorityError
 		hostname         x509.HostnameError
 		invalid          x509.CertificateInvalidError
-		verification     *tls.CertificateVerificationError
+		header           tls.RecordHeaderError
+		alert            tls.AlertError
+		op               *net.OpError
 	)
 	switch {
-	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verification):
-		return false
-	case errors.Is(err, errNoAuthMechanism), errors.Is(err, smtp.ErrUnencrypted), errors.Is(err, smtp.ErrWrongHostname):
-		return false
-	case strings.Contains(err.Error(), "does not support STARTTLS"):
-		// go-mail v0.8.1 has no sentinel for this; the test of the
-		// no-downgrade rule pins the text.
-		return false
+	case errors.As(err, &verification), errors.As(err, &unknownAuthority), errors.As(err, &hostname),
+		errors.As(err, &invalid), errors.As(err, &header), errors.As(err, &alert):
+		return true
+	case errors.As(err, &op) && (op.Op == "local error" || op.Op == "remote error"):
+		// How crypto/tls reports the alerts it sends and receives.
+		return true
 	}
-	return true
+	return false
 }
 
 // stale reports whether err is a kept connection that died while idle: it

@@ -267,8 +267,8 @@ func TestSMTPSenderSlowServer(t *testing.T) {
 		s := newSender(t, srv, func(c *mailer.Config) { c.Timeout = 200 * time.Millisecond })
 		start := time.Now()
 		err := s.Send(context.Background(), message("ana@example.com", "123456"))
-		if se := sendError(t, err); !se.Temporary {
-			t.Errorf("a timeout is temporary: %v", err)
+		if se := sendError(t, err); !se.Temporary || se.Reply || !se.Session {
+			t.Errorf("a timeout is temporary, unanswered, the session's: %+v", se)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("Send returned after %v with a 200ms timeout", d)
@@ -281,13 +281,116 @@ func TestSMTPSenderSlowServer(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		err := s.Send(ctx, message("ana@example.com", "123456"))
-		if se := sendError(t, err); !se.Temporary {
-			t.Errorf("a cancelled send is temporary: %v", err)
+		if se := sendError(t, err); !se.Temporary || se.Reply || !se.Session {
+			t.Errorf("a cancelled send is temporary, unanswered, the session's: %+v", se)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("Send returned after %v with a 200ms context", d)
 		}
 	})
+}
+
+// TestSMTPSenderClassifies: every failure says whether it may pass
+// (Temporary), whether the server answered (Reply), whether it is the
+// session's rather than this recipient's (Session), and what to check
+// (Setting), against a real server refusing at each step.
+func TestSMTPSenderClassifies(t *testing.T) {
+	const (
+		host = "SMTP_HOST, SMTP_PORT"
+		tls  = "SMTP_TLS"
+		user = "SMTP_USER, SMTP_PASSWORD"
+		from = "EMAILS_FROM_EMAIL"
+	)
+	at := func(cmd smtptest.Command, code int) smtptest.Option {
+		return smtptest.WithCommandReply(cmd, func(int, string) *smtp.SMTPError { return reply(code) })
+	}
+	hangup := func(cmd smtptest.Command) smtptest.Option {
+		return smtptest.WithCommandReply(cmd, func(int, string) *smtp.SMTPError { return smtptest.Hangup })
+	}
+	for _, tc := range []struct {
+		name   string
+		server []smtptest.Option
+		closed bool // the server is gone: its port refuses connections
+		edit   func(c *mailer.Config, srv *smtptest.Server)
+		want   authd.SendError
+	}{
+		{name: "connection refused", closed: true,
+			want: authd.SendError{Temporary: true, Session: true, Setting: host}},
+		{name: "RCPT TO 451", server: []smtptest.Option{at(smtptest.CmdRcpt, 451)},
+			want: authd.SendError{Temporary: true, Reply: true}},
+		{name: "RCPT TO 550", server: []smtptest.Option{at(smtptest.CmdRcpt, 550)},
+			want: authd.SendError{Reply: true}},
+		{name: "RCPT TO hung up", server: []smtptest.Option{hangup(smtptest.CmdRcpt)},
+			want: authd.SendError{Temporary: true, Session: true}},
+		{name: "MAIL FROM 451", server: []smtptest.Option{at(smtptest.CmdMail, 451)},
+			want: authd.SendError{Temporary: true, Reply: true, Session: true}},
+		{name: "MAIL FROM 553", server: []smtptest.Option{at(smtptest.CmdMail, 553)},
+			want: authd.SendError{Reply: true, Session: true, Setting: from}},
+		{name: "MAIL FROM 530 AUTH required", server: []smtptest.Option{smtptest.WithAuth("u", "p")},
+			want: authd.SendError{Reply: true, Session: true, Setting: user}},
+		{name: "DATA 451", server: []smtptest.Option{at(smtptest.CmdData, 451)},
+			want: authd.SendError{Temporary: true, Reply: true, Session: true}},
+		{name: "DATA 554", server: []smtptest.Option{at(smtptest.CmdData, 554)},
+			want: authd.SendError{Reply: true, Session: true}},
+		{name: "DATA hung up", server: []smtptest.Option{hangup(smtptest.CmdData)},
+			want: authd.SendError{Temporary: true, Session: true}},
+		{name: "STARTTLS not offered", server: nil,
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.TLS = true },
+			want: authd.SendError{Reply: true, Session: true, Setting: tls}},
+		{name: "certificate not trusted", server: []smtptest.Option{smtptest.WithTLS()},
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.TLS = true },
+			want: authd.SendError{Session: true, Setting: tls}},
+		{name: "implicit TLS against plain SMTP", server: nil,
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.TLS, c.ImplicitTLS = true, true },
+			want: authd.SendError{Session: true, Setting: tls}},
+		{name: "AUTH refused", server: []smtptest.Option{smtptest.WithAuth("u", "p")},
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.Username, c.Password = "u", "wrong-password" },
+			want: authd.SendError{Reply: true, Session: true, Setting: user}},
+		{name: "AUTH not offered", server: nil,
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.Username, c.Password = "u", "p" },
+			want: authd.SendError{Reply: true, Session: true, Setting: user}},
+		{name: "SMTP_TLS=false, MAIL FROM refused without TLS", server: []smtptest.Option{smtptest.WithTLSRequired()},
+			want: authd.SendError{Reply: true, Session: true, Setting: tls}},
+		{name: "SMTP_TLS=false, AUTH offered only after STARTTLS", server: []smtptest.Option{smtptest.WithTLSRequired(), smtptest.WithAuth("u", "p")},
+			edit: func(c *mailer.Config, _ *smtptest.Server) { c.Username, c.Password = "u", "p" },
+			want: authd.SendError{Reply: true, Session: true, Setting: tls}},
+		{name: "STARTTLS and AUTH refused", server: []smtptest.Option{smtptest.WithTLS(), smtptest.WithAuth("u", "p")},
+			edit: func(c *mailer.Config, srv *smtptest.Server) {
+				c.TLS, c.TLSConfig = true, srv.ClientTLSConfig()
+				c.Username, c.Password = "u", "wrong-password"
+			},
+			want: authd.SendError{Reply: true, Session: true, Setting: user}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t, tc.server...)
+			if tc.closed {
+				srv.Close()
+			}
+			s := newSender(t, srv, func(c *mailer.Config) {
+				if tc.edit != nil {
+					tc.edit(c, srv)
+				}
+			})
+			err := s.Send(context.Background(), message("ana@example.com", "565656"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			t.Logf("error: %v", err)
+			se := sendError(t, err)
+			got := authd.SendError{Temporary: se.Temporary, Reply: se.Reply, Session: se.Session, Setting: se.Setting}
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			for _, secret := range []string{"565656", "ana@example.com", "wrong-password"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error text holds %q: %v", secret, err)
+				}
+			}
+			if n := len(srv.Messages()); n != 0 {
+				t.Errorf("%d messages accepted", n)
+			}
+		})
+	}
 }
 
 func TestSMTPSenderReusesConnections(t *testing.T) {

@@ -49,6 +49,7 @@ type config struct {
 	delay       time.Duration
 	replies     map[Command]func(n int, arg string) *smtp.SMTPError
 	startTLS    bool
+	tlsRequired bool
 	implicitTLS bool
 	addr        string // where to listen; "" = 127.0.0.1 on a free port
 
@@ -142,6 +143,14 @@ func WithTLS() Option {
 	return func(c *config) { c.startTLS = true }
 }
 
+// WithTLSRequired is WithTLS on a server that, as submission servers
+// commonly are, is closed to plain text: it offers AUTH only after
+// STARTTLS and answers MAIL FROM before it 530 5.7.0. A client set up for
+// plain SMTP (SMTP_TLS=false) gets nothing through.
+func WithTLSRequired() Option {
+	return func(c *config) { c.startTLS, c.tlsRequired = true, true }
+}
+
 // WithImplicitTLS makes the server speak TLS from the first byte (SMTPS, as
 // on port 465) with the same certificate as WithTLS.
 func WithImplicitTLS() Option {
@@ -172,7 +181,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 	s.srv = smtp.NewServer(backend{s})
 	s.srv.Domain = "smtptest.localhost"
-	s.srv.AllowInsecureAuth = true
+	s.srv.AllowInsecureAuth = !s.cfg.tlsRequired
 	s.srv.MaxMessageBytes = 1 << 20
 	s.srv.MaxRecipients = 50
 	s.srv.ReadTimeout = 30 * time.Second
@@ -453,8 +462,13 @@ func (se *session) scripted(cmd Command, n int, arg string) error {
 	return e
 }
 
+var errTLSRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	n := se.s.count(CmdMail)
+	if _, isTLS := se.c.TLSConnectionState(); se.s.cfg.tlsRequired && !isTLS {
+		return errTLSRequired
+	}
 	if se.s.cfg.user != "" && !se.authed {
 		return smtp.ErrAuthRequired
 	}

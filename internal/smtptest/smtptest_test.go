@@ -219,6 +219,39 @@ func TestStartTLS(t *testing.T) {
 	s.Wait(t, 1, 5*time.Second)
 }
 
+// TestTLSRequired: in plain text the server offers no AUTH and takes no
+// MAIL FROM; after STARTTLS it does.
+func TestTLSRequired(t *testing.T) {
+	s := smtptest.Start(t, smtptest.WithTLSRequired(), smtptest.WithAuth("u", "p"))
+	plain, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer plain.Close()
+	if err := plain.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := plain.Extension("AUTH"); ok {
+		t.Error("AUTH offered in plain text")
+	}
+	var se *smtp.SMTPError
+	if err := plain.Mail("a@example.com", nil); !errors.As(err, &se) || se.Code != 530 {
+		t.Errorf("MAIL FROM in plain text: %v, want 530", err)
+	}
+	c, err := smtp.DialStartTLS(s.Addr(), s.ClientTLSConfig())
+	if err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "u", "p")); err != nil {
+		t.Fatalf("AUTH after STARTTLS: %v", err)
+	}
+	if err := c.SendMail("a@example.com", []string{"b@example.com"}, strings.NewReader("Subject: t\r\n\r\n444444\r\n")); err != nil {
+		t.Fatalf("send after STARTTLS: %v", err)
+	}
+	s.Wait(t, 1, 5*time.Second)
+}
+
 func TestImplicitTLS(t *testing.T) {
 	s := smtptest.Start(t, smtptest.WithImplicitTLS())
 	c, err := smtp.DialTLS(s.Addr(), s.ClientTLSConfig())
