@@ -22,11 +22,11 @@ type observed interface {
 type collector struct{ w observed }
 
 var (
-	mailJobsDesc = prometheus.NewDesc("authd_mail_jobs_total", "Mail jobs by outcome: claimed, sent, retried, dropped_superseded, dropped_expired, failed_permanent, failed_unreadable.", []string{"outcome"}, nil)
+	mailJobsDesc = prometheus.NewDesc("authd_mail_jobs_total", "Mail jobs by outcome: claimed, sent, retried, dropped_superseded, dropped_expired, failed_permanent, failed_attempts (given up after MAIL_RETRY_MAX_ATTEMPTS temporary refusals), failed_unreadable.", []string{"outcome"}, nil)
 	mailHeldDesc = prometheus.NewDesc("authd_mail_jobs_held", "Mail jobs this instance holds: in flight or waiting to retry.", nil, nil)
 	mailAgeDesc  = prometheus.NewDesc("authd_mail_queue_age_seconds", "How long the oldest mail job not yet delivered (waiting, in flight or waiting to retry) has been in the queue, at scrape time; 0 when the queue is empty. Absent from a scrape when the queue does not answer.", nil, nil)
 	mailAgeMax   = prometheus.NewDesc("authd_mail_queue_age_max_seconds", "The longest wait in the queue of a job claimed since start.", nil, nil)
-	mailDegraded = prometheus.NewDesc("authd_mail_degraded", "1 while the mail worker fails to deliver (readiness says mail: degraded).", nil, nil)
+	mailDegraded = prometheus.NewDesc("authd_mail_degraded", "1 while mail deliveries fail at the session level (connection, TLS, AUTH, MAIL FROM, DATA), 5 in a row by default, until one is sent; readiness then says mail: degraded.", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -40,7 +40,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for outcome, n := range map[string]int64{
 		"claimed": st.Claimed, "sent": st.Sent, "retried": st.Retried,
 		"dropped_superseded": st.DroppedSuperseded, "dropped_expired": st.DroppedExpired,
-		"failed_permanent": st.FailedPermanent, "failed_unreadable": st.FailedUnreadable,
+		"failed_permanent": st.FailedPermanent, "failed_attempts": st.FailedAttempts, "failed_unreadable": st.FailedUnreadable,
 	} {
 		ch <- prometheus.MustNewConstMetric(mailJobsDesc, prometheus.CounterValue, float64(n), outcome)
 	}

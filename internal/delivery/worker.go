@@ -2,8 +2,10 @@
 // the code store keeps (authd.MailQueue): Worker claims the jobs, opens
 // them (Sealer, which also seals them for the flow), drops those whose
 // code is no longer live, sends the rest through an authd.Sender
-// (internal/mailer) and retries temporary failures. It is a flow of its
-// own beside the transport it uses.
+// (internal/mailer) and retries temporary failures, a bounded number of
+// times when the server answers them; it reports itself degraded while
+// deliveries fail at the session level. It is a flow of its own beside the
+// transport it uses.
 package delivery
 
 import (
@@ -47,8 +49,20 @@ type WorkerOptions struct {
 	MaxBackoff time.Duration
 	// SendTimeout bounds one send attempt (default 30s).
 	SendTimeout time.Duration
-	// DegradedAfter is how many temporary send failures in a row make
-	// Degraded report true (default 5).
+	// MaxAttempts is how many times the server may refuse a mail
+	// temporarily (a 4xx reply: SendError Temporary and Reply) before it
+	// is given up (MAIL_RETRY_MAX_ATTEMPTS, default 10): a recipient whose
+	// mailbox answers 451 for hours is not worth an attempt a minute until
+	// its code expires. Attempts the server does not answer (refused
+	// connections, timeouts: an outage) do not count: such mail is retried
+	// until its code expires, so that a short outage loses no code still
+	// valid.
+	MaxAttempts int
+	// DegradedAfter is how many deliveries in a row failing at the
+	// session level (SendError.Session: connecting, TLS, AUTH, MAIL FROM,
+	// DATA; temporary or permanent alike) make Degraded report true
+	// (default 5); a delivery sent clears it. A recipient's own refusal
+	// neither counts nor clears (see health).
 	DegradedAfter int
 	// Consumer names this instance in the queue (default: host name and
 	// random bits, unique per Worker).
@@ -65,7 +79,8 @@ type WorkerStats struct {
 	Retried           int64         // attempts after the first
 	DroppedSuperseded int64         // not sent: a newer code replaced the job's, or it was used
 	DroppedExpired    int64         // not sent: the code expired before a send could succeed
-	FailedPermanent   int64         // refused by the server (5xx)
+	FailedPermanent   int64         // refused for good (5xx, or a set-up a retry cannot fix)
+	FailedAttempts    int64         // given up: refused temporarily (4xx) MaxAttempts times
 	FailedUnreadable  int64         // the job could not be opened (another master key?)
 	Held              int           // jobs this instance holds now: in flight or waiting to retry
 	QueueAgeMax       time.Duration // the longest wait in the queue of a job claimed (QueueAge is the backlog's)
@@ -73,9 +88,14 @@ type WorkerStats struct {
 
 // Worker delivers the mail jobs of an authd.MailQueue: it claims jobs,
 // opens them, drops those whose code is no longer live, sends the rest,
-// retries temporary failures with backoff until the code expires, and
-// finishes each job (status recorded, job deleted). Every instance of authd
-// runs one; the queue's claims keep them from sending a mail twice.
+// retries temporary failures with backoff (never past the code's expiry;
+// at most MaxAttempts times when the server answers them), and finishes
+// each job (status recorded, job deleted). Every instance of authd runs
+// one; the queue's claims keep them from sending a mail twice.
+//
+// The bound on attempts is held by the instance that holds the job: a job
+// taken over from another instance (it died, or released the job at
+// shutdown) starts its count again.
 //
 // Start starts it; Close stops it gracefully.
 type Worker struct {
@@ -97,16 +117,17 @@ type Worker struct {
 	mu   sync.Mutex
 	held map[string]*heldJob // by Ref
 
-	failStreak atomic.Int64
+	health *health
 
-	claimed, sent, retried, superseded, expired, failedPerm, unreadable atomic.Int64
-	ageMax                                                              atomic.Int64
+	claimed, sent, retried, superseded, expired, failedPerm, failedAttempts, unreadable atomic.Int64
+	ageMax                                                                              atomic.Int64
 }
 
 // heldJob is a job this instance has claimed, with its attempts so far.
 type heldJob struct {
 	job      authd.ClaimedJob
-	attempts int
+	attempts int // send attempts made
+	refusals int // of which the server refused temporarily (4xx): MaxAttempts bounds them
 }
 
 // NewWorker returns a Worker; call Start.
@@ -130,6 +151,9 @@ func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSeale
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = 30 * time.Second
 	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 10
+	}
 	if opts.DegradedAfter <= 0 {
 		opts.DegradedAfter = 5
 	}
@@ -151,6 +175,7 @@ func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSeale
 		queue: queue, current: current, sealer: sealer, sender: sender, opts: opts, log: logger,
 		ready: make(chan *heldJob), stop: make(chan struct{}),
 		sendCtx: sendCtx, cutSends: cut, held: make(map[string]*heldJob),
+		health: &health{after: opts.DegradedAfter, log: logger},
 	}
 }
 
@@ -201,20 +226,17 @@ func (w *Worker) Close(ctx context.Context) error {
 	return err
 }
 
-// Degraded reports whether the last DegradedAfter sends in a row failed
-// temporarily (connection refused, timeouts, 4xx): SMTP is likely down.
-// A success clears it. For the readiness endpoint.
-func (w *Worker) Degraded() bool {
-	return w.failStreak.Load() >= int64(w.opts.DegradedAfter)
-}
+// Degraded reports whether DegradedAfter deliveries in a row have failed
+// at the session level, temporarily or for good: the SMTP server is down,
+// or authd's settings are wrong for it (a STARTTLS mismatch refuses every
+// mail for good). A delivery sent clears it; recipients refusing their own
+// mail (RCPT TO) neither set nor clear it. For the readiness endpoint and
+// authd_mail_degraded.
+func (w *Worker) Degraded() bool { return w.health.degraded.Load() }
 
-// Check is Degraded as a readiness check: an error while degraded.
-func (w *Worker) Check(context.Context) error {
-	if w.Degraded() {
-		return errors.New("the mail worker is failing to deliver")
-	}
-	return nil
-}
+// Check is Degraded as a readiness check: an error while degraded, naming
+// the setting to check.
+func (w *Worker) Check(context.Context) error { return w.health.check() }
 
 // Stats returns the outcome counters.
 func (w *Worker) Stats() WorkerStats {
@@ -224,7 +246,7 @@ func (w *Worker) Stats() WorkerStats {
 	return WorkerStats{
 		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Retried: w.retried.Load(),
 		DroppedSuperseded: w.superseded.Load(), DroppedExpired: w.expired.Load(),
-		FailedPermanent: w.failedPerm.Load(), FailedUnreadable: w.unreadable.Load(),
+		FailedPermanent: w.failedPerm.Load(), FailedAttempts: w.failedAttempts.Load(), FailedUnreadable: w.unreadable.Load(),
 		Held: held, QueueAgeMax: time.Duration(w.ageMax.Load()),
 	}
 }
@@ -436,21 +458,43 @@ func (w *Worker) attempt(h *heldJob) {
 	h.attempts++
 	err = w.sender.Send(ctx, m)
 	if err == nil {
-		w.failStreak.Store(0)
+		w.health.succeeded()
 		w.sent.Add(1)
 		logger.Info("mail sent", slog.Int("attempts", h.attempts))
 		w.finish(h, authd.DeliverySent)
 		return
 	}
-	reason := slog.String("error", authd.Redact(err.Error(), m.Code, m.To))
+	text := authd.Redact(err.Error(), m.Code, m.To)
+	reason := slog.String("error", text)
 	var se *authd.SendError
-	if errors.As(err, &se) && !se.Temporary {
+	if !errors.As(err, &se) {
+		// A sender outside its contract: taken as an outage, retried and
+		// counted, rather than as a verdict on this mail.
+		se = &authd.SendError{Temporary: true, Session: true, Err: err}
+	}
+	if se.Session {
+		cause := text
+		if se.Err != nil {
+			cause = authd.Redact(se.Err.Error(), m.Code, m.To) // without "send mail: "
+		}
+		w.health.failed(cause, se.Setting)
+	}
+	if !se.Temporary {
 		w.failedPerm.Add(1)
 		logger.Warn("mail refused for good: not retried", slog.Int("attempts", h.attempts), reason)
 		w.finish(h, authd.DeliveryFailed)
 		return
 	}
-	w.failStreak.Add(1)
+	if se.Reply {
+		h.refusals++
+		if h.refusals >= w.opts.MaxAttempts {
+			w.failedAttempts.Add(1)
+			logger.Warn("mail given up: the server refused it temporarily too many times",
+				slog.Int("attempts", h.attempts), slog.Int("max_attempts", w.opts.MaxAttempts), reason)
+			w.finish(h, authd.DeliveryFailed)
+			return
+		}
+	}
 	w.retry(h, logger, reason)
 }
 

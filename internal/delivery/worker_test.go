@@ -65,15 +65,47 @@ type rig struct {
 	logs   *lockedBuffer
 }
 
+// lockedBuffer is the worker's log. Its lines are the test's events:
+// waitFor blocks on a notification of each write, not on a polling loop.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced at each write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.changed != nil {
+		close(l.changed)
+	}
+	l.changed = make(chan struct{})
 	return l.b.Write(p)
+}
+
+// waitFor blocks until the log holds n lines containing s, or fails t
+// after timeout.
+func (l *lockedBuffer) waitFor(t *testing.T, s string, n int, timeout time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		got := strings.Count(l.b.String(), s)
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("%d of %d log lines with %q within %v; log:\n%s", got, n, s, timeout, l.String())
+		}
+	}
 }
 
 func (l *lockedBuffer) String() string {
@@ -117,6 +149,12 @@ func (r *rig) issue(t *testing.T, to, code string, ttl time.Duration) *authd.Mai
 
 func (r *rig) worker(t *testing.T, srv *smtptest.Server, edit func(*delivery.WorkerOptions)) *delivery.Worker {
 	t.Helper()
+	return r.workerWith(t, newSender(t, srv, nil), edit)
+}
+
+// workerWith is worker with the given sender.
+func (r *rig) workerWith(t *testing.T, sender authd.Sender, edit func(*delivery.WorkerOptions)) *delivery.Worker {
+	t.Helper()
 	opts := delivery.WorkerOptions{
 		Workers: 4, ClaimTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
 		Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -125,7 +163,7 @@ func (r *rig) worker(t *testing.T, srv *smtptest.Server, edit func(*delivery.Wor
 	if edit != nil {
 		edit(&opts)
 	}
-	w := delivery.NewWorker(r.store, r.store.IsCurrent, r.sealer, newSender(t, srv, nil), opts)
+	w := delivery.NewWorker(r.store, r.store.IsCurrent, r.sealer, sender, opts)
 	w.Start()
 	t.Cleanup(func() { w.Close(context.Background()) })
 	return w
