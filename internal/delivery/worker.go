@@ -472,7 +472,8 @@ func (w *Worker) attempt(h *heldJob) {
 		// counted, rather than as a verdict on this mail.
 		se = &authd.SendError{Temporary: true, Session: true, Err: err}
 	}
-	if se.Session {
+	// A send Close cut short says nothing of the server.
+	if se.Session && w.sendCtx.Err() == nil {
 		cause := text
 		if se.Err != nil {
 			cause = authd.Redact(se.Err.Error(), m.Code, m.To) // without "send mail: "
