@@ -177,7 +177,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	}
 	a.worker = delivery.NewWorker(codes, codes.IsCurrent, sealer, sender, delivery.WorkerOptions{
 		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
-		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax,
+		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax, MaxAttempts: cfg.MailRetryMaxAttempts,
 	})
 	// The first start on an empty database makes the first key. A database
 	// that does not answer yet leaves the set empty, and not ready, until

@@ -55,6 +55,7 @@ type Config struct {
 	MailWorkers                    int
 	MailClaimTimeout               time.Duration
 	MailRetryBackoff, MailRetryMax time.Duration
+	MailRetryMaxAttempts           int
 
 	Policy         authd.Policy
 	Projects       *authd.Registry // PROJECTS_FILE; nil without one
@@ -236,6 +237,8 @@ var settings = []setting{
 		parse: duration(time.Second, func(c *Config, d time.Duration) { c.MailClaimTimeout = d })},
 	{name: "MAIL_RETRY_BACKOFF", def: "2s", need: Mail, help: "the wait before a failed mail's first retry (temporary failures only: refused connections, timeouts, 4xx), doubled per retry with jitter up to `MAIL_RETRY_MAX`; never past the code's expiry",
 		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryBackoff = d })},
+	{name: "MAIL_RETRY_MAX_ATTEMPTS", def: "10", need: Mail, help: "how many times the SMTP server may refuse a mail temporarily (a 4xx reply) before it is given up (status `failed`); attempts it does not answer (refused connections, timeouts: an outage) do not count, and are retried until the code expires",
+		parse: integer(1, 1000, func(c *Config, n int) { c.MailRetryMaxAttempts = n })},
 	{name: "MAIL_RETRY_MAX", def: "30s", need: Mail, help: "the longest wait between two tries of a mail",
 		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
 	{name: "EMAIL_TEMPLATES_DIR", shown: "embedded", need: Mail, help: "a directory with `subject.txt`, `body.txt`, `body.html` (Go templates: `.ProjectName`, `.Code`, `.Minutes`, `.ExpiresAt`); checked at start",
