@@ -119,6 +119,11 @@ type Worker struct {
 
 	health *health
 
+	ageMu  sync.Mutex // QueueAge's last answer, and when it was asked
+	ageAt  time.Time
+	age    time.Duration
+	ageErr error
+
 	claimed, sent, retried, superseded, expired, failedPerm, failedAttempts, unreadable atomic.Int64
 	ageMax                                                                              atomic.Int64
 }
@@ -256,16 +261,28 @@ func (w *Worker) Stats() WorkerStats {
 // worker's clock; 0 when the queue is empty. It asks the queue, so it
 // shows a backlog even while no instance claims anything (all of them
 // stopped, or their claims failing), which the wait of the last job
-// claimed could not.
+// claimed could not. The answer is kept for a second: however often it is
+// asked (a scrape, each send-code), the queue is asked at most once a
+// second, and a scrape costs no Redis command of its own.
 //
 // Errors: the queue's (EUNAVAILABLE).
 func (w *Worker) QueueAge(ctx context.Context) (time.Duration, error) {
-	at, err := w.queue.OldestQueued(ctx)
-	if err != nil || at.IsZero() {
-		return 0, err
+	w.ageMu.Lock()
+	defer w.ageMu.Unlock()
+	now := w.opts.Now()
+	if d := now.Sub(w.ageAt); d >= 0 && d < queueAgeFor && !w.ageAt.IsZero() {
+		return w.age, w.ageErr
 	}
-	return max(w.opts.Now().Sub(at), 0), nil
+	at, err := w.queue.OldestQueued(ctx)
+	w.ageAt, w.age, w.ageErr = now, 0, err
+	if err == nil && !at.IsZero() {
+		w.age = max(now.Sub(at), 0)
+	}
+	return w.age, w.ageErr
 }
+
+// queueAgeFor is how long QueueAge keeps its answer.
+const queueAgeFor = time.Second
 
 func (w *Worker) stopping() bool {
 	select {
