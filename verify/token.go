@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -140,10 +143,19 @@ func (v *TokenVerifier) Verify(ctx context.Context, raw string) (Claims, error) 
 	}
 	var std jwt.Claims
 	var c Claims
-	if err := tok.Claims(key.Key, &std, &extra{&c}); err != nil {
+	if err := tok.Claims(key.Key, &std); err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
 			return Claims{}, refuse(ReasonBadSignature, nil)
 		}
+		return Claims{}, refuse(ReasonMalformed, err)
+	}
+	// The signature holds: the payload is the signer's. Read it once more,
+	// strictly, for what jwt.Claims does not hold.
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err == nil {
+		err = readClaims(payload, &c)
+	}
+	if err != nil {
 		return Claims{}, refuse(ReasonMalformed, err)
 	}
 	c.Issuer, c.Subject, c.Audience, c.ID = std.Issuer, std.Subject, []string(std.Audience), std.ID
@@ -185,18 +197,44 @@ func (v *TokenVerifier) Verify(ctx context.Context, raw string) (Claims, error) 
 	return c, nil
 }
 
-// extra reads the claims jwt.Claims does not hold.
-type extra struct{ c *Claims }
-
-func (e *extra) UnmarshalJSON(b []byte) error {
-	var x struct {
-		Email         string `json:"email"`
-		EmailVerified bool   `json:"email_verified"`
-		Nonce         string `json:"nonce"`
+// readClaims reads email, email_verified and nonce from a token's payload
+// with their names' exact case ("EMAIL" is not "email", as it would be to
+// encoding/json), and refuses a payload that gives any claim twice: of two
+// values, no reader may pick one the other reader did not.
+func readClaims(payload []byte, c *Claims) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("the payload is not a JSON object")
 	}
-	if err := json.Unmarshal(b, &x); err != nil {
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("claim %q given twice", name)
+		}
+		seen[name] = true
+		var dst any = new(json.RawMessage)
+		switch name {
+		case "email":
+			dst = &c.Email
+		case "email_verified":
+			dst = &c.EmailVerified
+		case "nonce":
+			dst = &c.Nonce
+		}
+		if err := dec.Decode(dst); err != nil {
+			return fmt.Errorf("claim %q: %v", name, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
 		return err
 	}
-	e.c.Email, e.c.EmailVerified, e.c.Nonce = x.Email, x.EmailVerified, x.Nonce
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the payload")
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -136,6 +137,38 @@ func TestTokenVerifierRefusals(t *testing.T) {
 
 // The other confusion: an EdDSA token presented where the key is an HS256
 // secret; and an HS256 token with the right secret passes.
+// A key holder's token is read as written: claims with their exact names
+// ("EMAIL" is not "email"), and none given twice (two readers could each
+// pick another).
+func TestTokenClaimsReadStrictly(t *testing.T) {
+	now := time.Now()
+	good := newKey("k1")
+	srv := newJWKSServer(t, good)
+	v := &verify.TokenVerifier{Keys: verify.NewJWKS(srv.URL), Issuer: "https://auth.example.com", Audience: "shop"}
+	base := fmt.Sprintf(`"iss":"https://auth.example.com","sub":"u1","aud":"shop","email_verified":true,"iat":%d,"exp":%d`, now.Unix(), now.Add(time.Minute).Unix())
+	sign := func(payload string) string {
+		return jwstest.EdDSARaw(map[string]any{"kid": "k1", "typ": "JWT"}, payload, good.priv)
+	}
+	c, err := v.Verify(t.Context(), sign(`{`+base+`,"email":"ana@example.com","EMAIL":"eve@example.com","Nonce":"x","nonce":"n1"}`))
+	if err != nil || c.Email != "ana@example.com" || c.Nonce != "n1" {
+		t.Fatalf("claims %+v, %v: want email and nonce by their exact names", c, err)
+	}
+	if c, err := v.Verify(t.Context(), sign(`{`+base+`,"EMAIL":"eve@example.com"}`)); err != nil || c.Email != "" {
+		t.Fatalf("EMAIL alone read as email: %+v, %v", c, err)
+	}
+	for name, payload := range map[string]string{
+		"email twice":    `{` + base + `,"email":"ana@example.com","email":"eve@example.com"}`,
+		"aud twice":      `{` + base + `,"aud":"bank"}`,
+		"sub twice":      `{"sub":"u2",` + base + `}`,
+		"a list":         `[` + base + `]`,
+		"email a number": `{` + base + `,"email":5}`,
+	} {
+		if _, err := v.Verify(t.Context(), sign(payload)); verify.ReasonOf(err) != verify.ReasonMalformed {
+			t.Errorf("%s: %v, want %s", name, err, verify.ReasonMalformed)
+		}
+	}
+}
+
 func TestSharedSecret(t *testing.T) {
 	now := time.Now()
 	secret := []byte("shared-secret-0123456789abcdef0123456789")
