@@ -21,9 +21,13 @@ COPY --from=build /out/authd /authd
 # The data directory (SQLite and development secrets when no PostgreSQL is
 # configured), writable by the user below.
 COPY --from=build --chown=65532:65532 /out/data /data
+# Metrics on their own port, reachable by a scraper in the same network;
+# the image does not publish it (no EXPOSE): a deployment decides who may
+# reach it.
 ENV AUTHD_DATA_DIR=/data \
 	HOST=0.0.0.0 \
-	PORT=8013
+	PORT=8013 \
+	METRICS_ADDR=0.0.0.0:9464
 # Explicit even on a :nonroot base, so that it is visible: never root.
 USER 65532:65532
 EXPOSE 8013

@@ -46,7 +46,10 @@ func readmeProofs() (good, bad []authd.Proof) {
 	tampered.Email = "eve@example.com"
 	stale := h.Sign(authd.Proof{AuthUserID: p.AuthUserID, Email: p.Email, ProjectID: "shop", Verified: true, IssuedAt: now - 3600})
 	other := proof.NewHMAC("another-secret-key-0123456789abcdef").Sign(p)
-	return good, []authd.Proof{tampered, stale, other}
+	// Genuine, but for another project: a consumer that does not compare
+	// project_id would take a proof made for someone else's app.
+	bank := h.Sign(authd.Proof{AuthUserID: p.AuthUserID, Email: p.Email, ProjectID: "bank", Verified: true, IssuedAt: now})
+	return good, []authd.Proof{tampered, stale, other, bank}
 }
 
 // The README's Python example verifies authd's proofs as the original's
@@ -56,7 +59,7 @@ func TestReadmePythonExample(t *testing.T) {
 	code := readmeExample(t, "python") + `
 import sys
 for line in sys.stdin:
-    print(verify_proof(json.loads(line), sys.argv[1]))
+    print(verify_proof(json.loads(line), sys.argv[1], "shop"))
 `
 	good, bad := readmeProofs()
 	var in strings.Builder
@@ -110,7 +113,7 @@ func main() {
 		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
 			panic(err)
 		}
-		if proofcheck.Verify(p, os.Args[1], 15*time.Minute) {
+		if proofcheck.Verify(p, os.Args[1], "shop", 15*time.Minute) {
 			fmt.Println("True")
 		} else {
 			fmt.Println("False")

@@ -28,6 +28,10 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+	// Metrics on a port of their own, not published by the image.
+	if !strings.Contains(df, "METRICS_ADDR=0.0.0.0:9464") || strings.Contains(df, "EXPOSE 9464") {
+		t.Error("Dockerfile: want METRICS_ADDR=0.0.0.0:9464 and no EXPOSE of it")
+	}
 	if n := strings.Count(df, "\nFROM "); n < 2 {
 		t.Errorf("Dockerfile has %d stages, want a build stage and a final one", n)
 	}
@@ -101,6 +105,9 @@ func TestComposeStructure(t *testing.T) {
 		t.Errorf("redis command %v: want appendonly and noeviction", c.Services["redis"].Command)
 	}
 	a := c.Services["authd"]
+	if a.Environment["METRICS_ADDR"] != "0.0.0.0:9464" {
+		t.Errorf("authd METRICS_ADDR %q, want 0.0.0.0:9464 (in the compose network, not published)", a.Environment["METRICS_ADDR"])
+	}
 	if a.Build == nil || !slices.Equal(a.Ports, []string{"127.0.0.1:8013:8013"}) {
 		t.Errorf("authd: build %v, ports %v", a.Build, a.Ports)
 	}
