@@ -63,11 +63,11 @@ type Delivery struct {
 // the claim timeout lapses and another consumer may take the job (its
 // first consumer died). Implementations: internal/redis, internal/inmem.
 type MailQueue interface {
-	// Claim claims about n jobs for consumer (up to n per partition of the
-	// queue: Redis reads its streams in one go): jobs never claimed first,
-	// then jobs whose claim is older than claimTimeout. It does not block:
-	// an empty result means nothing is ready. now is the caller's clock
-	// (Redis ages claims by its own).
+	// Claim claims up to n jobs for consumer (a store split over shards may
+	// take up to one more per partition): jobs never claimed first, then
+	// jobs whose claim was made or renewed claimTimeout ago or more. It does
+	// not block: an empty result means nothing is ready. Claims age by now,
+	// the caller's clock.
 	//
 	// Errors: EUNAVAILABLE.
 	Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]ClaimedJob, error)

@@ -74,6 +74,10 @@ func ErrorCode(err error) string {
 	return EINTERNAL
 }
 
+// ErrNoDelivery is the answer for a delivery status that is not kept:
+// unknown, or its code has expired.
+var ErrNoDelivery = &Error{Code: ENOTFOUND, Message: "Delivery not found"}
+
 // ErrInvalidCode is the single answer for every failed verification.
 var ErrInvalidCode = &Error{Code: ECODE, Message: "Invalid or expired verification code"}
 
@@ -88,14 +92,6 @@ func RateLimited(limit string, wait time.Duration) *Error {
 	return &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later.", RetryAfter: ra, Limit: limit}
 }
 
-// IsRateLimited reports whether err is a rate-limit refusal and when to retry.
-func IsRateLimited(err error) (time.Duration, bool) {
-	var e *Error
-	if errors.As(err, &e) && e.Code == ERATELIMITED {
-		return e.RetryAfter, true
-	}
-	return 0, false
-}
 
 // CodeRefused is ErrInvalidCode carrying why (CodeWrong, CodeExpired,
 // CodeBurnt), for CodeStore implementations that can tell.

@@ -66,7 +66,7 @@ func (e *SendError) Unwrap() error { return e.Err }
 
 // JobSealer encrypts a Message for the queue, bound to its delivery id: a
 // job's payload cannot be opened under another id. Implementation:
-// internal/mailer (XChaCha20-Poly1305 with Keys.Mail).
+// internal/delivery (XChaCha20-Poly1305 with Keys.Mail).
 type JobSealer interface {
 	// Seal returns m encrypted. Errors: EINTERNAL.
 	Seal(deliveryID string, m Message) ([]byte, error)

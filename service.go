@@ -291,12 +291,10 @@ func (s *Service) User(ctx context.Context, email string) (User, error) {
 // Errors: ENOTFOUND (also for an id that is not 32 hex digits), EUNAVAILABLE.
 func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
 	if !validDeliveryID(id) {
-		return Delivery{}, errNoDelivery
+		return Delivery{}, ErrNoDelivery
 	}
 	return s.Codes.Delivery(ctx, id, s.now())
 }
-
-var errNoDelivery = &Error{Code: ENOTFOUND, Message: "Delivery not found"}
 
 // project resolves a request's project_id: refused when a registry exists
 // and does not list it.

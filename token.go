@@ -26,7 +26,7 @@ type Token struct {
 	ExpiresIn time.Duration
 }
 
-// TokenIssuer signs identity tokens. Implementation: internal/token.
+// TokenIssuer signs identity tokens. Implementation: internal/jwt.
 type TokenIssuer interface {
 	// IssueToken signs c with the current signing key.
 	//

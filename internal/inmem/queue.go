@@ -201,7 +201,7 @@ func (s *CodeStore) Delivery(ctx context.Context, id string, now time.Time) (aut
 	defer s.mu.Unlock()
 	d, ok := s.queue.statuses[id]
 	if _, valid := authd.DeliveryPartition(id); !valid || !ok || !now.Before(d.ExpiresAt) {
-		return authd.Delivery{}, &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
+		return authd.Delivery{}, authd.ErrNoDelivery
 	}
 	return d, nil
 }

@@ -1,6 +1,6 @@
 // Package jwstest makes and checks compact JWS tokens by hand, with the
 // standard library only, for tests: it is the independent second opinion on
-// what internal/token signs with go-jose, and it forges the tokens a
+// what internal/jwt signs with go-jose, and it forges the tokens a
 // verifier must refuse (alg none, HS256 over a public key, tampered ...).
 // Only tests import it.
 package jwstest

@@ -80,7 +80,7 @@ func (s *StoreSource) load(ctx context.Context) ([]material, error) {
 		}
 		priv, err := open(s.Key, k.ID, k.SealedPrivateKey)
 		if err != nil {
-			return nil, wrapf(authd.EINTERNAL, err, "signing key %s: %v", k.ID, err)
+			return nil, wrapf(authd.EINTERNAL, err, "signing key %s does not open", k.ID)
 		}
 		m := material{id: k.ID, alg: verify.EdDSA, signs: true, priv: priv, pub: priv.Public().(ed25519.PublicKey), createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
 		s.opened[k.ID] = m

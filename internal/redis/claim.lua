@@ -16,7 +16,7 @@
 --       busier ones)
 -- Reply: {new, lapsed, next}: new and lapsed each a list of {stream,
 --        entry id, {field, value, ...}}, one for each entry claimed (up to
---        n new ones per stream, then up to n in all); next, when lapsed
+--        n in all, new ones first); next, when lapsed
 --        claims were looked for, the earliest claim time left that has not
 --        lapsed ('' for none): no claim lapses before next + timeout.
 local group, consumer = ARGV[1], ARGV[2]
@@ -25,33 +25,32 @@ local look_lapsed, start = ARGV[6] == '1', tonumber(ARGV[7])
 local streams = #KEYS / 2
 local new, lapsed, next_ = {}, {}, nil
 
--- claim_new claims entries the group has never handed out, in one read
--- of every stream. The group is made on first use, from id 0: jobs queued
--- before it are read too.
+-- claim_new claims up to n entries the group has never handed out, in
+-- all, reading the streams in turn from start: no stream waits behind
+-- busier ones, and no consumer takes more than it asked for while others
+-- idle. The group is made on first use, from id 0: jobs queued before it
+-- are read too.
 local function claim_new()
-  local read = {'XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS'}
-  local claims = {}
-  for i = 1, #KEYS, 2 do
-    table.insert(read, KEYS[i])
-    claims[KEYS[i]] = KEYS[i + 1]
-  end
-  for _ = 1, streams do
-    table.insert(read, '>')
-  end
-  local r = redis.pcall(unpack(read))
-  if type(r) == 'table' and r.err then
-    if not string.find(r.err, 'NOGROUP', 1, true) then
-      error(r)
+  for i = 0, streams - 1 do
+    if #new >= n then
+      return
     end
-    for i = 1, #KEYS, 2 do
-      redis.pcall('XGROUP', 'CREATE', KEYS[i], group, '0', 'MKSTREAM') -- BUSYGROUP: it was there
+    local j = 2 * ((start - 1 + i) % streams) + 1
+    local stream, claims = KEYS[j], KEYS[j + 1]
+    local read = {'XREADGROUP', 'GROUP', group, consumer, 'COUNT', n - #new, 'STREAMS', stream, '>'}
+    local r = redis.pcall(unpack(read))
+    if type(r) == 'table' and r.err then
+      if not string.find(r.err, 'NOGROUP', 1, true) then
+        error(r)
+      end
+      redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM') -- BUSYGROUP: it was there
+      r = redis.call(unpack(read))
     end
-    r = redis.call(unpack(read))
-  end
-  for _, st in ipairs(r or {}) do
-    for _, e in ipairs(st[2]) do
-      redis.call('ZADD', claims[st[1]], int(now), e[1])
-      table.insert(new, {st[1], e[1], e[2]})
+    for _, st in ipairs(r or {}) do
+      for _, e in ipairs(st[2]) do
+        redis.call('ZADD', claims, int(now), e[1])
+        table.insert(new, {stream, e[1], e[2]})
+      end
     end
   end
 end

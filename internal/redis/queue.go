@@ -114,10 +114,11 @@ func (c *claimState) released() {
 }
 
 // Claim implements authd.MailQueue: claim.lua. On a single Redis one
-// script reads all 64 streams, one round trip; on a Redis Cluster a
-// pipeline of one per stream (a round trip per node). New jobs are read
-// up to n per stream; lapsed claims, when any may have lapsed (see
-// claimState), up to n in all.
+// script reads all 64 streams, one round trip, and claims up to n jobs in
+// all (new ones first, then lapsed claims when any may have lapsed: see
+// claimState). On a Redis Cluster a pipeline of one per stream (a round
+// trip per node), each claiming up to ceil(n/64): at most n+63 in all, so
+// that one instance does not take the queue while the others idle.
 func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
 	if n <= 0 {
 		return nil, nil
@@ -128,15 +129,15 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	if look {
 		lapsedArg = "1"
 	}
-	args := func(start int) []any {
+	args := func(n, start int) []any {
 		return []any{mailGroup, consumer, n, now.UnixMicro(), claimTimeout.Microseconds(), lapsedArg, start + 1}
 	}
 	var calls []scriptCall
 	if !s.split {
-		calls = []scriptCall{{claimScript, s.queue, args(turn % authd.Partitions)}}
+		calls = []scriptCall{{claimScript, s.queue, args(n, turn%authd.Partitions)}}
 	} else {
 		for i := 0; i < len(s.queue); i += 2 {
-			calls = append(calls, scriptCall{claimScript, s.queue[i : i+2], args(0)})
+			calls = append(calls, scriptCall{claimScript, s.queue[i : i+2], args((n+authd.Partitions-1)/authd.Partitions, 0)})
 		}
 	}
 	replies, err := s.runAll(ctx, calls)
@@ -322,15 +323,14 @@ func (s *Store) Finish(ctx context.Context, job authd.ClaimedJob, status string,
 	return err
 }
 
-// errNoDelivery is Delivery's answer for an unknown delivery.
-var errNoDelivery = &authd.Error{Code: authd.ENOTFOUND, Message: "Delivery not found"}
+// authd.ErrNoDelivery is Delivery's answer for an unknown delivery.
 
 // Delivery implements authd.MailQueue. The id names its partition
 // (authd.DeliveryPartition); an id that does not has no status.
 func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.Delivery, error) {
 	p, ok := authd.DeliveryPartition(id)
 	if !ok {
-		return authd.Delivery{}, errNoDelivery
+		return authd.Delivery{}, authd.ErrNoDelivery
 	}
 	v, err := s.client.HGetAll(ctx, statusKey(s.tag(p), id)).Result()
 	if err != nil {
@@ -340,7 +340,7 @@ func (s *Store) Delivery(ctx context.Context, id string, now time.Time) (authd.D
 	n, err2 := strconv.Atoi(v["n"])
 	next, err3 := strconv.ParseInt(v["next"], 10, 64)
 	if len(v) == 0 || err1 != nil || err2 != nil || err3 != nil || exp <= now.UnixMicro() {
-		return authd.Delivery{}, errNoDelivery
+		return authd.Delivery{}, authd.ErrNoDelivery
 	}
 	d := authd.Delivery{Status: v["st"], Attempts: n, ExpiresAt: time.UnixMicro(exp).UTC()}
 	if d.Status == authd.DeliveryRetrying && next > 0 {

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -264,5 +265,48 @@ func TestQueueOlderVersion(t *testing.T) {
 		if keys := f.c.Keys(ctx, f.prefix+"*dlv*").Val(); len(keys) != 2 {
 			t.Errorf("split=%v: status keys %q, want two, in partition 7", split, keys)
 		}
+	}
+}
+
+// Claim takes no more than it is asked for: n in all on a single Redis
+// (the streams read in turn), at most one more per partition on a Cluster,
+// so that one instance does not take the whole queue while others idle.
+func TestClaimTakesAtMostN(t *testing.T) {
+	for _, mode := range benchModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newClient(t)
+			s := redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+			now := time.Now()
+			for i := range 200 {
+				a := fmt.Sprintf("%032x", i)
+				job := &authd.MailJob{DeliveryID: newDeliveryID(t, a), Address: addrOf(a), Project: "shop", CodeID: "c" + a,
+					ExpiresAt: now.Add(5 * time.Minute), ReplaceableAt: now, Sealed: []byte("s")}
+				if _, err := s.IssueCode(ctx, authd.IssueRequest{Address: addrOf(a), Project: "shop", Now: now,
+					Record: authd.CodeRecord{ID: job.CodeID, Hash: []byte("h"), ExpiresAt: job.ExpiresAt}, Job: job}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			limit := 3
+			if mode.split {
+				limit = authd.Partitions // ceil(3/64) per partition
+			}
+			got := map[string]bool{}
+			for range 3 {
+				jobs, err := s.Claim(ctx, "c1", 3, time.Minute, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(jobs) == 0 || len(jobs) > limit {
+					t.Fatalf("Claim(3) took %d jobs, want 1 to %d", len(jobs), limit)
+				}
+				for _, j := range jobs {
+					got[j.DeliveryID] = true
+				}
+			}
+			if !mode.split && len(got) != 9 {
+				t.Fatalf("three Claim(3) took %d distinct jobs, want 9", len(got))
+			}
+		})
 	}
 }

@@ -25,8 +25,10 @@ import (
 //
 // ConsumeCode takes no refund: the IP pays for every try it is allowed.
 //
-// A call whose outcome is unknown (Redis failed midway) is answered
-// EUNAVAILABLE, its tokens kept: the strict side.
+// A call that fails midway is answered EUNAVAILABLE. When the limits'
+// pipeline fails, the tokens it did take are given back; when the
+// address's script fails after the limits were taken, its outcome is
+// unknown and the tokens stay taken: the strict side.
 
 // issueSplit is IssueCode on a Redis Cluster.
 func (s *Store) issueSplit(ctx context.Context, now int64, limits []limit, keys []string, args []any) (authd.IssueResult, error) {
