@@ -92,7 +92,6 @@ func RateLimited(limit string, wait time.Duration) *Error {
 	return &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later.", RetryAfter: ra, Limit: limit}
 }
 
-
 // CodeRefused is ErrInvalidCode carrying why (CodeWrong, CodeExpired,
 // CodeBurnt), for CodeStore implementations that can tell.
 // errors.Is(err, ErrInvalidCode) holds for it.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -81,15 +82,14 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	switch policy, ok, err := s.CheckEviction(cctx); {
-	case err != nil:
+	switch err := evictionProblem(cctx, s); {
+	case errors.Is(err, httpapi.ErrUnknown):
 		log.Warn("Redis is not usable yet: not ready until it is", "err", err)
-	case policy == "":
-		log.Warn("could not read Redis maxmemory-policy (CONFIG and INFO refused): make sure it is noeviction")
-	case !ok:
-		log.Warn("Redis may evict keys: limits and queued mail can vanish; set maxmemory-policy noeviction", "maxmemory_policy", policy)
+	case err != nil:
+		log.Warn("Redis may evict keys: limits and queued mail can vanish", "err", err)
 	}
-	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{s.Collector()}, close: func() { s.Close() }}, nil
+	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{s.Collector()},
+		close: func() { s.Close() }}, nil
 }
 
 // redisHealth is what readiness asks of Redis.
@@ -102,15 +102,23 @@ type redisHealth interface {
 // (DESIGN.md §3: serving goes on, the policy may be changed live, but
 // readiness says so on every probe).
 func redisChecks(r redisHealth) []httpapi.Check {
-	return []httpapi.Check{{Name: "redis", Check: r.Ping}, {Name: "redis_eviction", Optional: true, Check: func(ctx context.Context) error {
-		switch policy, ok, err := r.CheckEviction(ctx); {
-		case err != nil:
-			return fmt.Errorf("%w: %w", httpapi.ErrUnknown, err) // Redis down: the "redis" check says so
-		case policy != "" && !ok:
-			return fmt.Errorf("maxmemory-policy is %s: limits and queued mail may be evicted; set noeviction", policy)
-		}
-		return nil // noeviction, or a managed Redis that does not say
-	}}}
+	return []httpapi.Check{{Name: "redis", Check: r.Ping}, {Name: "redis_eviction", Optional: true,
+		Check: func(ctx context.Context) error { return evictionProblem(ctx, r) }}}
+}
+
+// evictionProblem says what is wrong with Redis's eviction policy, for the
+// start-up line and the readiness check alike: nil for noeviction, or a
+// managed Redis that will not say (CONFIG and INFO refused: the start-up
+// line asks to make sure); ErrUnknown when Redis does not answer (the
+// "redis" check says it is down).
+func evictionProblem(ctx context.Context, r redisHealth) error {
+	switch policy, ok, err := r.CheckEviction(ctx); {
+	case err != nil:
+		return fmt.Errorf("%w: %w", httpapi.ErrUnknown, err)
+	case policy != "" && !ok:
+		return fmt.Errorf("maxmemory-policy is %s: limits and queued mail may be evicted; set noeviction", policy)
+	}
+	return nil
 }
 
 // app is authd wired from its configuration: what serve runs, and what the
@@ -189,7 +197,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	case cfg.TokenKeyFile != "":
 		src = jwt.FileSource{Path: cfg.TokenKeyFile}
 	}
-	tokens, stopTokens, err := jwt.Start(ctx, src, jwt.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL, CacheMaxAge: cfg.JWKSMaxAge, Logger: log})
+	tokens, stopTokens, err := jwt.Start(ctx, src, jwt.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL,
+		CacheMaxAge: cfg.JWKSMaxAge, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("token keys: %w", err)
 	}
@@ -204,7 +213,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
 	var observe *httpapi.Observer
 	if !o.noObserve {
-		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining", Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
+		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining",
+			Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
 			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
 		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
 		a.metrics.MergeFailures = cfg.MetricsPublic()
@@ -243,7 +253,8 @@ func newMetrics(cs ...prometheus.Collector) *httpapi.Metrics {
 		Name: "authd_build_info", Help: "1, labelled with the build's version and Go version.",
 	}, []string{"version", "goversion"})
 	info.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
-	reg.MustRegister(append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))...)
+	cs = append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(cs...)
 	return httpapi.NewMetrics(reg, reg)
 }
 
@@ -269,11 +280,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		defer stop()
 	}
 	users, codes := cfg.Backends()
-	log.Info("authd listening", "addr", "http://"+ln.Addr().String(), "version", buildVersion(), "users", users, "codes", codes, "mail", cfg.MailBackend)
+	log.Info("authd listening", "addr", "http://"+ln.Addr().String(), "version", buildVersion(),
+		"users", users, "codes", codes, "mail", cfg.MailBackend)
 	// The worker outlives the server: it keeps sending while requests in
 	// flight at shutdown finish; then it stops taking jobs, and what it has
 	// not done stays queued for the next instance.
 	a.worker.Start()
-	srv := httpapi.Server{Handler: a.handler, Readiness: a.ready, Logger: log, ShutdownDelay: cfg.ShutdownDelay, ShutdownTimeout: cfg.ShutdownTimeout}
+	srv := httpapi.Server{Handler: a.handler, Readiness: a.ready, Logger: log,
+		ShutdownDelay: cfg.ShutdownDelay, ShutdownTimeout: cfg.ShutdownTimeout}
 	return srv.Serve(ctx, ln, func(ctx context.Context) { a.worker.Close(ctx) })
 }

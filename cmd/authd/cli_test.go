@@ -220,6 +220,15 @@ func TestProofVerifyCommand(t *testing.T) {
 	check(token[:len(token)-4]+"AAAA", 1, "INVALID: bad_signature")
 	check("not json", 1, "INVALID: malformed")
 	check(token, 2, "unknown flag", "--frobnicate", "x")
+	// A token needs no SECRET_KEY; a v1 proof does.
+	noSecret := cloneEnv(env.Env)
+	delete(noSecret, "SECRET_KEY")
+	if out, errs, ec := runCmdInput(t, noSecret, token, "proof", "verify", "--audience", "shop"); ec != 0 || !strings.Contains(out, "valid token") {
+		t.Errorf("a token without SECRET_KEY: exit %d %q %q", ec, out, errs)
+	}
+	if _, errs, ec := runCmdInput(t, noSecret, string(proofJSON), "proof", "verify"); ec != 1 || !strings.Contains(errs, "config: SECRET_KEY:") {
+		t.Errorf("a v1 proof without SECRET_KEY: exit %d %q", ec, errs)
+	}
 }
 
 // The image's binary: a static CGO_ENABLED=0 build, run as uid/gid 65532
@@ -343,7 +352,14 @@ func TestCommandLineErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, %q; want exit 2 saying %q", tc.args, code, errs, tc.want)
 		}
 	}
-	out, _, code := runCmd(t, env, "keys", "rotate", "--help")
+	out, _, code := runCmd(t, env, "users", "--help")
+	if code != 0 || !strings.Contains(out, "authd users show EMAIL") || strings.Contains(out, "keys rotate") {
+		t.Errorf("users --help: exit %d, want the users commands only:\n%s", code, out)
+	}
+	if _, errs, _ := runCmd(t, env, "keys", "rotate", "-x"); !strings.Contains(errs, "unknown flag -x") {
+		t.Errorf("a flag is named as typed: %q", errs)
+	}
+	out, _, code = runCmd(t, env, "keys", "rotate", "--help")
 	if code != 0 || !strings.Contains(out, "Usage: authd keys rotate [--delay D]") || !strings.Contains(out, "Example:\n  authd keys rotate --delay 10m") {
 		t.Errorf("keys rotate --help: exit %d\n%s", code, out)
 	}
@@ -365,6 +381,18 @@ func TestCommandsReadOnlyWhatTheyUse(t *testing.T) {
 	}
 	if _, errs, code := runCmd(t, env, "users", "show", "nobody@example.com"); code != 1 || !strings.Contains(errs, "no user for nobody@example.com") {
 		t.Errorf("users show: exit %d %s", code, errs)
+	}
+	// On a database authd never started on, the users commands find their
+	// tables; unlock in development mode refuses before it writes a key.
+	dev := map[string]string{"AUTHD_DATA_DIR": t.TempDir()}
+	if _, errs, code := runCmd(t, dev, "users", "show", "nobody@example.com"); code != 1 || !strings.Contains(errs, "no user for") {
+		t.Errorf("users show on a fresh data directory: exit %d %s", code, errs)
+	}
+	if _, _, code := runCmd(t, dev, "users", "unlock", "nobody@example.com"); code != 1 {
+		t.Errorf("users unlock in development mode: exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dev["AUTHD_DATA_DIR"], "master_key")); err == nil {
+		t.Error("users unlock in development mode wrote a master key")
 	}
 	for _, tc := range []struct {
 		args []string

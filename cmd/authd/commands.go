@@ -6,15 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"strconv"
+	"log/slog"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/jwt"
 	"github.com/authd/authd/verify"
 )
@@ -22,13 +20,14 @@ import (
 // commands are authd's commands, serve first (what `authd` alone runs),
 // each longer name before its prefix (findCommand takes the first match).
 var commands = []command{
-	{name: "serve", summary: "run the HTTP server (migrates the database first)", needs: config.All,
-		about:   "Runs authd: the HTTP API, the mail delivery worker, the metrics. The database is\nmigrated first, once it answers.",
+	{name: "serve", needs: config.All, summary: "run the HTTP server (migrates the database first)",
+		about:   "Runs authd: the HTTP API, the mail delivery worker, the metrics listener.",
 		example: "POSTGRES_SERVER=db REDIS_HOST=redis SMTP_HOST=smtp authd serve",
 		run:     func(ctx context.Context, x *invocation) error { return serve(ctx, x.cfg, x.log) }},
-	{name: "migrate up", summary: "apply the database migrations", needs: config.Database,
-		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate up", run: cmdMigrate},
-	{name: "migrate status", summary: "list the migrations, applied or pending", needs: config.Database,
+	{name: "migrate up", needs: config.Database, summary: "apply the database migrations",
+		about:   "Applies the migrations under a lock: instances starting together are safe.",
+		example: "authd migrate up", run: cmdMigrate},
+	{name: "migrate status", needs: config.Database, summary: "list the migrations, applied or pending",
 		about: "Lists the database migrations and whether each is applied.", example: "authd migrate status",
 		run: func(ctx context.Context, x *invocation) error {
 			db, err := openDatabase(ctx, x.cfg, x.log)
@@ -38,47 +37,67 @@ var commands = []command{
 			defer db.Close()
 			return db.MigrationStatus(ctx, x.stdout)
 		}},
-	{name: "migrate", summary: "apply the database migrations (= migrate up)", needs: config.Database,
-		about: "Applies the database migrations, under a lock: instances starting together are\nsafe.", example: "authd migrate", run: cmdMigrate},
-	{name: "users show", args: []string{"EMAIL"}, summary: "print the user of an address, as JSON", needs: config.Database,
-		about: "Prints the user of an address (the oldest of its case variants) as JSON.", example: "authd users show ana@example.com", run: cmdUsersShow},
-	{name: "users delete", args: []string{"EMAIL"}, summary: "erase an address: user rows, codes, budgets, queued mail", needs: config.Database | config.Redis | config.MasterKey,
-		about:   "Erases an address on request: its user rows (case variants too), and in Redis its\nlive codes, cooldowns and budgets in every project, and its mails still queued\n(never sent after) with their delivery statuses.",
+	{name: "migrate", needs: config.Database, summary: "apply the database migrations (= migrate up)",
+		about:   "Applies the migrations under a lock: instances starting together are safe.",
+		example: "authd migrate", run: cmdMigrate},
+	{name: "users show", args: []string{"EMAIL"}, needs: config.Database, summary: "print the user of an address, as JSON",
+		about:   "Prints the user of an address (the oldest of its case variants) as JSON.",
+		example: "authd users show ana@example.com", run: cmdUsersShow},
+	{name: "users delete", args: []string{"EMAIL"}, needs: config.Database | config.Redis | config.MasterKey,
+		summary: "erase an address: user rows, codes, budgets, queued mail",
+		about:   "Erases an address: its user rows (case variants too), its codes, cooldowns and budgets\nin every project, and its queued mails (never sent after) with their statuses.",
 		example: "authd users delete ana@example.com", run: cmdUsersDelete},
-	{name: "users duplicates", summary: "list the rows whose emails differ only in letter case", needs: config.Database,
-		about:   "Lists the user rows whose emails differ only in letter case (the original service\nmade them); authd uses the oldest of each group.",
+	{name: "users duplicates", needs: config.Database, summary: "list the rows whose emails differ only in letter case",
+		about:   "Lists the user rows the original service left in several letter cases; authd uses the\noldest of each group.",
 		example: "authd users duplicates", run: cmdUsersDuplicates},
-	{name: "users unlock", args: []string{"EMAIL"}, summary: "clear an address's failure and send budgets", needs: config.Redis | config.MasterKey,
-		about: "Clears an address's failure and codes-per-address budgets in Redis: the way out of\na lock-out.", example: "authd users unlock ana@example.com", run: cmdUsersUnlock},
-	{name: "keys list", summary: "list the token signing keys and their states", needs: config.Database | config.Tokens,
-		about:   "Lists the token signing keys: signing, next, retiring, retired. It reads the stored\nrows only: it needs no AUTHD_MASTER_KEY.",
+	{name: "users unlock", args: []string{"EMAIL"}, needs: config.Redis, summary: "clear an address's failure and send budgets",
+		about:   "Clears the failure and codes budgets of the address's mailbox: the way out of a lock-out.",
+		example: "authd users unlock ana@example.com", run: cmdUsersUnlock},
+	{name: "keys list", needs: config.Database | config.Tokens, summary: "list the token signing keys and their states",
+		about:   "Lists the signing keys (signing, next, retiring, retired) from the stored rows alone:\nit needs no AUTHD_MASTER_KEY.",
 		example: "authd keys list", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, false) }},
-	{name: "keys rotate", summary: "publish a new signing key now, sign with it after D", needs: config.Database | config.MasterKey | config.Tokens,
+	{name: "keys rotate", needs: config.Database | config.MasterKey | config.Tokens,
+		summary: "publish a new signing key now, sign with it after D",
 		flags: []flagDef{{name: "delay", value: "D", wants: "a duration such as 5m (0 or more)", check: durationAtLeast(0),
-			help: "when the new key starts signing; default JWKS_CACHE_SECONDS, so consumers\n\t\thave fetched it first; 0 switches at once"}},
-		about:   "Publishes a new token signing key at once; it signs from D on. The old key stays\npublished until every token it signed has expired. Running instances follow\nwithin 5 s.",
+			help: "when the new key starts signing; default JWKS_CACHE_SECONDS; 0 at once"}},
+		about:   "Publishes a new signing key at once; it signs from D on, the old one stays published\nuntil its tokens have expired. Running instances follow within 5 s.",
 		example: "authd keys rotate --delay 10m", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, true) }},
-	{name: "proof verify", summary: "check a v1 proof or a v2 token read on stdin", needs: config.ProofKey | config.Tokens | config.Issuer,
+	{name: "proof verify", needs: config.Tokens | config.Issuer, summary: "check a v1 proof or a v2 token read on stdin",
 		flags: []flagDef{
-			{name: "audience", value: "P", wants: "a project_id", help: "the project_id the proof must be for", check: func(v string) error {
+			{name: "audience", value: "P", wants: "a project_id", help: "the project_id it must be for", check: func(v string) error {
 				if !authd.ValidProjectID(v) {
 					return errors.New("bad project id")
 				}
 				return nil
 			}},
-			{name: "max-age", value: "D", wants: "a duration such as 15m", help: "the oldest v1 proof accepted (v1 proofs carry no expiry)", check: durationAtLeast(time.Second)},
-			{name: "jwks", value: "URL", wants: "a URL", help: "where the token keys are (default AUTHD_ISSUER/.well-known/jwks.json)"},
+			{name: "max-age", value: "D", wants: "a duration such as 15m", help: "the oldest v1 proof accepted",
+				check: durationAtLeast(time.Second)},
+			{name: "jwks", value: "URL", wants: "a URL", help: "the token keys (default AUTHD_ISSUER/.well-known/jwks.json)"},
 		},
-		about:   "Checks what a consumer received, read on stdin: a v1 proof (the verify-code JSON,\nwith SECRET_KEY) or a v2 token (with the published keys, or TOKEN_HS256_SECRET).\nPrints what it asserts; a refusal prints its reason (bad_signature, expired, ...).",
+		about:   "Checks a v1 proof (the verify-code JSON, with SECRET_KEY) or a v2 token (the published\nkeys, or TOKEN_HS256_SECRET) read on stdin; a refusal prints its reason.",
 		example: "authd proof verify --audience shop < proof.json", run: cmdProofVerify},
-	{name: "healthcheck", summary: "ask the server at HOST:PORT for readiness (exit 0 ready, 1 not)", needs: config.HTTP,
-		about:   "Asks the server this environment configures (HOST, PORT) for readiness: the\nDocker HEALTHCHECK, since the image has no curl.",
+	{name: "healthcheck", needs: config.HTTP, summary: "ask the server at HOST:PORT for readiness (exit 0 ready, 1 not)",
+		about:   "Asks the server at HOST:PORT for readiness: the image's HEALTHCHECK (it has no curl).",
 		example: "authd healthcheck", run: cmdHealthcheck},
-	{name: "version", summary: "print the version", needs: config.Nothing, about: "Prints authd's version.", example: "authd version",
+	{name: "version", needs: config.Nothing, summary: "print the version", about: "Prints authd's version.", example: "authd version",
 		run: func(_ context.Context, x *invocation) error {
 			fmt.Fprintln(x.stdout, "authd", buildVersion())
 			return nil
 		}},
+}
+
+// openMigrated is the database, its migrations applied (under their lock):
+// a command on a database authd has not started on yet finds its tables.
+func openMigrated(ctx context.Context, cfg config.Config, log *slog.Logger) (database, error) {
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return db, nil
 }
 
 func cmdMigrate(ctx context.Context, x *invocation) error {
@@ -103,7 +122,7 @@ func byEmail(cmd string, err error) error {
 }
 
 func cmdUsersShow(ctx context.Context, x *invocation) error {
-	db, err := openDatabase(ctx, x.cfg, x.log)
+	db, err := openMigrated(ctx, x.cfg, x.log)
 	if err != nil {
 		return err
 	}
@@ -125,7 +144,7 @@ func cmdUsersShow(ctx context.Context, x *invocation) error {
 }
 
 func cmdUsersDuplicates(ctx context.Context, x *invocation) error {
-	db, err := openDatabase(ctx, x.cfg, x.log)
+	db, err := openMigrated(ctx, x.cfg, x.log)
 	if err != nil {
 		return err
 	}
@@ -165,7 +184,7 @@ func (x *invocation) service(ctx context.Context, db database) (*authd.Service, 
 }
 
 func cmdUsersDelete(ctx context.Context, x *invocation) error {
-	db, err := openDatabase(ctx, x.cfg, x.log)
+	db, err := openMigrated(ctx, x.cfg, x.log)
 	if err != nil {
 		return err
 	}
@@ -194,6 +213,10 @@ func cmdUsersUnlock(ctx context.Context, x *invocation) error {
 	if x.cfg.RedisURL == "" {
 		return errors.New("authd users unlock: no Redis configured: the embedded mode keeps budgets in the server's memory; restarting it clears them")
 	}
+	var err error
+	if x.cfg, err = x.load(config.Redis | config.MasterKey); err != nil {
+		return err
+	}
 	svc, closeCodes, err := x.service(ctx, nil)
 	if err != nil {
 		return err
@@ -219,16 +242,13 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 		if err != nil {
 			return fmt.Errorf("authd keys list: %w", err)
 		}
-		return writeKeys(x.stdout, infos)
+		return jwt.WriteKeys(x.stdout, infos)
 	}
-	db, err := openDatabase(ctx, cfg, x.log)
+	db, err := openMigrated(ctx, cfg, x.log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
 	if rotate {
 		keys, err := authd.DeriveKeys(cfg.MasterKey)
 		if err != nil {
@@ -242,30 +262,14 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 			k.ID, k.ActiveFrom.Format(time.RFC3339))
 	}
 	infos, err := jwt.ListStored(ctx, db, time.Now(), cfg.TokenTTL)
-	if authd.ErrorCode(err) == authd.EUNAVAILABLE && strings.Contains(err.Error(), "no token signing key") {
+	switch {
+	case err != nil:
+		return fmt.Errorf("authd keys: %w", err)
+	case len(infos) == 0:
 		fmt.Fprintln(x.stdout, "no keys yet: the first start of authd makes one")
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("authd keys: %w", err)
-	}
-	return writeKeys(x.stdout, infos)
-}
-
-func writeKeys(w io.Writer, infos []jwt.KeyInfo) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSIGNS FROM (UTC)\tPUBLISHED UNTIL (UTC)")
-	for _, k := range infos {
-		from, until := "-", "-"
-		if !k.ActiveFrom.IsZero() && k.ActiveFrom.Unix() > 0 {
-			from = k.ActiveFrom.UTC().Format(time.DateTime)
-		}
-		if !k.RetiresAt.IsZero() {
-			until = k.RetiresAt.UTC().Format(time.DateTime)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.State, from, until)
-	}
-	return tw.Flush()
+	return jwt.WriteKeys(x.stdout, infos)
 }
 
 // cmdProofVerify checks a proof or a token as a consumer would, with the
@@ -284,9 +288,14 @@ func cmdProofVerify(ctx context.Context, x *invocation) error {
 			return fmt.Errorf("authd proof verify: INVALID: %s", verify.ReasonMalformed)
 		}
 		// A v1 proof carries no expiry: without --max-age only the
-		// signature and the fields are checked.
+		// signature and the fields are checked. Only a v1 proof needs
+		// SECRET_KEY.
 		maxAge := x.duration("max-age", 100*365*24*time.Hour)
-		if err := verify.NewProofVerifier(cfg.SecretKey, maxAge).Verify(p, audience); err != nil {
+		pk, err := x.load(config.ProofKey)
+		if err != nil {
+			return err
+		}
+		if err := verify.NewProofVerifier(pk.SecretKey, maxAge).Verify(p, audience); err != nil {
 			return fmt.Errorf("authd proof verify: INVALID: %s", reasonOf(err))
 		}
 		fmt.Fprintf(x.stdout, "valid v1 proof: auth_user_id=%s email=%s project_id=%s issued_at=%s\n",
@@ -326,29 +335,10 @@ func reasonOf(err error) string {
 // cmdHealthcheck asks the server at HOST:PORT for readiness. It writes
 // nothing: development mode's secrets are not generated by it.
 func cmdHealthcheck(ctx context.Context, x *invocation) error {
-	host := x.cfg.Host
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::", "[::]":
-		host = "::1"
-	}
-	u := "http://" + net.JoinHostPort(host, strconv.Itoa(x.cfg.Port)) + "/api/v1/health/ready"
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	body, err := httpapi.AskReady(ctx, x.cfg.Host, x.cfg.Port)
 	if err != nil {
 		return fmt.Errorf("authd healthcheck: %v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("authd healthcheck: not ready (%d): %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	fmt.Fprintf(x.stdout, "ready: %s\n", strings.TrimSpace(string(body)))
+	fmt.Fprintf(x.stdout, "ready: %s\n", body)
 	return nil
 }

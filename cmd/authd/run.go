@@ -75,6 +75,9 @@ type invocation struct {
 	flags  map[string]string // as given, checked
 	stdin  io.Reader
 	stdout io.Writer
+	// load reads more of the configuration, for a command that needs a
+	// part only on one of its paths (proof verify's SECRET_KEY).
+	load func(config.Need) (config.Config, error)
 }
 
 // run is authd: main only calls it, the end-to-end tests too.
@@ -83,15 +86,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	if cmd == nil { // authd --help
-		fmt.Fprint(stdout, usage())
+	if cmd == nil { // authd --help, or a group's: authd users --help
+		fmt.Fprint(stdout, usage(rest...))
 		return nil
 	}
 	if slices.ContainsFunc(rest, isHelp) {
 		fmt.Fprint(stdout, cmd.usage())
 		return nil
 	}
-	x := &invocation{stdin: stdin, stdout: stdout, flags: map[string]string{}}
+	x := &invocation{stdin: stdin, stdout: stdout, flags: map[string]string{},
+		load: func(n config.Need) (config.Config, error) { return config.Load(getenv, ".env", n) }}
 	if err := cmd.parse(rest, x); err != nil {
 		return err
 	}
@@ -130,7 +134,7 @@ func findCommand(args []string) (*command, []string, error) {
 	case len(group) == 0:
 		return nil, nil, usageError{fmt.Sprintf("authd: unknown command %q\n\n%s", args[0], usage())}
 	case len(args) > 1 && isHelp(args[1]):
-		return nil, nil, nil
+		return nil, args[:1], nil
 	}
 	return nil, nil, usageError{fmt.Sprintf("authd %s: want one of\n%s\n\n%s", args[0], strings.Join(group, "\n"), footer)}
 }
@@ -146,7 +150,8 @@ func (c *command) parse(args []string, x *invocation) error {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		k := slices.IndexFunc(c.flags, func(f flagDef) bool { return f.name == name })
 		if k < 0 {
-			return usageError{fmt.Sprintf("authd %s: unknown flag --%s\n\n%s", c.name, name, c.usage())}
+			flag, _, _ := strings.Cut(a, "=")
+			return usageError{fmt.Sprintf("authd %s: unknown flag %s\n\n%s", c.name, flag, c.usage())}
 		}
 		f := c.flags[k]
 		if !hasValue {
@@ -217,10 +222,14 @@ func (c *command) usage() string {
 	return b.String()
 }
 
-func usage() string {
+// usage lists the commands, or those of one group (users, keys, ...).
+func usage(group ...string) string {
 	var b strings.Builder
 	b.WriteString("authd: email one-time-code authentication\n\nUsage:\n")
 	for _, c := range commands {
+		if len(group) > 0 && strings.Fields(c.name)[0] != group[0] {
+			continue
+		}
 		if syn := c.synopsis(); len(syn) > 32 {
 			fmt.Fprintf(&b, "  %s\n  %-32s %s\n", syn, "", c.summary)
 		} else {

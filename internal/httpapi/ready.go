@@ -3,8 +3,12 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,4 +211,35 @@ func startupGate(ready *Readiness, next http.Handler) http.Handler {
 
 func isAuthPath(p string) bool {
 	return strings.HasPrefix(p, "/api/v1/auth/") || strings.HasPrefix(p, "/api/v2/auth/")
+}
+
+// AskReady asks the server listening at host:port for its readiness, as a
+// container's HEALTHCHECK does (the image has no curl): the answer's body
+// when ready; an error saying so, with the body, when not (503) or when
+// nothing answers. An unspecified host (0.0.0.0, ::) is asked on loopback.
+func AskReady(ctx context.Context, host string, port int) (string, error) {
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::", "[::]":
+		host = "::1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	u := "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/api/v1/health/ready"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	text := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("not ready (%d): %s", resp.StatusCode, text)
+	}
+	return text, nil
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -458,11 +459,12 @@ func List(ctx context.Context, source Source, now time.Time, ttl time.Duration) 
 // opening them: it needs no AUTHD_MASTER_KEY, so an operator can look at
 // the keys whatever key they are sealed under.
 //
-// Errors: EUNAVAILABLE, and EUNAVAILABLE "no token signing key" when none
-// is stored.
+// None is stored before authd's first start: an empty list.
+//
+// Errors: EUNAVAILABLE.
 func ListStored(ctx context.Context, store authd.KeyStore, now time.Time, ttl time.Duration) ([]KeyInfo, error) {
 	keys, err := store.SigningKeys(ctx)
-	if err != nil {
+	if err != nil || len(keys) == 0 {
 		return nil, err
 	}
 	ms := make([]material, len(keys))
@@ -474,4 +476,22 @@ func ListStored(ctx context.Context, store authd.KeyStore, now time.Time, ttl ti
 
 func wrapf(code string, err error, format string, args ...any) error {
 	return &authd.Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// WriteKeys writes infos as `authd keys list` shows them: a table of kid,
+// algorithm, state, and when each signs from and is published until (UTC).
+func WriteKeys(w io.Writer, infos []KeyInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSIGNS FROM (UTC)\tPUBLISHED UNTIL (UTC)")
+	for _, k := range infos {
+		from, until := "-", "-"
+		if !k.ActiveFrom.IsZero() && k.ActiveFrom.Unix() > 0 {
+			from = k.ActiveFrom.UTC().Format(time.DateTime)
+		}
+		if !k.RetiresAt.IsZero() {
+			until = k.RetiresAt.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.State, from, until)
+	}
+	return tw.Flush()
 }
