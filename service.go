@@ -18,7 +18,7 @@ type Service struct {
 	Sealer JobSealer // encrypts each mail job before it is stored
 	Signer ProofSigner
 	Policy Policy
-	Keys   Keys
+	Keys   KeySource // Keys, or a server's Keyring
 
 	// Tokens signs the v2 identity tokens (JWT). Nil: no tokens, v1 proofs
 	// only.
@@ -112,6 +112,10 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, err
 	}
+	keys, err := s.Keys.Current()
+	if err != nil {
+		return SendResult{}, err
+	}
 	code, err := NewCode(s.rand(), CodeLength)
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
@@ -120,14 +124,14 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
-	addr := s.Keys.AddressOf(email)
+	addr := keys.AddressOf(email)
 	deliveryID, err := NewDeliveryID(s.rand(), addr.Partition())
 	if err != nil {
 		return SendResult{}, &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
 	}
 	now := s.now()
 	p := proj.Policy
-	rec := CodeRecord{ID: id, Hash: CodeHash(s.Keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
+	rec := CodeRecord{ID: id, Hash: CodeHash(keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
 		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, Address: addr, CodeID: id,
@@ -176,12 +180,16 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	if !ValidCode(req.Code, CodeLength) {
 		return VerifyResult{}, &Error{Code: EINVALID, Field: "code", Message: "code must be 6 digits"}
 	}
+	keys, err := s.Keys.Current()
+	if err != nil {
+		return VerifyResult{}, err
+	}
 	now := s.now()
 	p := proj.Policy
-	addr := s.Keys.AddressOf(email)
+	addr := keys.AddressOf(email)
 	res, err := s.Codes.ConsumeCode(ctx, ConsumeRequest{
 		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP,
-		Hash: CodeHash(s.Keys.Code, req.ProjectID, email, req.Code), Now: now,
+		Hash: CodeHash(keys.Code, req.ProjectID, email, req.Code), Now: now,
 		AttemptsPerCode: p.AttemptsPerCode, FailuresPerAddress: p.FailuresPerAddress, VerifyPerIP: p.VerifyPerIP,
 	})
 	if err != nil {
@@ -243,7 +251,11 @@ func (s *Service) Unlock(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
-	return s.Codes.Unlock(ctx, s.Keys.AddressOf(email).Mailbox)
+	keys, err := s.Keys.Current()
+	if err != nil {
+		return err
+	}
+	return s.Codes.Unlock(ctx, keys.AddressOf(email).Mailbox)
 }
 
 // Erasure is what EraseAddress deleted.
@@ -265,11 +277,15 @@ func (s *Service) EraseAddress(ctx context.Context, email string) (Erasure, erro
 	if err != nil {
 		return Erasure{}, err
 	}
+	keys, err := s.Keys.Current()
+	if err != nil {
+		return Erasure{}, err
+	}
 	out := Erasure{Email: email}
 	if out.Users, err = s.Users.DeleteByEmail(ctx, email); err != nil {
 		return out, err
 	}
-	if out.Codes, err = s.Codes.EraseAddress(ctx, s.Keys.AddressOf(email)); err != nil {
+	if out.Codes, err = s.Codes.EraseAddress(ctx, keys.AddressOf(email)); err != nil {
 		return out, err
 	}
 	return out, nil

@@ -29,6 +29,7 @@ type flow struct {
 	codes  *inmem.CodeStore
 	users  *failingUsers
 	sealer *delivery.Sealer
+	keys   authd.Keys
 	now    time.Time
 }
 
@@ -68,7 +69,7 @@ func newFlow(t *testing.T, edit func(p *authd.Policy)) *flow {
 	if edit != nil {
 		edit(&p)
 	}
-	f := &flow{codes: inmem.NewCodeStore(), users: &failingUsers{UserStore: users}, sealer: sealer, now: time.Unix(1764412800, 0)}
+	f := &flow{codes: inmem.NewCodeStore(), users: &failingUsers{UserStore: users}, sealer: sealer, keys: keys, now: time.Unix(1764412800, 0)}
 	f.Service = &authd.Service{
 		Codes: f.codes, Users: f.users, Sealer: sealer, Signer: proof.NewHMAC("k"),
 		Policy: p, Keys: keys, Now: func() time.Time { return f.now },
@@ -187,7 +188,7 @@ func TestFlowNewCodeReplacesOld(t *testing.T) {
 	f := newFlow(t, func(p *authd.Policy) { p.ResendCooldown = 0 })
 	old, first := f.send(t, "ana@example.com", "shop")
 	code, _ := f.send(t, "ana@example.com", "shop")
-	addr := f.Keys.AddressOf("ana@example.com")
+	addr := f.keys.AddressOf("ana@example.com")
 	if cur, err := f.codes.IsCurrent(t.Context(), addr, "shop", first.CodeID, f.now); err != nil || cur {
 		t.Fatalf("the replaced code is current: %v, %v", cur, err)
 	}
@@ -355,7 +356,7 @@ func TestFlowDeliveryStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := authd.DeliveryPartition(res.DeliveryID); !ok || p != f.Keys.AddressOf("ana@example.com").Partition() {
+	if p, ok := authd.DeliveryPartition(res.DeliveryID); !ok || p != f.keys.AddressOf("ana@example.com").Partition() {
 		t.Fatalf("delivery id %s names partition %d, %v", res.DeliveryID, p, ok)
 	}
 	if d, err := f.Delivery(t.Context(), res.DeliveryID); err != nil || d.Status != authd.DeliveryQueued {

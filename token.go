@@ -71,6 +71,13 @@ type KeyStore interface {
 	// Errors: EINVALID when a key with k.ID is stored, EUNAVAILABLE.
 	AddSigningKey(ctx context.Context, k SigningKey) error
 
+	// ResealSigningKey stores next as the sealed private key of id in
+	// place of prev (a master-key rotation).
+	//
+	// Errors: ENOTFOUND when id is not stored, EINVALID when its sealed
+	// key is not prev, EUNAVAILABLE.
+	ResealSigningKey(ctx context.Context, id string, prev, next []byte) error
+
 	// DeleteSigningKey removes the key id.
 	//
 	// Errors: ENOTFOUND, EUNAVAILABLE.

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"time"
 
@@ -16,110 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/backend"
 	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/delivery"
 	"github.com/authd/authd/internal/httpapi"
-	"github.com/authd/authd/internal/inmem"
 	"github.com/authd/authd/internal/jwt"
 	"github.com/authd/authd/internal/mailer"
-	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/proof"
-	"github.com/authd/authd/internal/redis"
-	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/verify"
 )
-
-// database is what a user backend gives the wiring: users and the token
-// signing keys live in one database, which authd migrates. Both
-// internal/postgres and internal/sqlite are one.
-type database interface {
-	authd.UserStore
-	authd.KeyStore
-	Migrate(ctx context.Context) error
-	MigrationStatus(ctx context.Context, w io.Writer) error
-	Collector() prometheus.Collector
-	Close()
-}
-
-var (
-	_ database = (*postgres.Store)(nil)
-	_ database = (*sqlite.Store)(nil)
-)
-
-func openDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (database, error) {
-	if cfg.DatabaseURL != "" {
-		s, err := postgres.Open(ctx, cfg.DatabaseURL, log)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		return s, nil
-	}
-	path := filepath.Join(cfg.DataDir, "authd.db")
-	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite %s: %w", path, err)
-	}
-	return s, nil
-}
-
-// codeStore is the code store the configuration names, with what the
-// readiness probe and the metrics ask of it.
-type codeStore struct {
-	authd.CodeStore
-	checks     []httpapi.Check
-	collectors []prometheus.Collector
-	close      func()
-}
-
-func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeStore, error) {
-	if cfg.RedisURL == "" {
-		return codeStore{CodeStore: inmem.NewCodeStore(), close: func() {}}, nil
-	}
-	redis.SetLogger(log)
-	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster})
-	if err != nil {
-		return codeStore{}, fmt.Errorf("config: REDIS_URL: %v", err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	switch err := evictionProblem(cctx, s); {
-	case errors.Is(err, httpapi.ErrUnknown):
-		log.Warn("Redis is not usable yet: not ready until it is", "err", err)
-	case err != nil:
-		log.Warn("Redis may evict keys: limits and queued mail can vanish", "err", err)
-	}
-	return codeStore{CodeStore: s, checks: redisChecks(s), collectors: []prometheus.Collector{s.Collector()},
-		close: func() { s.Close() }}, nil
-}
-
-// redisHealth is what readiness asks of Redis.
-type redisHealth interface {
-	Ping(ctx context.Context) error
-	CheckEviction(ctx context.Context) (policy string, ok bool, err error)
-}
-
-// redisChecks: Redis answers (or authd is not ready); it does not evict
-// (DESIGN.md §3: serving goes on, the policy may be changed live, but
-// readiness says so on every probe).
-func redisChecks(r redisHealth) []httpapi.Check {
-	return []httpapi.Check{{Name: "redis", Check: r.Ping}, {Name: "redis_eviction", Optional: true,
-		Check: func(ctx context.Context) error { return evictionProblem(ctx, r) }}}
-}
-
-// evictionProblem says what is wrong with Redis's eviction policy, for the
-// start-up line and the readiness check alike: nil for noeviction, or a
-// managed Redis that will not say (CONFIG and INFO refused: the start-up
-// line asks to make sure); ErrUnknown when Redis does not answer (the
-// "redis" check says it is down).
-func evictionProblem(ctx context.Context, r redisHealth) error {
-	switch policy, ok, err := r.CheckEviction(ctx); {
-	case err != nil:
-		return fmt.Errorf("%w: %w", httpapi.ErrUnknown, err)
-	case policy != "" && !ok:
-		return fmt.Errorf("maxmemory-policy is %s: limits and queued mail may be evicted; set noeviction", policy)
-	}
-	return nil
-}
 
 // app is authd wired from its configuration: what serve runs, and what the
 // benchmarks drive in-process.
@@ -151,26 +53,35 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 			a.close()
 		}
 	}()
-	keys, err := authd.DeriveKeys(cfg.MasterKey)
-	if err != nil {
-		return nil, err
-	}
-	db, err := openDatabase(ctx, cfg, log)
+	db, err := backend.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, db.Close)
-	// A database not up yet does not stop start-up.
+	mail, token := authd.SealKeys(cfg.MasterKeys())
+	// The first start on an empty database makes the first key. A database
+	// that does not answer yet leaves the set empty, and not ready, until
+	// it does.
+	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:]}
+	switch {
+	case cfg.TokenAlg == verify.HS256:
+		src = jwt.Secret(cfg.HS256Secret)
+	case cfg.TokenKeyFile != "":
+		src = jwt.FileSource{Path: cfg.TokenKeyFile}
+	}
+	// A database not up yet does not stop start-up; a master key that opens
+	// nothing stored does, before it is trusted with anything.
+	keyring := &authd.Keyring{Masters: cfg.MasterKeys()}
 	mctx, stopMigrations := context.WithCancel(ctx)
 	a.closers = append(a.closers, stopMigrations)
-	if err := a.ready.Start(mctx, db.Migrate, log); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+	if err := a.ready.Start(mctx, func(ctx context.Context) error { return startDatabase(ctx, db, src, keyring, log) }, log); err != nil {
+		return nil, err
 	}
-	codes, err := openCodes(ctx, cfg, log)
+	codes, err := backend.OpenCodes(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, codes.close)
+	a.closers = append(a.closers, codes.Close)
 	sender := o.sender
 	if sender == nil {
 		var closeSender func()
@@ -179,7 +90,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		}
 		a.closers = append(a.closers, closeSender)
 	}
-	sealer, err := delivery.NewSealer(keys.Mail, nil)
+	sealer, err := delivery.NewSealer(mail[0], nil, mail[1:]...)
 	if err != nil {
 		return nil, err
 	}
@@ -187,16 +98,6 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
 		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax, MaxAttempts: cfg.MailRetryMaxAttempts,
 	})
-	// The first start on an empty database makes the first key. A database
-	// that does not answer yet leaves the set empty, and not ready, until
-	// it does.
-	var src jwt.Source = &jwt.StoreSource{Store: db, Key: keys.Token}
-	switch {
-	case cfg.TokenAlg == verify.HS256:
-		src = jwt.Secret(cfg.HS256Secret)
-	case cfg.TokenKeyFile != "":
-		src = jwt.FileSource{Path: cfg.TokenKeyFile}
-	}
 	tokens, stopTokens, err := jwt.Start(ctx, src, jwt.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL,
 		CacheMaxAge: cfg.JWKSMaxAge, Logger: log})
 	if err != nil {
@@ -205,10 +106,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	a.closers = append(a.closers, stopTokens)
 	svc := &authd.Service{
 		Codes: codes, Users: db, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey), Tokens: tokens,
-		Policy: cfg.Policy, Keys: keys, Logger: log, Projects: cfg.Projects,
+		Policy: cfg.Policy, Keys: keyring, Logger: log, Projects: cfg.Projects,
 		ProjectName: func(string) string { return cfg.ProjectName },
 	}
-	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.checks...)
+	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.Checks...)
 	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "mail", Optional: true, Check: a.worker.Check},
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
 	var observe *httpapi.Observer
@@ -216,7 +117,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining",
 			Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
 			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
-		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
+		a.metrics = newMetrics(append(codes.Collectors, db.Collector(), a.worker.Collector(), budget)...)
 		a.metrics.MergeFailures = cfg.MetricsPublic()
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
@@ -224,6 +125,27 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
 		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
 	return a, nil
+}
+
+// startDatabase is the start-up's database step, run again until the
+// database answers: migrate, check that the master keys open the stored
+// signing keys, then load the data key.
+func startDatabase(ctx context.Context, db backend.Database, src jwt.Source, keyring *authd.Keyring, log *slog.Logger) error {
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if s, ok := src.(*jwt.StoreSource); ok {
+		if err := s.Check(ctx); err != nil {
+			return err
+		}
+	}
+	if err := keyring.Load(ctx, db); err != nil {
+		return err
+	}
+	if keyring.WrappedUnder() > 0 {
+		log.Warn("the data key is still wrapped under an AUTHD_MASTER_KEY_PREVIOUS key: run `authd keys reseal` once every instance has the new AUTHD_MASTER_KEY")
+	}
+	return nil
 }
 
 func newSender(cfg config.Config, log *slog.Logger) (authd.Sender, func(), error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/backend"
 	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/jwt"
@@ -30,7 +31,7 @@ var commands = []command{
 	{name: "migrate status", needs: config.Database, summary: "list the migrations, applied or pending",
 		about: "Lists the database migrations and whether each is applied.", example: "authd migrate status",
 		run: func(ctx context.Context, x *invocation) error {
-			db, err := openDatabase(ctx, x.cfg, x.log)
+			db, err := backend.OpenDatabase(ctx, x.cfg, x.log)
 			if err != nil {
 				return err
 			}
@@ -50,7 +51,7 @@ var commands = []command{
 	{name: "users duplicates", needs: config.Database, summary: "list the rows whose emails differ only in letter case",
 		about:   "Lists the user rows the original service left in several letter cases; authd uses the\noldest of each group.",
 		example: "authd users duplicates", run: cmdUsersDuplicates},
-	{name: "users unlock", args: []string{"EMAIL"}, needs: config.Redis, summary: "clear an address's failure and send budgets",
+	{name: "users unlock", args: []string{"EMAIL"}, needs: config.Database | config.Redis, summary: "clear an address's failure and send budgets",
 		about:   "Clears the failure and codes budgets of the address's mailbox: the way out of a lock-out.",
 		example: "authd users unlock ana@example.com", run: cmdUsersUnlock},
 	{name: "keys list", needs: config.Database | config.Tokens, summary: "list the token signing keys and their states",
@@ -62,6 +63,13 @@ var commands = []command{
 			help: "when the new key starts signing; default JWKS_CACHE_SECONDS; 0 at once"}},
 		about:   "Publishes a new signing key at once; it signs from D on, the old one stays published\nuntil its tokens have expired. Running instances follow within 5 s.",
 		example: "authd keys rotate --delay 10m", run: func(ctx context.Context, x *invocation) error { return cmdKeys(ctx, x, true) }},
+	{name: "keys reseal", needs: config.Database | config.MasterKey | config.Tokens | config.Policy,
+		summary: "after a master-key rotation: rewrap what is stored under the new AUTHD_MASTER_KEY",
+		about: "Rewraps the data key and reseals the signing keys that an AUTHD_MASTER_KEY_PREVIOUS key\n" +
+			"sealed under AUTHD_MASTER_KEY; run it once every instance has the new key. Mail queued\n" +
+			"before the rotation stays under the old key until it expires: the command says when\n" +
+			"AUTHD_MASTER_KEY_PREVIOUS can go.",
+		example: "authd keys reseal", run: cmdKeysReseal},
 	{name: "proof verify", needs: config.Tokens | config.Issuer, summary: "check a v1 proof or a v2 token read on stdin",
 		flags: []flagDef{
 			{name: "audience", value: "P", wants: "a project_id", help: "the project_id it must be for", check: func(v string) error {
@@ -86,10 +94,10 @@ var commands = []command{
 		}},
 }
 
-// openMigrated is the database, its migrations applied (under their lock):
+// openMigrated is the backend.Database, its migrations applied (under their lock):
 // a command on a database authd has not started on yet finds its tables.
-func openMigrated(ctx context.Context, cfg config.Config, log *slog.Logger) (database, error) {
-	db, err := openDatabase(ctx, cfg, log)
+func openMigrated(ctx context.Context, cfg config.Config, log *slog.Logger) (backend.Database, error) {
+	db, err := backend.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +109,7 @@ func openMigrated(ctx context.Context, cfg config.Config, log *slog.Logger) (dat
 }
 
 func cmdMigrate(ctx context.Context, x *invocation) error {
-	db, err := openDatabase(ctx, x.cfg, x.log)
+	db, err := backend.OpenDatabase(ctx, x.cfg, x.log)
 	if err != nil {
 		return err
 	}
@@ -167,20 +175,16 @@ func cmdUsersDuplicates(ctx context.Context, x *invocation) error {
 
 // service is the flow on the stores the configuration names, for the
 // operator's commands.
-func (x *invocation) service(ctx context.Context, db database) (*authd.Service, func(), error) {
-	keys, err := authd.DeriveKeys(x.cfg.MasterKey)
+func (x *invocation) service(ctx context.Context, db backend.Database) (*authd.Service, func(), error) {
+	keyring := &authd.Keyring{Masters: x.cfg.MasterKeys()}
+	if err := keyring.Load(ctx, db); err != nil {
+		return nil, nil, err
+	}
+	codes, err := backend.OpenCodes(ctx, x.cfg, x.log)
 	if err != nil {
 		return nil, nil, err
 	}
-	codes, err := openCodes(ctx, x.cfg, x.log)
-	if err != nil {
-		return nil, nil, err
-	}
-	svc := &authd.Service{Codes: codes.CodeStore, Keys: keys, Logger: x.log}
-	if db != nil {
-		svc.Users = db
-	}
-	return svc, codes.close, nil
+	return &authd.Service{Codes: codes.CodeStore, Users: db, Keys: keyring, Logger: x.log}, codes.Close, nil
 }
 
 func cmdUsersDelete(ctx context.Context, x *invocation) error {
@@ -214,10 +218,15 @@ func cmdUsersUnlock(ctx context.Context, x *invocation) error {
 		return errors.New("authd users unlock: no Redis configured: the embedded mode keeps budgets in the server's memory; restarting it clears them")
 	}
 	var err error
-	if x.cfg, err = x.load(config.Redis | config.MasterKey); err != nil {
+	if x.cfg, err = x.load(config.Database | config.Redis | config.MasterKey); err != nil {
 		return err
 	}
-	svc, closeCodes, err := x.service(ctx, nil)
+	db, err := openMigrated(ctx, x.cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svc, closeCodes, err := x.service(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -250,11 +259,8 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 	}
 	defer db.Close()
 	if rotate {
-		keys, err := authd.DeriveKeys(cfg.MasterKey)
-		if err != nil {
-			return err
-		}
-		k, err := (&jwt.StoreSource{Store: db, Key: keys.Token}).Rotate(ctx, x.duration("delay", cfg.JWKSMaxAge), cfg.TokenTTL)
+		_, token := authd.SealKeys(cfg.MasterKeys())
+		k, err := (&jwt.StoreSource{Store: db, Key: token[0], Old: token[1:]}).Rotate(ctx, x.duration("delay", cfg.JWKSMaxAge), cfg.TokenTTL)
 		if err != nil {
 			return fmt.Errorf("authd keys rotate: %w", err)
 		}
@@ -270,6 +276,42 @@ func cmdKeys(ctx context.Context, x *invocation, rotate bool) error {
 		return nil
 	}
 	return jwt.WriteKeys(x.stdout, infos)
+}
+
+// cmdKeysReseal is `authd keys reseal`: the end of a master-key rotation.
+func cmdKeysReseal(ctx context.Context, x *invocation) error {
+	cfg := x.cfg
+	db, err := openMigrated(ctx, cfg, x.log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rewrapped, err := (&authd.Keyring{Masters: cfg.MasterKeys()}).Reseal(ctx, db)
+	if err != nil {
+		return fmt.Errorf("authd keys reseal: %w", err)
+	}
+	fmt.Fprintln(x.stdout, map[bool]string{true: "data key: rewrapped under AUTHD_MASTER_KEY",
+		false: "data key: already under AUTHD_MASTER_KEY"}[rewrapped])
+	if cfg.TokenAlg != verify.HS256 && cfg.TokenKeyFile == "" {
+		_, token := authd.SealKeys(cfg.MasterKeys())
+		resealed, current, err := (&jwt.StoreSource{Store: db, Key: token[0], Old: token[1:]}).Reseal(ctx)
+		if err != nil {
+			return fmt.Errorf("authd keys reseal: %w", err)
+		}
+		fmt.Fprintf(x.stdout, "signing keys: %d resealed, %d already under AUTHD_MASTER_KEY\n", resealed, current)
+	}
+	if len(cfg.PreviousMasterKeys) == 0 {
+		return nil
+	}
+	// Mail queued before the rotation is sealed under the old key, and
+	// lives no longer than its code.
+	ttl := cfg.Policy.CodeTTL
+	for _, p := range cfg.Projects.All() {
+		ttl = max(ttl, p.Policy.CodeTTL)
+	}
+	fmt.Fprintf(x.stdout, "queued mail sealed under the old key expires by %s: remove AUTHD_MASTER_KEY_PREVIOUS after that, once every instance has restarted with the new key\n",
+		time.Now().Add(ttl).UTC().Format(time.RFC3339))
+	return nil
 }
 
 // cmdProofVerify checks a proof or a token as a consumer would, with the

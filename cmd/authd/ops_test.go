@@ -20,6 +20,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/backend"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/smtptest"
@@ -148,11 +149,11 @@ func TestReadinessChecks(t *testing.T) {
 	// eval builds the checks as newApp does: the database, Redis's when
 	// Redis is configured (redis nil: the in-memory store), the mail
 	// worker's degraded signal.
-	eval := func(dbErr error, redis redisHealth, mailDegraded bool) (int, map[string]string) {
+	eval := func(dbErr error, redis backend.RedisHealth, mailDegraded bool) (int, map[string]string) {
 		t.Helper()
 		r := &httpapi.Readiness{Checks: []httpapi.Check{{Name: "database", Check: func(context.Context) error { return dbErr }}}}
 		if redis != nil {
-			r.Checks = append(r.Checks, redisChecks(redis)...)
+			r.Checks = append(r.Checks, backend.RedisChecks(redis)...)
 		}
 		r.Checks = append(r.Checks, httpapi.Check{Name: "mail", Optional: true, Check: func(context.Context) error {
 			if mailDegraded {

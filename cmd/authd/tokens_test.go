@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/internal/backend"
 	"github.com/authd/authd/internal/jwstest"
 	"github.com/authd/authd/internal/jwt"
 )
@@ -360,7 +361,7 @@ func TestKeysSealedInDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := openDatabase(t.Context(), cfg, nil)
+	users, err := backend.OpenDatabase(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,8 @@ type Config struct {
 	SecretKey   string
 	WeakSecret  bool // ALLOW_WEAK_SECRET_KEY accepted a short SECRET_KEY
 	MasterKey   []byte
+	// PreviousMasterKeys are AUTHD_MASTER_KEY_PREVIOUS's, newest first.
+	PreviousMasterKeys [][]byte
 
 	DatabaseURL  string // "" = SQLite in DataDir
 	DataDir      string
@@ -78,10 +80,10 @@ type Config struct {
 	JWKSMaxAge   time.Duration
 
 	// Raw values the checks at the end of loading turn into the above.
-	pg                               struct{ host, user, pass, db, port string }
-	redis                            struct{ host, port, db, pass string }
-	masterRaw, mailBackendRaw, hsRaw string
-	allowWeak                        bool
+	pg                                            struct{ host, user, pass, db, port string }
+	redis                                         struct{ host, port, db, pass string }
+	masterRaw, previousRaw, mailBackendRaw, hsRaw string
+	allowWeak                                     bool
 }
 
 // Addr is the listen address.
@@ -157,6 +159,8 @@ var settings = []setting{
 		parse: boolean(func(c *Config, v bool) { c.allowWeak = v })},
 	{name: "AUTHD_MASTER_KEY", secret: true, shown: "generated in development", need: MasterKey, help: "authd's own secret, never shared: 32+ random bytes, base64 or hex. The keys for code hashing, address keys and encryption are derived from it with HKDF",
 		parse: text(func(c *Config, v string) { c.masterRaw = v })},
+	{name: "AUTHD_MASTER_KEY_PREVIOUS", secret: true, need: MasterKey, help: "while rotating `AUTHD_MASTER_KEY`: the old key (or several, comma-separated, newest first). What they sealed still opens, and the data key they wrap keeps live codes and budgets; nothing new is sealed under them. Remove it after `authd keys reseal` (README, \"Rotating the master key\")",
+		parse: text(func(c *Config, v string) { c.previousRaw = v })},
 	{name: "AUTHD_ISSUER", shown: "`http://localhost:<PORT>` in development; required otherwise", need: Issuer, help: "authd's public URL: the tokens' `iss` and the base of `jwks_uri`. Never taken from a request's Host header",
 		parse: text(func(c *Config, v string) { c.Issuer = v })},
 	{name: "TOKEN_TTL_SECONDS", def: "900", need: Tokens, help: "the v2 token's lifetime (`exp - iat`)",
@@ -435,8 +439,28 @@ func (c *Config) checkMasterKey() error {
 	default:
 		c.MasterKey = key
 	}
+	for i, raw := range strings.Split(c.previousRaw, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		key, ok := decodeKey(raw)
+		switch {
+		case isPlaceholder(raw):
+			return configError("AUTHD_MASTER_KEY_PREVIOUS", fmt.Sprintf("key %d is a placeholder from an example", i+1))
+		case !ok:
+			return configError("AUTHD_MASTER_KEY_PREVIOUS", fmt.Sprintf("key %d: want 32+ random bytes, base64 or hex encoded", i+1))
+		case bytes.Equal(key, c.MasterKey):
+			return configError("AUTHD_MASTER_KEY_PREVIOUS", fmt.Sprintf("key %d is AUTHD_MASTER_KEY itself: set the new key in AUTHD_MASTER_KEY and the old one here", i+1))
+		}
+		c.PreviousMasterKeys = append(c.PreviousMasterKeys, key)
+	}
 	return nil
 }
+
+// MasterKeys returns AUTHD_MASTER_KEY, then AUTHD_MASTER_KEY_PREVIOUS's
+// keys: a Keyring's Masters.
+func (c Config) MasterKeys() [][]byte { return append([][]byte{c.MasterKey}, c.PreviousMasterKeys...) }
 
 func (c *Config) checkIssuer() error {
 	if c.Issuer == "" {

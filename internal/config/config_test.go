@@ -31,6 +31,25 @@ const testIssuer = "https://authd.test"
 
 const goodMaster = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+const goodOld = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+
+// AUTHD_MASTER_KEY_PREVIOUS: keys in either encoding, newest first, blanks
+// ignored; the master keys are the current one, then those.
+func TestPreviousMasterKeys(t *testing.T) {
+	c, err := loadConfig(envOf(prodVars("AUTHD_MASTER_KEY_PREVIOUS", " "+goodOld+" , ,"+strings.Repeat("ab", 32))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := c.MasterKeys()
+	if len(ks) != 3 || string(ks[1]) != "fedcba9876543210fedcba9876543210" || len(ks[2]) != 32 || ks[2][0] != 0xab {
+		t.Fatalf("MasterKeys = %x", ks)
+	}
+	c, _ = loadConfig(envOf(prodVars()))
+	if len(c.MasterKeys()) != 1 {
+		t.Fatal("no AUTHD_MASTER_KEY_PREVIOUS, but more than one master key")
+	}
+}
+
 func prodVars(extra ...string) map[string]string {
 	m := map[string]string{
 		"POSTGRES_SERVER": "db", "REDIS_HOST": "redis", "SMTP_HOST": "smtp",
@@ -57,6 +76,9 @@ func TestConfigErrors(t *testing.T) {
 		{"short SECRET_KEY", prodVars("SECRET_KEY", "short-but-real-0123"), "SECRET_KEY"},
 		{"missing master key", prodVars("AUTHD_MASTER_KEY", ""), "AUTHD_MASTER_KEY"},
 		{"short master key", prodVars("AUTHD_MASTER_KEY", "abcdef0123"), "AUTHD_MASTER_KEY"},
+		{"short previous master key", prodVars("AUTHD_MASTER_KEY_PREVIOUS", goodOld+",abcdef0123"), "AUTHD_MASTER_KEY_PREVIOUS"},
+		{"previous is the current key", prodVars("AUTHD_MASTER_KEY_PREVIOUS", goodMaster), "AUTHD_MASTER_KEY_PREVIOUS"},
+		{"placeholder previous key", prodVars("AUTHD_MASTER_KEY_PREVIOUS", "change-me"), "AUTHD_MASTER_KEY_PREVIOUS"},
 		{"no SMTP with a database", prodVars("SMTP_HOST", ""), "SMTP_HOST"},
 		{"bad MAIL_BACKEND", prodVars("MAIL_BACKEND", "pigeon"), "MAIL_BACKEND"},
 		{"bad OTP_EXPIRE_SECONDS", prodVars("OTP_EXPIRE_SECONDS", "five"), "OTP_EXPIRE_SECONDS"},
@@ -89,7 +111,7 @@ func TestConfigErrors(t *testing.T) {
 			if !strings.HasPrefix(msg, "config: "+tc.want+":") || strings.Contains(msg, "\n") {
 				t.Fatalf("error %q; want one line naming %s", msg, tc.want)
 			}
-			for _, secret := range []string{tc.vars["SECRET_KEY"], tc.vars["AUTHD_MASTER_KEY"]} {
+			for _, secret := range []string{tc.vars["SECRET_KEY"], tc.vars["AUTHD_MASTER_KEY"], goodOld} {
 				if len(secret) > 8 && strings.Contains(msg, secret) {
 					t.Fatalf("error repeats a secret: %q", msg)
 				}

@@ -15,24 +15,30 @@ import (
 // Sealer is the authd.JobSealer: XChaCha20-Poly1305 (24-byte random nonces,
 // safe for billions of messages under one key) with the mail key derived
 // from AUTHD_MASTER_KEY, the delivery id as associated data so that a
-// sealed job cannot be passed off as another's.
+// sealed job cannot be passed off as another's. It seals under the
+// current key and opens with it or any previous one (a master-key
+// rotation: jobs queued before it still go out).
 type Sealer struct {
 	key  []byte
+	old  [][]byte
 	rand io.Reader
 }
 
 var _ authd.JobSealer = (*Sealer)(nil)
 
 // NewSealer returns a Sealer with key (authd.Keys.Mail, 32 bytes) drawing
-// nonces from r (nil: crypto/rand).
-func NewSealer(key []byte, r io.Reader) (*Sealer, error) {
-	if len(key) != chacha20poly1305.KeySize {
-		return nil, errors.New("mailer: the mail key must be 32 bytes")
+// nonces from r (nil: crypto/rand). What the old keys (authd.Keys.OldMail)
+// sealed opens too.
+func NewSealer(key []byte, r io.Reader, old ...[]byte) (*Sealer, error) {
+	for _, k := range append([][]byte{key}, old...) {
+		if len(k) != chacha20poly1305.KeySize {
+			return nil, errors.New("delivery: the mail key must be 32 bytes")
+		}
 	}
 	if r == nil {
 		r = rand.Reader
 	}
-	return &Sealer{key: append([]byte(nil), key...), rand: r}, nil
+	return &Sealer{key: append([]byte(nil), key...), old: old, rand: r}, nil
 }
 
 // sealedMessage is what is encrypted: the parts of the Message a worker
@@ -61,12 +67,18 @@ func (s *Sealer) Seal(deliveryID string, m authd.Message) ([]byte, error) {
 // Open implements authd.JobSealer. The job's clear fields (project, code
 // id, expiry) are filled in by the caller.
 func (s *Sealer) Open(deliveryID string, sealed []byte) (authd.Message, error) {
-	aead, _ := chacha20poly1305.NewX(s.key)
-	if len(sealed) < aead.NonceSize()+aead.Overhead() {
+	if len(sealed) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
 		return authd.Message{}, errUnsealable
 	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(deliveryID))
-	if err != nil {
+	var plain []byte
+	for _, k := range append([][]byte{s.key}, s.old...) {
+		aead, _ := chacha20poly1305.NewX(k)
+		var err error
+		if plain, err = aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(deliveryID)); err == nil {
+			break
+		}
+	}
+	if plain == nil {
 		return authd.Message{}, errUnsealable
 	}
 	var sm sealedMessage

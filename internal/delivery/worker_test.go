@@ -394,3 +394,35 @@ func TestSealer(t *testing.T) {
 		t.Error("a short key was accepted")
 	}
 }
+
+// TestSealerRotation: after a master-key rotation, jobs sealed under the
+// old key still open, new ones are sealed under the new key, and a Sealer
+// that no longer knows the old key opens only the new ones.
+func TestSealerRotation(t *testing.T) {
+	oldKey, newKey := []byte("the old mail key, 32 bytes long."), []byte("the new mail key, 32 bytes long.")
+	before, _ := delivery.NewSealer(oldKey, nil)
+	during, err := delivery.NewSealer(newKey, nil, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := delivery.NewSealer(newKey, nil)
+	m := message("ana@example.com", "123456")
+	id := newID()
+	queued, _ := before.Seal(id, m)
+	if got, err := during.Open(id, queued); err != nil || got.Code != m.Code {
+		t.Fatalf("a job queued before the rotation: %+v, %v; want it opened", got, err)
+	}
+	fresh, _ := during.Seal(id, m)
+	if _, err := before.Open(id, fresh); err == nil {
+		t.Fatal("a job sealed during the rotation opens under the old key: it was not sealed under the new one")
+	}
+	if got, err := after.Open(id, fresh); err != nil || got.Code != m.Code {
+		t.Fatalf("a job sealed during the rotation, opened with the new key alone: %+v, %v", got, err)
+	}
+	if _, err := after.Open(id, queued); authd.ErrorCode(err) != authd.EINTERNAL {
+		t.Fatalf("an old job with the old key gone: %v, want EINTERNAL", err)
+	}
+	if _, err := delivery.NewSealer(newKey, nil, []byte("short")); err == nil {
+		t.Fatal("a short old key was accepted")
+	}
+}

@@ -26,25 +26,29 @@ func seal(key []byte, kid string, priv ed25519.PrivateKey, rand io.Reader) ([]by
 	return aead.Seal(nonce, nonce, priv.Seed(), []byte(kid)), nil
 }
 
-// errOpen is a sealed key that does not open: another AUTHD_MASTER_KEY
-// sealed it, or the row was altered.
-var errOpen = errors.New("the private key does not decrypt: was AUTHD_MASTER_KEY changed, or the row altered?")
+// errOpen is a sealed key that does not open under any master key given:
+// another AUTHD_MASTER_KEY sealed it, or the row was altered.
+var errOpen = errors.New("the private key does not open under AUTHD_MASTER_KEY or any AUTHD_MASTER_KEY_PREVIOUS: sealed under another master key, or the row altered")
 
-// open decrypts what seal made.
-func open(key []byte, kid string, sealed []byte) (ed25519.PrivateKey, error) {
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
+// open decrypts what seal made with the first of keys that opens it, and
+// says which.
+func open(keys [][]byte, kid string, sealed []byte) (ed25519.PrivateKey, int, error) {
+	for i, key := range keys {
+		aead, err := chacha20poly1305.NewX(key)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(sealed) < aead.NonceSize()+aead.Overhead() {
+			return nil, 0, errOpen
+		}
+		seed, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
+		if err != nil {
+			continue
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, 0, fmt.Errorf("sealed key %s: want a %d-byte seed, got %d", kid, ed25519.SeedSize, len(seed))
+		}
+		return ed25519.NewKeyFromSeed(seed), i, nil
 	}
-	if len(sealed) < aead.NonceSize()+aead.Overhead() {
-		return nil, errOpen
-	}
-	seed, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
-	if err != nil {
-		return nil, errOpen
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("sealed key %s: want a %d-byte seed, got %d", kid, ed25519.SeedSize, len(seed))
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	return nil, 0, errOpen
 }

@@ -25,10 +25,12 @@ import (
 
 // StoreSource keeps the keys in the database (authd.KeyStore), private
 // halves sealed under Key (authd.Keys.Token). It makes the first key when
-// the store has none, under the store's lock.
+// the store has none, under the store's lock. Keys sealed under an Old
+// key (a master-key rotation) open too, until Reseal seals them under Key.
 type StoreSource struct {
 	Store authd.KeyStore
 	Key   []byte           // authd.Keys.Token, derived from AUTHD_MASTER_KEY
+	Old   [][]byte         // authd.Keys.OldToken: open, never seal
 	Now   func() time.Time // nil: time.Now
 	Rand  io.Reader        // nil: crypto/rand
 
@@ -41,6 +43,69 @@ func (s *StoreSource) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+func (s *StoreSource) keys() [][]byte { return append([][]byte{s.Key}, s.Old...) }
+
+// notOpened is the error for a stored key kid that does not open:
+// authd.ErrMasterKeyOpensNothing when no stored key opens (the master key
+// was changed), or one naming kid when others do (its row was altered).
+func (s *StoreSource) notOpened(kid string, stored []authd.SigningKey, err error) error {
+	for _, k := range stored {
+		if _, _, err := open(s.keys(), k.ID, k.SealedPrivateKey); err == nil {
+			return wrapf(authd.EINTERNAL, err, "signing key %s does not open", kid)
+		}
+	}
+	return authd.ErrMasterKeyOpensNothing
+}
+
+// Check reports whether the stored keys open under the master keys
+// given, without making one: what a start checks before it trusts the
+// master key with anything else.
+//
+// Errors: EUNAVAILABLE, authd.ErrMasterKeyOpensNothing, EINTERNAL.
+func (s *StoreSource) Check(ctx context.Context) error {
+	keys, err := s.Store.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, _, err := open(s.keys(), k.ID, k.SealedPrivateKey); err != nil {
+			return s.notOpened(k.ID, keys, err)
+		}
+	}
+	return nil
+}
+
+// Reseal seals every stored key that an Old key opens under Key, and
+// reports how many it resealed and how many were under Key already.
+//
+// Errors: EUNAVAILABLE, authd.ErrMasterKeyOpensNothing, EINTERNAL;
+// EINVALID when a key changed while it ran.
+func (s *StoreSource) Reseal(ctx context.Context) (resealed, current int, err error) {
+	keys, err := s.Store.SigningKeys(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, k := range keys {
+		priv, under, err := open(s.keys(), k.ID, k.SealedPrivateKey)
+		if err != nil {
+			return resealed, current, s.notOpened(k.ID, keys, err)
+		}
+		if under == 0 {
+			current++
+			continue
+		}
+		next, err := seal(s.Key, k.ID, priv, s.rand())
+		if err != nil {
+			return resealed, current, wrapf(authd.EINTERNAL, err, "cannot seal the signing key")
+		}
+		if err := s.Store.ResealSigningKey(ctx, k.ID, k.SealedPrivateKey, next); err != nil {
+			return resealed, current, err
+		}
+		resealed++
+	}
+	return resealed, current, nil
 }
 
 func (s *StoreSource) rand() io.Reader {
@@ -78,9 +143,9 @@ func (s *StoreSource) load(ctx context.Context) ([]material, error) {
 		if k.Algorithm != verify.EdDSA {
 			return nil, wrapf(authd.EINTERNAL, nil, "signing key %s: unknown algorithm %q", k.ID, k.Algorithm)
 		}
-		priv, err := open(s.Key, k.ID, k.SealedPrivateKey)
+		priv, _, err := open(s.keys(), k.ID, k.SealedPrivateKey)
 		if err != nil {
-			return nil, wrapf(authd.EINTERNAL, err, "signing key %s does not open", k.ID)
+			return nil, s.notOpened(k.ID, keys, err)
 		}
 		m := material{id: k.ID, alg: verify.EdDSA, signs: true, priv: priv, pub: priv.Public().(ed25519.PublicKey), createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
 		s.opened[k.ID] = m

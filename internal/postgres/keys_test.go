@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"testing"
 
-	"github.com/authd/authd"
 	"github.com/authd/authd/internal/storetest"
 	"github.com/authd/authd/internal/testenv"
 )
@@ -14,12 +13,12 @@ import (
 // processes would.
 func TestKeyStore(t *testing.T) {
 	testenv.DatabaseURL(t)
-	storetest.KeyStore(t, func(t *testing.T, n int) []authd.KeyStore {
+	storetest.KeyStore(t, func(t *testing.T, n int) []storetest.Keys {
 		first, u := openScratch(t)
 		if err := first.Migrate(context.Background()); err != nil {
 			t.Fatalf("Migrate: %v", err)
 		}
-		out := []authd.KeyStore{first}
+		out := []storetest.Keys{first}
 		for range n - 1 {
 			s, err := Open(context.Background(), u, nil)
 			if err != nil {

@@ -5,15 +5,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/authd/authd"
 	"github.com/authd/authd/internal/storetest"
 )
 
 // Each instance opens the file on its own, as separate processes would.
 func TestKeyStore(t *testing.T) {
-	storetest.KeyStore(t, func(t *testing.T, n int) []authd.KeyStore {
+	storetest.KeyStore(t, func(t *testing.T, n int) []storetest.Keys {
 		path := filepath.Join(t.TempDir(), "authd.db")
-		var out []authd.KeyStore
+		var out []storetest.Keys
 		for i := range n {
 			s, err := Open(context.Background(), path)
 			if err != nil {

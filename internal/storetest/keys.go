@@ -27,14 +27,21 @@ func testKey(id string, activeFrom time.Time) authd.SigningKey {
 	}
 }
 
-// KeyStore runs the authd.KeyStore contract. open returns n stores on one
-// new, empty, migrated database (n connections or pools, as n instances of
-// authd would have), cleaned up when t ends.
-func KeyStore(t *testing.T, open func(t *testing.T, n int) []authd.KeyStore) {
+// Keys is what a database keeps of authd's keys: the token signing keys
+// and the wrapped data key.
+type Keys interface {
+	authd.KeyStore
+	authd.DataKeyStore
+}
+
+// KeyStore runs the authd.KeyStore and authd.DataKeyStore contracts. open
+// returns n stores on one new, empty, migrated database (n connections or
+// pools, as n instances of authd would have), cleaned up when t ends.
+func KeyStore(t *testing.T, open func(t *testing.T, n int) []Keys) {
 	t.Helper()
 	tests := []struct {
 		name string
-		run  func(t *testing.T, open func(n int) []authd.KeyStore)
+		run  func(t *testing.T, open func(n int) []Keys)
 	}{
 		{"EmptyStore", testKeysEmpty},
 		{"AddListOrdered", testKeysAddListOrdered},
@@ -44,23 +51,27 @@ func KeyStore(t *testing.T, open func(t *testing.T, n int) []authd.KeyStore) {
 		{"EnsureKeepsExisting", testKeysEnsureKeepsExisting},
 		{"EnsureGenError", testKeysEnsureGenError},
 		{"ConcurrentFirstStarts", testKeysConcurrentFirstStarts},
+		{"Reseal", testKeysReseal},
+		{"DataKeyEnsure", testDataKeyEnsure},
+		{"DataKeyConcurrentFirstStarts", testDataKeyConcurrentFirstStarts},
+		{"DataKeyReplace", testDataKeyReplace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.run(t, func(n int) []authd.KeyStore { return open(t, n) })
+			tt.run(t, func(n int) []Keys { return open(t, n) })
 		})
 	}
 }
 
-func testKeysEmpty(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysEmpty(t *testing.T, open func(n int) []Keys) {
 	keys, err := open(1)[0].SigningKeys(t.Context())
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("SigningKeys on an empty store = %v, %v; want none, nil", keys, err)
 	}
 }
 
-func testKeysAddListOrdered(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysAddListOrdered(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	ctx := t.Context()
 	later, earlier, tie := testKey("b-later", keyT0.Add(time.Hour)), testKey("c-earlier", keyT0), testKey("a-tie", keyT0)
@@ -90,7 +101,7 @@ func testKeysAddListOrdered(t *testing.T, open func(n int) []authd.KeyStore) {
 	}
 }
 
-func testKeysDuplicateID(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysDuplicateID(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	k := testKey("dup", keyT0)
 	if err := s.AddSigningKey(t.Context(), k); err != nil {
@@ -107,7 +118,7 @@ func testKeysDuplicateID(t *testing.T, open func(n int) []authd.KeyStore) {
 	}
 }
 
-func testKeysDelete(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysDelete(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	ctx := t.Context()
 	if err := s.DeleteSigningKey(ctx, "nope"); authd.ErrorCode(err) != authd.ENOTFOUND {
@@ -124,7 +135,7 @@ func testKeysDelete(t *testing.T, open func(n int) []authd.KeyStore) {
 	}
 }
 
-func testKeysEnsureMakesOne(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysEnsureMakesOne(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	calls := 0
 	keys, err := s.EnsureSigningKey(t.Context(), func() (authd.SigningKey, error) {
@@ -140,7 +151,7 @@ func testKeysEnsureMakesOne(t *testing.T, open func(n int) []authd.KeyStore) {
 	}
 }
 
-func testKeysEnsureKeepsExisting(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysEnsureKeepsExisting(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	s.AddSigningKey(t.Context(), testKey("existing", keyT0))
 	keys, err := s.EnsureSigningKey(t.Context(), func() (authd.SigningKey, error) {
@@ -152,7 +163,7 @@ func testKeysEnsureKeepsExisting(t *testing.T, open func(n int) []authd.KeyStore
 	}
 }
 
-func testKeysEnsureGenError(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysEnsureGenError(t *testing.T, open func(n int) []Keys) {
 	s := open(1)[0]
 	boom := errors.New("no randomness")
 	if _, err := s.EnsureSigningKey(t.Context(), func() (authd.SigningKey, error) { return authd.SigningKey{}, boom }); !errors.Is(err, boom) {
@@ -165,7 +176,7 @@ func testKeysEnsureGenError(t *testing.T, open func(n int) []authd.KeyStore) {
 
 // Instances starting together on an empty database make one key between
 // them, and all of them load that key.
-func testKeysConcurrentFirstStarts(t *testing.T, open func(n int) []authd.KeyStore) {
+func testKeysConcurrentFirstStarts(t *testing.T, open func(n int) []Keys) {
 	const n = 6
 	stores := open(n)
 	var calls atomic.Int32
@@ -202,5 +213,83 @@ func testKeysConcurrentFirstStarts(t *testing.T, open func(n int) []authd.KeySto
 	keys, _ := stores[0].SigningKeys(t.Context())
 	if len(keys) != 1 {
 		t.Fatalf("%d keys stored, want 1", len(keys))
+	}
+}
+
+func testKeysReseal(t *testing.T, open func(n int) []Keys) {
+	s := open(1)[0]
+	ctx := t.Context()
+	k := testKey("k1", keyT0)
+	if err := s.ResealSigningKey(ctx, "nope", k.SealedPrivateKey, []byte("x")); authd.ErrorCode(err) != authd.ENOTFOUND {
+		t.Fatalf("ResealSigningKey(unknown) = %v, want ENOTFOUND", err)
+	}
+	s.AddSigningKey(ctx, k)
+	next := bytes.Repeat([]byte{9}, 64)
+	if err := s.ResealSigningKey(ctx, "k1", []byte("not what is stored"), next); authd.ErrorCode(err) != authd.EINVALID {
+		t.Fatalf("ResealSigningKey(stale prev) = %v, want EINVALID", err)
+	}
+	if keys, _ := s.SigningKeys(ctx); !bytes.Equal(keys[0].SealedPrivateKey, k.SealedPrivateKey) {
+		t.Fatal("a refused reseal changed the stored key")
+	}
+	if err := s.ResealSigningKey(ctx, "k1", k.SealedPrivateKey, next); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.SigningKeys(ctx)
+	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0].SealedPrivateKey, next) ||
+		!bytes.Equal(keys[0].PublicKey, k.PublicKey) || !keys[0].ActiveFrom.Equal(k.ActiveFrom.Truncate(time.Microsecond)) {
+		t.Fatalf("after reseal: %+v, %v; want the same key with the new seal", keys, err)
+	}
+}
+
+func testDataKeyEnsure(t *testing.T, open func(n int) []Keys) {
+	s := open(1)[0]
+	ctx := t.Context()
+	if _, err := s.EnsureDataKey(ctx, func() ([]byte, error) { return nil, errors.New("gen failed") }); err == nil || err.Error() != "gen failed" {
+		t.Fatalf("EnsureDataKey with a failing gen = %v, want its error as it is", err)
+	}
+	calls := 0
+	gen := func() ([]byte, error) { calls++; return []byte(fmt.Sprint("wrapped-", calls)), nil }
+	first, err := s.EnsureDataKey(ctx, gen)
+	if err != nil || string(first) != "wrapped-1" {
+		t.Fatalf("EnsureDataKey on an empty store = %q, %v", first, err)
+	}
+	again, err := s.EnsureDataKey(ctx, gen)
+	if err != nil || string(again) != "wrapped-1" || calls != 1 {
+		t.Fatalf("EnsureDataKey again = %q, %v (gen called %d times); want the stored one, gen not called", again, err, calls)
+	}
+}
+
+func testDataKeyConcurrentFirstStarts(t *testing.T, open func(n int) []Keys) {
+	const n = 4
+	stores := open(n)
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() {
+			got[i], errs[i] = s.EnsureDataKey(t.Context(), func() ([]byte, error) { return []byte(fmt.Sprint("instance-", i)), nil })
+		})
+	}
+	wg.Wait()
+	for i := range stores {
+		if errs[i] != nil || !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("instance %d got %q, %v; instance 0 got %q: every instance must get the one stored", i, got[i], errs[i], got[0])
+		}
+	}
+}
+
+func testDataKeyReplace(t *testing.T, open func(n int) []Keys) {
+	s := open(1)[0]
+	ctx := t.Context()
+	first, _ := s.EnsureDataKey(ctx, func() ([]byte, error) { return []byte("one"), nil })
+	if err := s.ReplaceDataKey(ctx, []byte("stale"), []byte("two")); authd.ErrorCode(err) != authd.EINVALID {
+		t.Fatalf("ReplaceDataKey(stale prev) = %v, want EINVALID", err)
+	}
+	if err := s.ReplaceDataKey(ctx, first, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	now, err := s.EnsureDataKey(ctx, func() ([]byte, error) { return nil, errors.New("gen called") })
+	if err != nil || string(now) != "two" {
+		t.Fatalf("after replace: %q, %v; want two", now, err)
 	}
 }
