@@ -28,7 +28,7 @@ const builtVersion = "test-build"
 
 // buildAuthd builds the real binary as the Dockerfile does (static,
 // CGO_ENABLED=0), once per test process, into a temporary directory.
-func buildAuthd(t *testing.T) string {
+func buildAuthd(t testing.TB) string {
 	t.Helper()
 	builtMu.Lock()
 	defer builtMu.Unlock()
@@ -53,7 +53,7 @@ func buildAuthd(t *testing.T) string {
 
 // startBinary runs bin with exactly env, in a directory of its own (no
 // .env), and waits for readiness.
-func startBinary(t *testing.T, bin string, env map[string]string) (*exec.Cmd, string, *syncBuffer) {
+func startBinary(t testing.TB, bin string, env map[string]string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
 	env = cloneEnv(env)
 	env["HOST"] = "127.0.0.1"

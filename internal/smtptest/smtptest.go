@@ -52,6 +52,7 @@ type config struct {
 	tlsRequired bool
 	implicitTLS bool
 	addr        string // where to listen; "" = 127.0.0.1 on a free port
+	handler     func(Message)
 
 	// closeTimeout bounds Close's wait for Serve to return: a server that
 	// does not stop fails the test instead of hanging it.
@@ -162,6 +163,13 @@ func WithImplicitTLS() Option {
 // restarting.
 func WithAddr(addr string) Option {
 	return func(c *config) { c.addr = addr }
+}
+
+// WithHandler hands every accepted message to f, on the session's
+// goroutine, instead of keeping it: a sink for a long load, whose memory
+// stays flat however many messages arrive. Messages then returns none.
+func WithHandler(f func(Message)) Option {
+	return func(c *config) { c.handler = f }
 }
 
 // Start starts a server on 127.0.0.1 on a free port (see WithAddr) and stops it with
@@ -379,6 +387,10 @@ func (s *Server) count(cmd Command) int {
 }
 
 func (s *Server) keep(m Message) {
+	if s.cfg.handler != nil {
+		s.cfg.handler(m)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, m)

@@ -75,6 +75,26 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// WithHandler: each message goes to the handler, parsed, and none is kept.
+func TestHandler(t *testing.T) {
+	got := make(chan smtptest.Message, 1)
+	s := smtptest.Start(t, smtptest.WithHandler(func(m smtptest.Message) { got <- m }))
+	if err := send(t, s, nil, multipartMessage); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	select {
+	case m := <-got:
+		if smtptest.CodeFrom(m) != "123456" || m.To[0] != "ana@example.com" {
+			t.Fatalf("handler got %+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler was not called")
+	}
+	if n := len(s.Messages()); n != 0 {
+		t.Fatalf("%d messages kept, want none", n)
+	}
+}
+
 func TestCodeFrom(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"code: 012345.", "012345"},
