@@ -136,6 +136,7 @@ func TestCollector(t *testing.T) {
 		"authd_redis_pool_hits_total":     {"Redis connections reused from the pool.", "COUNTER"},
 		"authd_redis_pool_misses_total":   {"Redis connections dialled because the pool had none.", "COUNTER"},
 		"authd_redis_pool_timeouts_total": {"Waits for a Redis connection that timed out.", "COUNTER"},
+		"authd_redis_wait_short_total":    {"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", "COUNTER"},
 	}
 	if len(mfs) != len(want) {
 		t.Errorf("%d series, want %d", len(mfs), len(want))

@@ -26,7 +26,8 @@
 // TTLs only reclaim memory.
 //
 // On a single Redis or Sentinel, IssueCode and ConsumeCode are one script
-// each: one round trip. On a Redis Cluster (or Ring; Options.Split forces
+// each: one round trip (with Options.WaitReplicas, IssueCode's WAIT rides
+// in the same pipeline: wait.go). On a Redis Cluster (or Ring; Options.Split forces
 // it for tests) one script may not span hash slots, and the client-IP and
 // project limits live in other slots than the address's: they are taken
 // first, then the address's script runs — the same script, given no
@@ -41,6 +42,7 @@ package redis
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -65,7 +67,24 @@ type Options struct {
 	// Cluster makes Open connect to a Redis Cluster (more nodes as addr
 	// query parameters of the URL). New ignores it: the client says.
 	Cluster bool
+
+	// WaitReplicas, when > 0, makes IssueCode wait until that many
+	// replicas have acknowledged the address's write (the code, its mail
+	// job and status) before it answers: Redis WAIT on the connection and
+	// node that took the write, pipelined with it (wait.go). Fewer within
+	// WaitTimeout is EUNAVAILABLE, nothing undone. 0: no WAIT.
+	WaitReplicas int
+
+	// WaitTimeout bounds that wait. Default DefaultWaitTimeout; it should
+	// stay well below the client's read timeout.
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout is Options.WaitTimeout's default: on a LAN a healthy
+// replica acknowledges in well under a millisecond, so a replica that has
+// not in 100 ms is not keeping up, and a send-code waits no longer than
+// that for it.
+const DefaultWaitTimeout = 100 * time.Millisecond
 
 // Store is the Redis CodeStore.
 type Store struct {
@@ -74,6 +93,10 @@ type Store struct {
 	split  bool
 	claims claimState // when Claim looks for lapsed claims (queue.go)
 	queue  []string   // each partition's stream and claims set, in turn
+
+	waitReplicas int // Options.WaitReplicas (wait.go)
+	waitTimeout  time.Duration
+	waitShort    atomic.Int64 // IssueCode's writes too few replicas acknowledged
 }
 
 var _ authd.CodeStore = (*Store)(nil)
@@ -89,7 +112,11 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	case *goredis.ClusterClient, *goredis.Ring:
 		split = true
 	}
-	s := &Store{client: client, prefix: opts.Prefix, split: split}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = DefaultWaitTimeout
+	}
+	s := &Store{client: client, prefix: opts.Prefix, split: split,
+		waitReplicas: max(opts.WaitReplicas, 0), waitTimeout: opts.WaitTimeout}
 	for p := range authd.Partitions {
 		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
 	}
