@@ -76,7 +76,8 @@ func openCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (codeSt
 		return codeStore{CodeStore: inmem.NewCodeStore(), close: func() {}}, nil
 	}
 	redis.SetLogger(log)
-	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster})
+	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster,
+		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		return codeStore{}, fmt.Errorf("config: REDIS_URL: %v", err)
 	}
