@@ -300,6 +300,67 @@ func (c *Cluster) ReplicasOf(master *Node) ([]*Node, error) {
 	return replicas, nil
 }
 
+// MoveSlot moves the slot of key, with its keys, to the master to (a
+// resharding of one slot, as redis-cli --cluster reshard does it), and
+// returns the master it left. Clients that cached the old owner are told
+// MOVED.
+func (c *Cluster) MoveSlot(key string, to *Node) (*Node, error) {
+	from, err := c.MasterFor(key)
+	if err != nil {
+		return nil, err
+	}
+	if from == to {
+		return from, nil
+	}
+	out, err := c.cli(from, "cluster", "keyslot", key)
+	if err != nil {
+		return nil, err
+	}
+	slot := strings.TrimSpace(out)
+	fromID, err := c.cli(from, "cluster", "myid")
+	if err != nil {
+		return nil, err
+	}
+	toID, err := c.cli(to, "cluster", "myid")
+	if err != nil {
+		return nil, err
+	}
+	fromID, toID = strings.TrimSpace(fromID), strings.TrimSpace(toID)
+	steps := [][]string{
+		{to.Addr, "cluster", "setslot", slot, "importing", fromID},
+		{from.Addr, "cluster", "setslot", slot, "migrating", toID},
+	}
+	for _, st := range steps {
+		if _, err := c.cli(c.node(st[0]), st[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		out, err := c.cli(from, "cluster", "getkeysinslot", slot, "100")
+		if err != nil {
+			return nil, err
+		}
+		keys := strings.Fields(out)
+		if len(keys) == 0 {
+			break
+		}
+		args := append([]string{"migrate", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "keys"}, keys...)
+		if out, err := c.cli(from, args...); err != nil || !strings.Contains(out, "OK") {
+			return nil, fmt.Errorf("migrate: %v %s", err, out)
+		}
+	}
+	masters, err := c.Masters()
+	if err != nil {
+		return nil, err
+	}
+	for m := range masters {
+		if _, err := c.cli(m, "cluster", "setslot", slot, "node", toID); err != nil {
+			return nil, err
+		}
+	}
+	return from, nil
+}
+
 // nodeAddr is the host:port of a CLUSTER NODES address (host:port@bus).
 func nodeAddr(a string) string {
 	if i := strings.IndexByte(a, '@'); i >= 0 {
