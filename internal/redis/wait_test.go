@@ -210,3 +210,64 @@ func TestWaitScriptsReloaded(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitSlotMoved: with WAIT the address's script goes to the node the
+// client believes holds the slot; when the slot has moved (a resharding)
+// that node answers MOVED without running it: 503, nothing stored, and
+// the client learns the new owner, so that sends succeed again at once.
+func TestWaitSlotMoved(t *testing.T) {
+	ctx := context.Background()
+	c := cluster.Get(t)
+	f := newSplitFixture(t, onCluster, redis.Options{WaitReplicas: 1, WaitTimeout: waitTimeout})
+	now := time.Now()
+	a := newAddress()
+	tag := partitionTag(f.prefix, a)
+	if _, err := f.s.IssueCode(ctx, splitIssue(t, a, "192.0.2.1", "before", now)); err != nil {
+		t.Fatal(err) // the client now knows the slot's owner
+	}
+	masters, err := c.Masters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := c.MasterFor(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to *testenv.Node
+	for m := range masters {
+		if m != owner {
+			to = m
+			break
+		}
+	}
+	if _, err := c.MoveSlot(tag, to); err != nil {
+		t.Fatal(err)
+	}
+	b := newAddress()
+	for partitionTag(f.prefix, b) != tag {
+		b = newAddress()
+	}
+	_, err = f.s.IssueCode(ctx, splitIssue(t, b, "192.0.2.2", "moved", now))
+	if authd.ErrorCode(err) != authd.EUNAVAILABLE || !strings.Contains(err.Error(), "MOVED") {
+		t.Fatalf("send to the slot's old owner: %v, want %s (MOVED)", err, authd.EUNAVAILABLE)
+	}
+	if cur, err := f.s.IsCurrent(ctx, addrOf(b), "shop", "moved", now); err != nil || cur {
+		t.Fatalf("IsCurrent after the MOVED = %v, %v; want nothing stored", cur, err)
+	}
+	var last error
+	tries := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tries++
+		ip := fmt.Sprintf("198.51.100.%d", tries) // a 503 keeps its IP's token
+		if _, last = f.s.IssueCode(ctx, splitIssue(t, b, ip, "after", now)); last == nil {
+			break
+		}
+	}
+	if last != nil {
+		t.Fatalf("sends after the MOVED, %d tries: %v", tries, last)
+	}
+	t.Logf("a send succeeded again at try %d after the MOVED", tries)
+	if cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", "before", now); err != nil || !cur {
+		t.Errorf("the code stored before the move: IsCurrent = %v, %v; want moved with its slot", cur, err)
+	}
+}
