@@ -119,15 +119,15 @@ func perRecipient(msgs ...[]smtptest.Message) map[string]int {
 // PostgreSQL. A code sent through one verifies through the other, once;
 // the per-IP and per-address limits hold across both, N requests split
 // between them limited as N to one (see split); every mail queued while both
-// run is delivered exactly once, by one of them, though each send takes
-// longer than a third of the claim timeout (claims are renewed, not lost).
+// run is delivered exactly once, by one of them, each instance holding
+// more jobs than it has workers (claims renewed while they wait).
 func TestClusterTwoInstances(t *testing.T) {
 	t.Parallel()
 	p := clusterProduction(t, smtptest.WithDelay(200*time.Millisecond))
 	other := smtptest.Start(t, smtptest.WithDelay(200*time.Millisecond))
 	p.Env["TRUSTED_PROXIES"] = "127.0.0.1/32"
 	p.Env["LIMIT_SEND_CODE_PER_IP"] = "10/h" // no refill during the test
-	p.Env["MAIL_CLAIM_TIMEOUT"] = "1s"
+	p.Env["MAIL_CLAIM_TIMEOUT"] = "2s" // renewed every 667 ms; a send takes 200
 	p.Env["MAIL_WORKERS"] = "2"
 	envB := cloneEnv(p.Env)
 	envB["SMTP_PORT"] = strconv.Itoa(other.Port()) // which instance sent a mail, by where it arrived
@@ -214,7 +214,7 @@ func TestClusterTwoInstances(t *testing.T) {
 
 	// A duplicate would come from a claim taken over while its send went
 	// on: give a late one more than a claim timeout to show.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	msgsA, msgsB := p.SMTP.Messages(), other.Messages()
 	counts := perRecipient(msgsA, msgsB)
 	t.Logf("%d mails: %d sent by A, %d by B", sent, len(msgsA), len(msgsB))
