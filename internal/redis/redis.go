@@ -26,13 +26,14 @@
 // TTLs only reclaim memory.
 //
 // On a single Redis or Sentinel, IssueCode and ConsumeCode are one script
-// each: one round trip (with Options.WaitReplicas, IssueCode's WAIT rides
-// in the same pipeline: wait.go). On a Redis Cluster (or Ring; Options.Split forces
+// each: one round trip. On a Redis Cluster (or Ring; Options.Split forces
 // it for tests) one script may not span hash slots, and the client-IP and
 // project limits live in other slots than the address's: they are taken
 // first, then the address's script runs — the same script, given no
 // limits — and when it refuses they are given back (split.go). The
 // address's state is never undone: its script does everything or nothing.
+// With Options.WaitReplicas, IssueCode's WAIT rides in the address
+// script's pipeline, on the node that runs it (wait.go).
 //
 // How fast a down Redis is reported is the client's business: with
 // go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; Open sets
