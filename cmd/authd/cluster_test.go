@@ -127,7 +127,7 @@ func TestClusterTwoInstances(t *testing.T) {
 	other := smtptest.Start(t, smtptest.WithDelay(200*time.Millisecond))
 	p.Env["TRUSTED_PROXIES"] = "127.0.0.1/32"
 	p.Env["LIMIT_SEND_CODE_PER_IP"] = "10/h" // no refill during the test
-	p.Env["MAIL_CLAIM_TIMEOUT"] = "2s" // renewed every 667 ms; a send takes 200
+	p.Env["MAIL_CLAIM_TIMEOUT"] = "2s"       // renewed every 667 ms; a send takes 200
 	p.Env["MAIL_WORKERS"] = "2"
 	envB := cloneEnv(p.Env)
 	envB["SMTP_PORT"] = strconv.Itoa(other.Port()) // which instance sent a mail, by where it arrived
