@@ -267,6 +267,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	sharedCluster.Stop()
 	if builtBin != "" {
 		os.RemoveAll(filepath.Dir(builtBin))
 	}

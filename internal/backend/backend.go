@@ -77,7 +77,8 @@ func OpenCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (Codes,
 		return Codes{CodeStore: inmem.NewCodeStore(), Close: func() {}}, nil
 	}
 	redis.SetLogger(log)
-	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster})
+	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster,
+		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		return Codes{}, fmt.Errorf("config: REDIS_URL: %v", err)
 	}

@@ -46,6 +46,10 @@ type Config struct {
 	RedisURL     string // "" = in memory
 	RedisCluster bool   // REDIS_URL names cluster nodes
 	RedisPrefix  string
+	// RedisWaitReplicas > 0: a send-code waits for that many replicas to
+	// acknowledge its write (Redis WAIT), at most RedisWaitTimeout.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 
 	MailBackend                    string // "smtp" or "log"
 	SMTPHost, SMTPUser             string
@@ -207,6 +211,10 @@ var settings = []setting{
 			c.RedisPrefix = v
 			return nil
 		})},
+	{name: "REDIS_WAIT_REPLICAS", def: "0", need: Redis, help: "send-code answers 200 only once this many replicas have acknowledged the code and its mail job (Redis `WAIT`, on the node that took the write), else 503 with the code kept; narrows what a failover can lose, does not make a write durable: see [Redis replication](#redis-replication). `0`: off",
+		parse: integer(0, 16, func(c *Config, n int) { c.RedisWaitReplicas = n })},
+	{name: "REDIS_WAIT_TIMEOUT", def: "100ms", need: Redis, help: "how long a send-code waits for those acknowledgements: the most `REDIS_WAIT_REPLICAS` adds to a send-code when a replica lags or is down",
+		parse: durationUpTo(time.Millisecond, time.Second, func(c *Config, d time.Duration) { c.RedisWaitTimeout = d })},
 	{name: "SMTP_HOST", need: Mail, help: "the SMTP server",
 		parse: text(func(c *Config, v string) { c.SMTPHost = v })},
 	{name: "SMTP_PORT", def: "587", need: Mail, help: "the SMTP server's port; 465 means implicit TLS",
@@ -566,6 +574,21 @@ func duration(lo time.Duration, set func(*Config, time.Duration)) parser {
 		}
 		if err != nil || d < lo || d > time.Hour {
 			return fmt.Errorf("want seconds or a duration such as 15s, from %v to 1h, got %q", lo, v)
+		}
+		set(c, d)
+		return nil
+	}}
+}
+
+// durationUpTo reads a Go duration ("100ms") or seconds, from lo to hi.
+func durationUpTo(lo, hi time.Duration, set func(*Config, time.Duration)) parser {
+	return parser{fmt.Sprintf("%v to %v", lo, hi), func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if n, nerr := strconv.Atoi(v); nerr == nil {
+			d, err = time.Duration(n)*time.Second, nil
+		}
+		if err != nil || d < lo || d > hi {
+			return fmt.Errorf("want a duration such as 100ms, from %v to %v, got %q", lo, hi, v)
 		}
 		set(c, d)
 		return nil

@@ -100,6 +100,11 @@ func TestConfigErrors(t *testing.T) {
 		{"from name with CRLF", prodVars("EMAILS_FROM_NAME", "A\r\nBcc: x@y.z"), "EMAILS_FROM_NAME"},
 		{"bad ALLOW_WEAK_SECRET_KEY", prodVars("ALLOW_WEAK_SECRET_KEY", "sure"), "ALLOW_WEAK_SECRET_KEY"},
 		{"bad key prefix", prodVars("REDIS_KEY_PREFIX", "a{b}"), "REDIS_KEY_PREFIX"},
+		{"negative REDIS_WAIT_REPLICAS", prodVars("REDIS_WAIT_REPLICAS", "-1"), "REDIS_WAIT_REPLICAS"},
+		{"REDIS_WAIT_REPLICAS not a number", prodVars("REDIS_WAIT_REPLICAS", "all"), "REDIS_WAIT_REPLICAS"},
+		{"REDIS_WAIT_TIMEOUT of 0 (WAIT's for ever)", prodVars("REDIS_WAIT_TIMEOUT", "0"), "REDIS_WAIT_TIMEOUT"},
+		{"REDIS_WAIT_TIMEOUT past 1s", prodVars("REDIS_WAIT_TIMEOUT", "2s"), "REDIS_WAIT_TIMEOUT"},
+		{"REDIS_WAIT_TIMEOUT not a duration", prodVars("REDIS_WAIT_TIMEOUT", "soon"), "REDIS_WAIT_TIMEOUT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +158,13 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if p.DatabaseURL != "postgres://postgres:postgres@db:5432/auth_db" || p.RedisURL != "redis://redis:6379/0" {
 		t.Fatalf("URLs from the original's variables: %q %q", p.DatabaseURL, p.RedisURL)
+	}
+	if p.RedisWaitReplicas != 0 || p.RedisWaitTimeout != 100*time.Millisecond {
+		t.Fatalf("REDIS_WAIT_*: %d %v, want off, 100ms", p.RedisWaitReplicas, p.RedisWaitTimeout)
+	}
+	w, err := loadConfig(envOf(prodVars("REDIS_WAIT_REPLICAS", "1", "REDIS_WAIT_TIMEOUT", "250ms")))
+	if err != nil || w.RedisWaitReplicas != 1 || w.RedisWaitTimeout != 250*time.Millisecond {
+		t.Fatalf("REDIS_WAIT_REPLICAS=1 REDIS_WAIT_TIMEOUT=250ms: %d %v %v", w.RedisWaitReplicas, w.RedisWaitTimeout, err)
 	}
 }
 

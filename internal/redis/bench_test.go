@@ -2,6 +2,8 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,6 +70,55 @@ func BenchmarkIssueCode(b *testing.B) {
 				for b.Loop() {
 					issue()
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkIssueCodeWait is send-code's store call on the real cluster
+// (3 masters, a replica each, all on loopback) without WAIT and with WAIT
+// 1: what REDIS_WAIT_REPLICAS=1 costs a send when the replicas keep up.
+//
+//	go test -run '^$' -bench IssueCodeWait -benchtime 5000x ./internal/redis/
+func BenchmarkIssueCodeWait(b *testing.B) {
+	ctx := context.Background()
+	for _, replicas := range []int{0, 1} {
+		for _, parallel := range []bool{false, true} {
+			name := fmt.Sprintf("wait=%d/serial", replicas)
+			if parallel {
+				name = fmt.Sprintf("wait=%d/parallel", replicas)
+			}
+			b.Run(name, func(b *testing.B) {
+				s, _ := onCluster.store(b, redis.Options{WaitReplicas: replicas, WaitTimeout: time.Second})
+				now := time.Now()
+				var n atomic.Int64
+				issue := func() {
+					if _, err := s.IssueCode(ctx, benchIssue(n.Add(1), now)); err != nil {
+						b.Error(err)
+					}
+				}
+				issue() // the scripts, on the nodes
+				b.ReportAllocs()
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(8) // goroutines per CPU: requests in flight, as under load
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							issue()
+						}
+					})
+					return
+				}
+				// Serially, each call's latency: WAIT's cost is in the tail.
+				var lat []time.Duration
+				for b.Loop() {
+					began := time.Now()
+					issue()
+					lat = append(lat, time.Since(began))
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 			})
 		}
 	}

@@ -3,6 +3,8 @@ package redis_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -76,6 +78,38 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestOpenCluster: with Options.Cluster, Open connects to a real Redis
+// Cluster from a URL naming its nodes (REDIS_URL with REDIS_CLUSTER=true)
+// and the store works across its nodes.
+func TestOpenCluster(t *testing.T) {
+	ctx := context.Background()
+	s, err := redis.Open(cluster.Get(t).URL(), redis.Options{Cluster: true, Prefix: "authdtest:" + rand.Text() + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	// An address in every partition: every master takes codes.
+	seen := map[int]bool{}
+	for i := 0; len(seen) < authd.Partitions; i++ {
+		a := fmt.Sprintf("open%d", i)
+		if seen[authd.Partition(a)] {
+			continue
+		}
+		seen[authd.Partition(a)] = true
+		if _, err := s.IssueCode(ctx, authd.IssueRequest{Address: addrOf(a), Project: "shop", ClientIP: "192.0.2.1", Now: now,
+			Record: authd.CodeRecord{ID: a, Hash: []byte("h"), ExpiresAt: now.Add(time.Minute)}}); err != nil {
+			t.Fatal(err)
+		}
+		if cur, err := s.IsCurrent(ctx, addrOf(a), "shop", a, now); err != nil || !cur {
+			t.Fatalf("IsCurrent(%s) = %v, %v", a, cur, err)
+		}
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCollector: the pool's series, with the names and help texts
 // dashboards know.
 func TestCollector(t *testing.T) {
@@ -102,6 +136,7 @@ func TestCollector(t *testing.T) {
 		"authd_redis_pool_hits_total":     {"Redis connections reused from the pool.", "COUNTER"},
 		"authd_redis_pool_misses_total":   {"Redis connections dialled because the pool had none.", "COUNTER"},
 		"authd_redis_pool_timeouts_total": {"Waits for a Redis connection that timed out.", "COUNTER"},
+		"authd_redis_wait_short_total":    {"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", "COUNTER"},
 	}
 	if len(mfs) != len(want) {
 		t.Errorf("%d series, want %d", len(mfs), len(want))

@@ -25,19 +25,42 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	if s.split {
 		return s.issueSplit(ctx, now, limits, keys, args)
 	}
-	r, err := s.runAll(ctx, []scriptCall{limitsCall(issueScript, now, limits, keys, args)})
+	r, short, err := s.runIssue(ctx, keys[0], limitsCall(issueScript, now, limits, keys, args))
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
-	v, err := parseIssue(r[0], 1+2*len(limits))
+	v, err := parseIssue(r, 1+2*len(limits))
 	if err != nil {
 		var res authd.IssueResult
-		if st, ok := refusalIPState(r[0]); ok {
+		if st, ok := refusalIPState(r); ok {
 			res.IP = limitState(req.SendPerIP, st[0], st[1])
 		}
 		return res, err
 	}
+	if short != nil {
+		return authd.IssueResult{}, s.shortOf(short)
+	}
 	return authd.IssueResult{Replaced: v[0] == 1, IP: limitState(req.SendPerIP, v[1], v[2]), Mails: limitState(req.MailsTotal, v[3], v[4])}, nil
+}
+
+// runIssue runs issue.lua's call for the address whose code key is key
+// and returns its reply; with Options.WaitReplicas, WAIT follows it
+// (wait.go), and short is the answer to give if the script wrote.
+func (s *Store) runIssue(ctx context.Context, key string, c scriptCall) (reply any, short error, err error) {
+	if s.waitReplicas > 0 {
+		return s.waitCall(ctx, key, c)
+	}
+	r, err := s.runAll(ctx, []scriptCall{c})
+	if err != nil {
+		return nil, nil, err
+	}
+	return r[0], nil, nil
+}
+
+// shortOf counts a write too few replicas acknowledged, and returns short.
+func (s *Store) shortOf(short error) error {
+	s.waitShort.Add(1)
+	return short
 }
 
 // issueAddress returns issue.lua's keys and arguments of the address's

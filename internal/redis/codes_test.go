@@ -57,28 +57,22 @@ func newPrefix(t testing.TB, c *goredis.Client) string {
 }
 
 func TestCodeStore(t *testing.T) {
-	c := newClient(t)
-	for _, mode := range []struct {
-		name  string
-		split bool
-	}{{"OneScript", false}, {"Split", true}} {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
 			storetest.CodeStore(t, func(t *testing.T) authd.CodeStore {
-				return redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+				s, _ := m.store(t, redis.Options{})
+				return s
 			})
 		})
 	}
 }
 
 func TestMailQueue(t *testing.T) {
-	c := newClient(t)
-	for _, mode := range []struct {
-		name  string
-		split bool
-	}{{"OneScript", false}, {"Split", true}} {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
 			storetest.MailQueue(t, func(t *testing.T) storetest.QueueStore {
-				return redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+				s, _ := m.store(t, redis.Options{})
+				return s
 			})
 		})
 	}
@@ -87,10 +81,16 @@ func TestMailQueue(t *testing.T) {
 // TestKeys checks the key layout (see the package comment) and that no key
 // outlives what it holds.
 func TestKeys(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { testKeys(t, m) })
+	}
+}
+
+func testKeys(t *testing.T, m mode) {
 	ctx := context.Background()
-	c := newClient(t)
-	prefix := newPrefix(t, c)
-	s := redis.New(c, redis.Options{Prefix: prefix})
+	c := m.client(t)
+	prefix := prefix(t, c)
+	s := redis.New(c, redis.Options{Prefix: prefix, Split: m.split})
 	now := time.Now()
 	const address = "0123456789abcdef0123456789abcdef"
 	_, err := s.IssueCode(ctx, authd.IssueRequest{
@@ -112,10 +112,7 @@ func TestKeys(t *testing.T) {
 	if !errors.Is(err, authd.ErrInvalidCode) {
 		t.Fatalf("ConsumeCode: %v, want ErrInvalidCode", err)
 	}
-	keys, err := c.Keys(ctx, prefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := allKeys(t, c, prefix+"*")
 	slot := func(k string) int64 { return c.ClusterKeySlot(ctx, k).Val() }
 	var tag string
 	want := map[string]time.Duration{ // key (after the tag) → TTL
@@ -175,12 +172,12 @@ func TestKeys(t *testing.T) {
 // modes, the split mode's pipeline included.
 func TestScriptsReloaded(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t)
-	for _, split := range []bool{false, true} {
-		s := redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: split})
+	for _, m := range allModes {
+		s, c := m.store(t, redis.Options{})
+		split := m.name
 		now := time.Now()
 		for i := range 2 {
-			if err := c.ScriptFlush(ctx).Err(); err != nil {
+			if err := flushScripts(ctx, c); err != nil {
 				t.Fatal(err)
 			}
 			_, err := s.IssueCode(ctx, authd.IssueRequest{
@@ -190,10 +187,18 @@ func TestScriptsReloaded(t *testing.T) {
 				MailsPerProject: authd.Rate{N: 10, Period: time.Minute},
 			})
 			if err != nil {
-				t.Fatalf("split=%v, issue %d: %v", split, i, err)
+				t.Fatalf("%s, issue %d: %v", split, i, err)
 			}
 		}
 	}
+}
+
+// flushScripts empties the script cache: on a cluster, every master's.
+func flushScripts(ctx context.Context, c goredis.UniversalClient) error {
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error { return m.ScriptFlush(ctx).Err() })
+	}
+	return c.ScriptFlush(ctx).Err()
 }
 
 // TestRedisDown checks that a Redis that cannot be reached is reported as

@@ -13,10 +13,15 @@ import (
 // project, and nothing of another address, even with pattern characters
 // in the prefix.
 func TestEraseAddress(t *testing.T) {
-	c := newClient(t)
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { testEraseAddress(t, m) })
+	}
+}
+
+func testEraseAddress(t *testing.T, m mode) {
 	ctx := context.Background()
-	prefix := newPrefix(t, c) + "*[x]?:"
-	s := redis.New(c, redis.Options{Prefix: prefix})
+	c := m.client(t)
+	s, _ := m.store(t, redis.Options{Prefix: prefix(t, c) + "*[x]?:"})
 	now := time.Now()
 	issue := func(addr, project string) {
 		t.Helper()

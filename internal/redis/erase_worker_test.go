@@ -19,9 +19,14 @@ import (
 // worker the code check) still runs; the streams' consumer group does not
 // exist yet when the erasure comes (no worker has read them).
 func TestEraseAddressStopsQueuedMail(t *testing.T) {
-	c := newClient(t)
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { testEraseAddressStopsQueuedMail(t, m) })
+	}
+}
+
+func testEraseAddressStopsQueuedMail(t *testing.T, m mode) {
 	ctx := context.Background()
-	s := redis.New(c, redis.Options{Prefix: newPrefix(t, c)})
+	s, _ := m.store(t, redis.Options{})
 	sealer, err := delivery.NewSealer([]byte("0123456789abcdef0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd"
 )
 
 // Ping checks that Redis answers, for the readiness probe. It is not part
@@ -26,12 +29,55 @@ func (s *Store) Ping(ctx context.Context) error {
 // from INFO memory, and if that is refused too, policy is "" and ok false
 // with a nil error: the caller should warn, not fail.
 //
+// On a Redis Cluster every master is asked: ok only when all say
+// noeviction; policy is the first other one found, else "" when a master
+// would not say, else "noeviction". (Through the cluster client CONFIG GET
+// would reach one node at random.) A replica that a failover promotes is
+// asked from then on: readiness checks on every probe.
+//
 // Errors: EUNAVAILABLE, its cause the server's reply or the network's
 // error, when Redis cannot be used at all: unreachable, or refusing every
 // command (a database index out of range, a wrong password, loading). Only
 // a refusal of CONFIG or INFO themselves means "cannot tell".
 func (s *Store) CheckEviction(ctx context.Context) (policy string, ok bool, err error) {
-	cfg, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result()
+	cc, isCluster := s.client.(*goredis.ClusterClient)
+	if !isCluster {
+		return checkEviction(ctx, s.client)
+	}
+	var mu sync.Mutex
+	var bad, unknown bool
+	err = cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		p, pok, err := checkEviction(ctx, node)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case pok, bad:
+		case p != "":
+			bad, policy = true, p
+		default:
+			unknown = true
+		}
+		return nil
+	})
+	switch {
+	case err != nil && authd.ErrorCode(err) != authd.EUNAVAILABLE: // the cluster's own, not a node's
+		return "", false, unavailable(err)
+	case err != nil:
+		return "", false, err
+	case bad:
+		return policy, false, nil
+	case unknown:
+		return "", false, nil
+	}
+	return "noeviction", true, nil
+}
+
+// checkEviction is CheckEviction on one server.
+func checkEviction(ctx context.Context, c goredis.Cmdable) (policy string, ok bool, err error) {
+	cfg, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
 	switch {
 	case err == nil:
 		if p, found := cfg["maxmemory-policy"]; found {
@@ -40,7 +86,7 @@ func (s *Store) CheckEviction(ctx context.Context) (policy string, ok bool, err 
 	case !commandRefused(err):
 		return "", false, unavailable(err)
 	}
-	info, err := s.client.Info(ctx, "memory").Result()
+	info, err := c.Info(ctx, "memory").Result()
 	switch {
 	case commandRefused(err):
 		return "", false, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/testenv"
 )
 
 func TestCheckEviction(t *testing.T) {
@@ -122,3 +123,39 @@ type serverError string
 
 func (e serverError) Error() string { return string(e) }
 func (serverError) RedisError()     {}
+
+// TestCheckEvictionCluster: on a Redis Cluster every master is asked;
+// through the cluster client one node at random would answer. A master
+// refusing CONFIG is read from INFO, as on a single Redis.
+func TestCheckEvictionCluster(t *testing.T) {
+	ctx := context.Background()
+	c := cluster.Get(t)
+	s := redis.New(newClusterClient(t), redis.Options{})
+	if policy, ok, err := s.CheckEviction(ctx); err != nil || !ok || policy != "noeviction" {
+		t.Fatalf("CheckEviction = %q, %v, %v; want noeviction on every master", policy, ok, err)
+	}
+	masters, err := c.Masters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var master *testenv.Node
+	for m := range masters {
+		master = m
+		break
+	}
+	// maxmemory stays 0: the policy is never applied, the other tests on
+	// the cluster are not concerned.
+	if _, err := testenv.Cli(master, "config", "set", "maxmemory-policy", "allkeys-lru"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testenv.Cli(master, "config", "set", "maxmemory-policy", "noeviction") })
+	noConfig := newClusterClient(t)
+	noConfig.OnNewNode(func(node *goredis.Client) { node.AddHook(refuse{names: []string{"config"}}) })
+	for i := range 5 { // one node at random would miss it two times in three
+		for name, s := range map[string]*redis.Store{"": s, " (CONFIG refused)": redis.New(noConfig, redis.Options{})} {
+			if policy, ok, err := s.CheckEviction(ctx); err != nil || ok || policy != "allkeys-lru" {
+				t.Fatalf("try %d%s: CheckEviction = %q, %v, %v; want the master's allkeys-lru", i, name, policy, ok, err)
+			}
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 func (s *Store) PoolStats() *goredis.PoolStats { return s.client.PoolStats() }
 
 // Collector exposes the client's connection pool to Prometheus, read at
-// scrape time.
+// scrape time, and the writes WAIT found short (wait.go).
 func (s *Store) Collector() prometheus.Collector { return poolCollector{s} }
 
 var (
@@ -18,12 +18,14 @@ var (
 	poolHitsDesc     = prometheus.NewDesc("authd_redis_pool_hits_total", "Redis connections reused from the pool.", nil, nil)
 	poolMissesDesc   = prometheus.NewDesc("authd_redis_pool_misses_total", "Redis connections dialled because the pool had none.", nil, nil)
 	poolTimeoutsDesc = prometheus.NewDesc("authd_redis_pool_timeouts_total", "Waits for a Redis connection that timed out.", nil, nil)
+	waitShortDesc    = prometheus.NewDesc("authd_redis_wait_short_total",
+		"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", nil, nil)
 )
 
 type poolCollector struct{ s *Store }
 
 func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolTotalDesc, poolIdleDesc, poolHitsDesc, poolMissesDesc, poolTimeoutsDesc} {
+	for _, d := range []*prometheus.Desc{poolTotalDesc, poolIdleDesc, poolHitsDesc, poolMissesDesc, poolTimeoutsDesc, waitShortDesc} {
 		ch <- d
 	}
 }
@@ -35,4 +37,5 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolHitsDesc, prometheus.CounterValue, float64(st.Hits))
 	ch <- prometheus.MustNewConstMetric(poolMissesDesc, prometheus.CounterValue, float64(st.Misses))
 	ch <- prometheus.MustNewConstMetric(poolTimeoutsDesc, prometheus.CounterValue, float64(st.Timeouts))
+	ch <- prometheus.MustNewConstMetric(waitShortDesc, prometheus.CounterValue, float64(c.s.waitShort.Load()))
 }

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,21 +17,37 @@ import (
 )
 
 // countingHook counts what reaches the server: commands, and pipelines as
-// one round trip each.
+// one round trip each. What go-redis sends of its own accord (a new
+// connection's HELLO and CLIENT SETINFO, COMMAND, CLUSTER SLOTS) is not
+// the store's and is not counted.
 type countingHook struct{ trips atomic.Int64 }
 
 func (h *countingHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 func (h *countingHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
-		h.trips.Add(1)
+		if !ownAccord(cmd) {
+			h.trips.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
 func (h *countingHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		h.trips.Add(1)
+		if !slices.ContainsFunc(cmds, func(c goredis.Cmder) bool { return ownAccord(c) }) {
+			h.trips.Add(1)
+		}
 		return next(ctx, cmds)
 	}
+}
+
+// ownAccord reports whether go-redis sent cmd on its own: the store sends
+// none of these.
+func ownAccord(cmd goredis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "client", "command", "cluster", "auth", "select", "readonly":
+		return true
+	}
+	return false
 }
 
 // partitionTag is the hash tag of address's partition under prefix.
@@ -43,14 +60,15 @@ func partitionTag(prefix, address string) string {
 // its delivery status share the code's hash slot, so the script stays
 // legal on a cluster.
 func TestIssueWithJobOneRoundTrip(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { testIssueWithJobOneRoundTrip(t, m) })
+	}
+}
+
+func testIssueWithJobOneRoundTrip(t *testing.T, m mode) {
 	ctx := context.Background()
-	c := newClient(t)
-	prefix := newPrefix(t, c)
-	hooked := goredis.NewClient(c.Options())
-	t.Cleanup(func() { hooked.Close() })
-	hook := &countingHook{}
-	hooked.AddHook(hook)
-	s := redis.New(hooked, redis.Options{Prefix: prefix})
+	f := newSplitFixture(t, m, redis.Options{})
+	c, prefix, s := f.c, f.prefix, f.s
 	now := time.Now()
 	issue := func(address string) *authd.MailJob {
 		job := &authd.MailJob{
@@ -68,18 +86,15 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 		return job
 	}
 	issue("00000000000000000000000000000001") // loads the script
-	before := hook.trips.Load()
+	// The Redis Cluster path takes the IP's limit first.
+	want := map[bool]int64{false: 1, true: 2}[m.clusterPath()]
+	if n := f.trips(func() { issue("00000000000000000000000000000003") }); n != want {
+		t.Fatalf("IssueCode with a job took %d round trips, want %d", n, want)
+	}
 	job := issue("00000000000000000000000000000002")
-	if n := hook.trips.Load() - before; n != 1 {
-		t.Fatalf("IssueCode with a job took %d round trips, want 1", n)
-	}
 
-	keys, err := c.Keys(ctx, prefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	jobs := 0
-	for _, k := range keys {
+	for _, k := range allKeys(t, c, prefix+"*") {
 		if !strings.HasSuffix(k, ":mail") {
 			continue
 		}
@@ -97,8 +112,8 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 			t.Errorf("stream %s in slot %d, its code in slot %d", k, a, b)
 		}
 	}
-	if jobs != 2 {
-		t.Fatalf("%d jobs in the streams, want 2", jobs)
+	if jobs != 3 {
+		t.Fatalf("%d jobs in the streams, want 3", jobs)
 	}
 	// The status lives beside the code, as long as the code, no longer.
 	tag := partitionTag(prefix, job.Address.Mailbox)
@@ -118,8 +133,8 @@ func TestIssueWithJobOneRoundTrip(t *testing.T) {
 // a cluster).
 func TestQueueRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	for _, split := range []bool{false, true} {
-		f := newSplitFixture(t, split)
+	for _, m := range allModes {
+		f := newSplitFixture(t, m, redis.Options{})
 		now := time.Now()
 		issue := func(n int) {
 			t.Helper()
@@ -152,11 +167,11 @@ func TestQueueRoundTrips(t *testing.T) {
 			{"Claim, nothing new", func() error { _, err := f.s.Claim(ctx, "b", 10, time.Minute, now); return err }},
 		} {
 			if n := f.trips(func() { err = c.fn() }); err != nil || n != 1 {
-				t.Errorf("split=%v %s: %d round trips, %v; want 1", split, c.name, n, err)
+				t.Errorf("%s %s: %d round trips, %v; want 1", m.name, c.name, n, err)
 			}
 		}
 		if len(jobs) != 2 {
-			t.Errorf("split=%v: claimed %d jobs, want 2", split, len(jobs))
+			t.Errorf("%s: claimed %d jobs, want 2", m.name, len(jobs))
 		}
 	}
 }
@@ -165,8 +180,14 @@ func TestQueueRoundTrips(t *testing.T) {
 // claims set, scored with the claim's time by the caller's clock; Finish
 // removes entry, pending entry and claim.
 func TestQueueKeys(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { testQueueKeys(t, m) })
+	}
+}
+
+func testQueueKeys(t *testing.T, m mode) {
 	ctx := context.Background()
-	f := newSplitFixture(t, false)
+	f := newSplitFixture(t, m, redis.Options{})
 	now := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
 	a := newAddress()
 	if _, err := f.s.IssueCode(ctx, splitIssue(t, a, "192.0.2.1", "c", now)); err != nil {
@@ -209,8 +230,9 @@ func TestQueueKeys(t *testing.T) {
 // idle time, lapses; their status goes to their stream's partition.
 func TestQueueOlderVersion(t *testing.T) {
 	ctx := context.Background()
-	for _, split := range []bool{false, true} {
-		f := newSplitFixture(t, split)
+	for _, m := range allModes {
+		split := m.name
+		f := newSplitFixture(t, m, redis.Options{})
 		now := time.Now()
 		tag := f.prefix + "{a:7}:"
 		stream := tag + "mail"
@@ -235,10 +257,10 @@ func TestQueueOlderVersion(t *testing.T) {
 		old("ffffffffffffffffffffffffffffff01")
 		jobs, err := f.s.Claim(ctx, "new", 10, time.Minute, now)
 		if err != nil || len(jobs) != 1 || jobs[0].CodeID != "code-ffffffffffffffffffffffffffffff01" {
-			t.Fatalf("split=%v: Claim = %+v, %v; want the unclaimed old job only", split, jobs, err)
+			t.Fatalf("%s: Claim = %+v, %v; want the unclaimed old job only", split, jobs, err)
 		}
 		if d := time.Since(jobs[0].QueuedAt); d < 0 || d > 5*time.Second {
-			t.Errorf("split=%v: QueuedAt %v, want the entry id's time", split, jobs[0].QueuedAt)
+			t.Errorf("%s: QueuedAt %v, want the entry id's time", split, jobs[0].QueuedAt)
 		}
 		// Our own claim renewed, the old one's left to lapse.
 		if err := f.s.Extend(ctx, "new", jobs, now.Add(time.Minute)); err != nil {
@@ -246,7 +268,7 @@ func TestQueueOlderVersion(t *testing.T) {
 		}
 		lapsed, err := f.s.Claim(ctx, "new", 10, time.Minute, now.Add(time.Minute))
 		if err != nil || len(lapsed) != 1 || !strings.HasSuffix(lapsed[0].Ref, claimedID) {
-			t.Fatalf("split=%v: Claim a minute later = %+v, %v; want the old claim", split, lapsed, err)
+			t.Fatalf("%s: Claim a minute later = %+v, %v; want the old claim", split, lapsed, err)
 		}
 		if err := f.s.Finish(ctx, lapsed[0], authd.DeliverySent, 1, now); err != nil {
 			t.Fatal(err)
@@ -259,11 +281,11 @@ func TestQueueOlderVersion(t *testing.T) {
 			"ffffffffffffffffffffffffffffff01": "retrying",
 		} {
 			if got := f.c.HGet(ctx, tag+"dlv:"+id, "st").Val(); got != want {
-				t.Errorf("split=%v: status of %s in its stream's partition = %q, want %q", split, id, got, want)
+				t.Errorf("%s: status of %s in its stream's partition = %q, want %q", split, id, got, want)
 			}
 		}
-		if keys := f.c.Keys(ctx, f.prefix+"*dlv*").Val(); len(keys) != 2 {
-			t.Errorf("split=%v: status keys %q, want two, in partition 7", split, keys)
+		if keys := allKeys(t, f.c, f.prefix+"*dlv*"); len(keys) != 2 {
+			t.Errorf("%s: status keys %q, want two, in partition 7", split, keys)
 		}
 	}
 }
@@ -272,11 +294,10 @@ func TestQueueOlderVersion(t *testing.T) {
 // (the streams read in turn), at most one more per partition on a Cluster,
 // so that one instance does not take the whole queue while others idle.
 func TestClaimTakesAtMostN(t *testing.T) {
-	for _, mode := range benchModes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
 			ctx := context.Background()
-			c := newClient(t)
-			s := redis.New(c, redis.Options{Prefix: newPrefix(t, c), Split: mode.split})
+			s, _ := m.store(t, redis.Options{})
 			now := time.Now()
 			for i := range 200 {
 				a := fmt.Sprintf("%032x", i)
@@ -288,7 +309,7 @@ func TestClaimTakesAtMostN(t *testing.T) {
 				}
 			}
 			limit := 3
-			if mode.split {
+			if m.clusterPath() {
 				limit = authd.Partitions // ceil(3/64) per partition
 			}
 			got := map[string]bool{}
@@ -304,7 +325,7 @@ func TestClaimTakesAtMostN(t *testing.T) {
 					got[j.DeliveryID] = true
 				}
 			}
-			if !mode.split && len(got) != 9 {
+			if !m.clusterPath() && len(got) != 9 {
 				t.Fatalf("three Claim(3) took %d distinct jobs, want 9", len(got))
 			}
 		})

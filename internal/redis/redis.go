@@ -32,6 +32,8 @@
 // first, then the address's script runs — the same script, given no
 // limits — and when it refuses they are given back (split.go). The
 // address's state is never undone: its script does everything or nothing.
+// With Options.WaitReplicas, IssueCode's WAIT rides in the address
+// script's pipeline, on the node that runs it (wait.go).
 //
 // How fast a down Redis is reported is the client's business: with
 // go-redis's defaults (5 dials, 3 retries) it takes about 1.7 s; Open sets
@@ -41,6 +43,7 @@ package redis
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -65,7 +68,24 @@ type Options struct {
 	// Cluster makes Open connect to a Redis Cluster (more nodes as addr
 	// query parameters of the URL). New ignores it: the client says.
 	Cluster bool
+
+	// WaitReplicas, when > 0, makes IssueCode wait until that many
+	// replicas have acknowledged the address's write (the code, its mail
+	// job and status) before it answers: Redis WAIT on the connection and
+	// node that took the write, pipelined with it (wait.go). Fewer within
+	// WaitTimeout is EUNAVAILABLE, nothing undone. 0: no WAIT.
+	WaitReplicas int
+
+	// WaitTimeout bounds that wait. Default DefaultWaitTimeout; it should
+	// stay well below the client's read timeout.
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout is Options.WaitTimeout's default: on a LAN a healthy
+// replica acknowledges in well under a millisecond, so a replica that has
+// not in 100 ms is not keeping up, and a send-code waits no longer than
+// that for it.
+const DefaultWaitTimeout = 100 * time.Millisecond
 
 // Store is the Redis CodeStore.
 type Store struct {
@@ -74,6 +94,10 @@ type Store struct {
 	split  bool
 	claims claimState // when Claim looks for lapsed claims (queue.go)
 	queue  []string   // each partition's stream and claims set, in turn
+
+	waitReplicas int // Options.WaitReplicas (wait.go)
+	waitTimeout  time.Duration
+	waitShort    atomic.Int64 // IssueCode's writes too few replicas acknowledged
 }
 
 var _ authd.CodeStore = (*Store)(nil)
@@ -89,7 +113,11 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	case *goredis.ClusterClient, *goredis.Ring:
 		split = true
 	}
-	s := &Store{client: client, prefix: opts.Prefix, split: split}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = DefaultWaitTimeout
+	}
+	s := &Store{client: client, prefix: opts.Prefix, split: split,
+		waitReplicas: max(opts.WaitReplicas, 0), waitTimeout: opts.WaitTimeout}
 	for p := range authd.Partitions {
 		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
 	}

@@ -41,16 +41,21 @@ func (s *Store) issueSplit(ctx context.Context, now int64, limits []limit, keys 
 	if err != nil {
 		return refused(taken, ip, err)
 	}
-	r, err := s.runAll(ctx, []scriptCall{limitsCall(issueScript, now, nil, keys, args)})
+	r, short, err := s.runIssue(ctx, keys[0], limitsCall(issueScript, now, nil, keys, args))
 	if err != nil {
 		return authd.IssueResult{}, err
 	}
-	v, err := parseIssue(r[0], 1)
+	v, err := parseIssue(r, 1)
 	if authd.ErrorCode(err) == authd.ERATELIMITED {
 		s.refund(ctx, now, taken)
 	}
 	if err != nil {
 		return refused(taken, ip, err)
+	}
+	if short != nil {
+		// Stored, not known to be replicated: the tokens stay taken, as
+		// the code does (wait.go).
+		return authd.IssueResult{}, s.shortOf(short)
 	}
 	res.Replaced = v[0] == 1
 	if st := taken.named("mails_total"); st != nil {

@@ -23,25 +23,31 @@ import (
 // that can run a function between a call's first round trip and whatever
 // follows it.
 type splitFixture struct {
-	c      *goredis.Client // plain, for looking
+	c      goredis.UniversalClient // plain, for looking
 	prefix string
 	hook   *countingHook
 	after  *afterFirst
 	s      *redis.Store
 }
 
-// newSplitFixture is a fixture in split mode (the Redis Cluster path), or
-// in single mode when split is false.
-func newSplitFixture(t *testing.T, split bool) *splitFixture {
+// newSplitFixture is a fixture on a Redis of m's kind, the store given
+// opts (its prefix and split mode are the fixture's).
+func newSplitFixture(t *testing.T, m mode, opts redis.Options) *splitFixture {
 	t.Helper()
-	c := newClient(t)
-	f := &splitFixture{c: c, prefix: newPrefix(t, c), hook: &countingHook{}, after: &afterFirst{}}
-	hooked := goredis.NewClient(c.Options())
-	t.Cleanup(func() { hooked.Close() })
-	hooked.AddHook(f.hook)
-	hooked.AddHook(f.after)
-	f.s = redis.New(hooked, redis.Options{Prefix: f.prefix, Split: split})
+	c := m.client(t)
+	f := &splitFixture{c: c, prefix: prefix(t, c), hook: &countingHook{}, after: &afterFirst{}}
+	opts.Prefix, opts.Split = f.prefix, m.split
+	f.s = redis.New(hooked(t, c, f.hook, f.after), opts)
+	if err := redis.LoadScripts(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
 	return f
+}
+
+// plain is another store on the fixture's keys, its calls neither counted
+// nor hooked.
+func (f *splitFixture) plain(m mode) *redis.Store {
+	return redis.New(f.c, redis.Options{Prefix: f.prefix, Split: m.split})
 }
 
 // afterFirst runs fn once, right after the next round trip (a command or
@@ -92,12 +98,8 @@ type keyState struct {
 func (f *splitFixture) snapshot(t *testing.T, now time.Time) map[string]keyState {
 	t.Helper()
 	ctx := context.Background()
-	keys, err := f.c.Keys(ctx, f.prefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]keyState{}
-	for _, k := range keys {
+	for _, k := range allKeys(t, f.c, f.prefix+"*") {
 		var v string
 		switch typ := f.c.Type(ctx, k).Val(); typ {
 		case "string":
@@ -209,9 +211,10 @@ func TestSplitRoundTrips(t *testing.T) {
 	consume := func(req authd.ConsumeRequest) func(*redis.Store) error {
 		return func(s *redis.Store) error { _, err := s.ConsumeCode(ctx, req); return err }
 	}
-	for _, split := range []bool{false, true} {
-		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
-			f := newSplitFixture(t, split)
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			f := newSplitFixture(t, m, redis.Options{})
+			split := m.clusterPath()
 			// Load the scripts: the first call of each runs them by EVAL
 			// too. Four tries spend 192.0.2.9's verify limit of 3; one
 			// send 192.0.2.8's send limit of 1.
@@ -284,63 +287,69 @@ func TestSplitRoundTrips(t *testing.T) {
 // a Redis Cluster the limits' tokens are given back, the address's script
 // writes nothing.
 func TestSplitRefusalLeavesNothing(t *testing.T) {
+	for _, m := range clusterPaths {
+		for _, refuser := range []string{"send_per_ip", "mails_per_project", "cooldown", "codes_per_address"} {
+			t.Run(m.name+"/"+refuser, func(t *testing.T) {
+				testRefusalLeavesNothing(t, m, refuser)
+			})
+		}
+	}
+}
+
+func testRefusalLeavesNothing(t *testing.T, m mode, refuser string) {
 	ctx := context.Background()
-	for _, refuser := range []string{"send_per_ip", "mails_per_project", "cooldown", "codes_per_address"} {
-		t.Run(refuser, func(t *testing.T) {
-			f := newSplitFixture(t, true)
-			t0 := time.Now()
-			a := newAddress()
-			// A live code whose cooldown is over (its key still there),
-			// which a new code would replace, with its job queued.
-			old := splitIssue(t, a, "192.0.2.1", "old", t0.Add(-2*time.Minute))
-			if refuser == "cooldown" {
-				old.Now = t0 // still cooling down
-			}
-			if _, err := f.s.IssueCode(ctx, old); err != nil {
-				t.Fatal(err)
-			}
-			now := t0
-			req := splitIssue(t, a, "192.0.2.2", "new", now)
-			switch refuser {
-			case "send_per_ip":
-				req.SendPerIP = authd.Rate{N: 1, Period: time.Minute}
-				spend := splitIssue(t, newAddress(), "192.0.2.2", "spent", now)
-				spend.SendPerIP = req.SendPerIP
-				if _, err := f.s.IssueCode(ctx, spend); err != nil {
-					t.Fatal(err)
-				}
-			case "mails_per_project":
-				// "old" and "spent" left the project's bucket fuller than
-				// one mail an hour allows.
-				req.MailsPerProject = authd.Rate{N: 1, Period: time.Hour}
-				spend := splitIssue(t, newAddress(), "192.0.2.3", "spent", now)
-				if _, err := f.s.IssueCode(ctx, spend); err != nil {
-					t.Fatal(err)
-				}
-			case "codes_per_address":
-				req.CodesPerAddress = authd.Rate{N: 1, Period: time.Hour}
-			}
-			before := f.snapshot(t, now)
-			res, err := f.s.IssueCode(ctx, req)
-			var e *authd.Error
-			if !errors.As(err, &e) || e.Limit != refuser {
-				t.Fatalf("IssueCode: %v, want refused by %s", err, refuser)
-			}
-			wantSameState(t, "after the refusal", before, f.snapshot(t, now))
-			if refuser != "send_per_ip" {
-				// As single mode: the IP's state without this request.
-				if want := (authd.LimitState{Limit: 10, Remaining: 10, Reset: 0}); res.IP != want {
-					t.Errorf("IP = %+v, want %+v", res.IP, want)
-				}
-			}
-			cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", "old", now)
-			if err != nil || !cur {
-				t.Errorf("IsCurrent(old) = %v, %v; want true", cur, err)
-			}
-			if _, err := f.s.Delivery(ctx, req.Job.DeliveryID, now); authd.ErrorCode(err) != authd.ENOTFOUND {
-				t.Errorf("refused request's delivery: %v, want %s", err, authd.ENOTFOUND)
-			}
-		})
+	f := newSplitFixture(t, m, redis.Options{})
+	t0 := time.Now()
+	a := newAddress()
+	// A live code whose cooldown is over (its key still there),
+	// which a new code would replace, with its job queued.
+	old := splitIssue(t, a, "192.0.2.1", "old", t0.Add(-2*time.Minute))
+	if refuser == "cooldown" {
+		old.Now = t0 // still cooling down
+	}
+	if _, err := f.s.IssueCode(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	req := splitIssue(t, a, "192.0.2.2", "new", now)
+	switch refuser {
+	case "send_per_ip":
+		req.SendPerIP = authd.Rate{N: 1, Period: time.Minute}
+		spend := splitIssue(t, newAddress(), "192.0.2.2", "spent", now)
+		spend.SendPerIP = req.SendPerIP
+		if _, err := f.s.IssueCode(ctx, spend); err != nil {
+			t.Fatal(err)
+		}
+	case "mails_per_project":
+		// "old" and "spent" left the project's bucket fuller than
+		// one mail an hour allows.
+		req.MailsPerProject = authd.Rate{N: 1, Period: time.Hour}
+		spend := splitIssue(t, newAddress(), "192.0.2.3", "spent", now)
+		if _, err := f.s.IssueCode(ctx, spend); err != nil {
+			t.Fatal(err)
+		}
+	case "codes_per_address":
+		req.CodesPerAddress = authd.Rate{N: 1, Period: time.Hour}
+	}
+	before := f.snapshot(t, now)
+	res, err := f.s.IssueCode(ctx, req)
+	var e *authd.Error
+	if !errors.As(err, &e) || e.Limit != refuser {
+		t.Fatalf("IssueCode: %v, want refused by %s", err, refuser)
+	}
+	wantSameState(t, "after the refusal", before, f.snapshot(t, now))
+	if refuser != "send_per_ip" {
+		// As single mode: the IP's state without this request.
+		if want := (authd.LimitState{Limit: 10, Remaining: 10, Reset: 0}); res.IP != want {
+			t.Errorf("IP = %+v, want %+v", res.IP, want)
+		}
+	}
+	cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", "old", now)
+	if err != nil || !cur {
+		t.Errorf("IsCurrent(old) = %v, %v; want true", cur, err)
+	}
+	if _, err := f.s.Delivery(ctx, req.Job.DeliveryID, now); authd.ErrorCode(err) != authd.ENOTFOUND {
+		t.Errorf("refused request's delivery: %v, want %s", err, authd.ENOTFOUND)
 	}
 }
 
@@ -349,79 +358,81 @@ func TestSplitRefusalLeavesNothing(t *testing.T) {
 // no job, no status, and counts against nothing.
 func TestSplitNewerBetweenRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	for _, refuser := range []string{"send_per_ip", "cooldown"} {
-		t.Run(refuser, func(t *testing.T) {
-			f := newSplitFixture(t, true)
-			plain := redis.New(f.c, redis.Options{Prefix: f.prefix, Split: true})
-			now := time.Now()
-			a := newAddress()
-			refused := splitIssue(t, a, "192.0.2.2", "refused", now)
-			newer := splitIssue(t, a, "192.0.2.3", "newer", now)
-			if refuser == "send_per_ip" {
-				// Spend the IP. The newer code needs no cooldown of the
-				// refused one's to be let through.
-				spend := splitIssue(t, newAddress(), "192.0.2.2", "spent", now)
-				spend.SendPerIP = authd.Rate{N: 1, Period: time.Minute}
-				if _, err := f.s.IssueCode(ctx, spend); err != nil {
-					t.Fatal(err)
+	for _, m := range clusterPaths {
+		for _, refuser := range []string{"send_per_ip", "cooldown"} {
+			t.Run(m.name+"/"+refuser, func(t *testing.T) {
+				f := newSplitFixture(t, m, redis.Options{})
+				plain := f.plain(m)
+				now := time.Now()
+				a := newAddress()
+				refused := splitIssue(t, a, "192.0.2.2", "refused", now)
+				newer := splitIssue(t, a, "192.0.2.3", "newer", now)
+				if refuser == "send_per_ip" {
+					// Spend the IP. The newer code needs no cooldown of the
+					// refused one's to be let through.
+					spend := splitIssue(t, newAddress(), "192.0.2.2", "spent", now)
+					spend.SendPerIP = authd.Rate{N: 1, Period: time.Minute}
+					if _, err := f.s.IssueCode(ctx, spend); err != nil {
+						t.Fatal(err)
+					}
+					refused.SendPerIP = spend.SendPerIP
 				}
-				refused.SendPerIP = spend.SendPerIP
-			}
-			// The newer one lands after the refused one's limits were taken
-			// (its first round trip), and starts a cooldown.
-			var newerErr error
-			fn := func() { _, newerErr = plain.IssueCode(ctx, newer) }
-			f.after.fn.Store(&fn)
-			_, err := f.s.IssueCode(ctx, refused)
-			if !isLimitErr(err, refuser) {
-				t.Fatalf("IssueCode: %v, want refused by %s", err, refuser)
-			}
-			if newerErr != nil {
-				t.Fatalf("newer IssueCode: %v", newerErr)
-			}
-			for id, want := range map[string]bool{"newer": true, "refused": false} {
-				if cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", id, now); err != nil || cur != want {
-					t.Errorf("IsCurrent(%s) = %v, %v; want %v", id, cur, err, want)
+				// The newer one lands after the refused one's limits were taken
+				// (its first round trip), and starts a cooldown.
+				var newerErr error
+				fn := func() { _, newerErr = plain.IssueCode(ctx, newer) }
+				f.after.fn.Store(&fn)
+				_, err := f.s.IssueCode(ctx, refused)
+				if !isLimitErr(err, refuser) {
+					t.Fatalf("IssueCode: %v, want refused by %s", err, refuser)
 				}
-			}
-			// Only the newer code's job is queued for a.
-			var codes []string
-			for _, k := range f.c.Keys(ctx, f.prefix+"*:mail").Val() {
-				for _, m := range f.c.XRange(ctx, k, "-", "+").Val() {
-					if m.Values["a"] == a {
-						codes = append(codes, fmt.Sprint(m.Values["c"]))
+				if newerErr != nil {
+					t.Fatalf("newer IssueCode: %v", newerErr)
+				}
+				for id, want := range map[string]bool{"newer": true, "refused": false} {
+					if cur, err := f.s.IsCurrent(ctx, addrOf(a), "shop", id, now); err != nil || cur != want {
+						t.Errorf("IsCurrent(%s) = %v, %v; want %v", id, cur, err, want)
 					}
 				}
-			}
-			if fmt.Sprint(codes) != "[newer]" {
-				t.Errorf("jobs queued for the address: %v, want [newer]", codes)
-			}
-			if _, err := f.s.Delivery(ctx, refused.Job.DeliveryID, now); authd.ErrorCode(err) != authd.ENOTFOUND {
-				t.Errorf("refused request's delivery: %v, want %s", err, authd.ENOTFOUND)
-			}
-			// The refused request's IP token went back (or was never
-			// taken): a burst of ten is left to 192.0.2.2 but the spent
-			// one.
-			if refuser == "cooldown" {
-				if ttl := f.c.PTTL(ctx, f.prefix+"{ip:192.0.2.2}:send").Val(); ttl > 0 {
-					t.Errorf("the refused request's IP token is still taken (TTL %v)", ttl)
+				// Only the newer code's job is queued for a.
+				var codes []string
+				for _, k := range allKeys(t, f.c, f.prefix+"*:mail") {
+					for _, m := range f.c.XRange(ctx, k, "-", "+").Val() {
+						if m.Values["a"] == a {
+							codes = append(codes, fmt.Sprint(m.Values["c"]))
+						}
+					}
 				}
-			}
-			// One event counted against the address (the newer code's), of 5.
-			for i := range 4 {
-				req := splitIssue(t, a, fmt.Sprintf("198.51.100.%d", i), fmt.Sprintf("more%d", i), now)
-				req.Project = fmt.Sprintf("p%d", i)
-				req.Job = nil
-				if _, err := f.s.IssueCode(ctx, req); err != nil {
-					t.Fatalf("code %d for the address: %v", i+2, err)
+				if fmt.Sprint(codes) != "[newer]" {
+					t.Errorf("jobs queued for the address: %v, want [newer]", codes)
 				}
-			}
-			last := splitIssue(t, a, "198.51.100.9", "last", now)
-			last.Project, last.Job = "p9", nil
-			if _, err := f.s.IssueCode(ctx, last); !isLimitErr(err, "codes_per_address") {
-				t.Errorf("sixth code: %v, want refused by codes_per_address", err)
-			}
-		})
+				if _, err := f.s.Delivery(ctx, refused.Job.DeliveryID, now); authd.ErrorCode(err) != authd.ENOTFOUND {
+					t.Errorf("refused request's delivery: %v, want %s", err, authd.ENOTFOUND)
+				}
+				// The refused request's IP token went back (or was never
+				// taken): a burst of ten is left to 192.0.2.2 but the spent
+				// one.
+				if refuser == "cooldown" {
+					if ttl := f.c.PTTL(ctx, f.prefix+"{ip:192.0.2.2}:send").Val(); ttl > 0 {
+						t.Errorf("the refused request's IP token is still taken (TTL %v)", ttl)
+					}
+				}
+				// One event counted against the address (the newer code's), of 5.
+				for i := range 4 {
+					req := splitIssue(t, a, fmt.Sprintf("198.51.100.%d", i), fmt.Sprintf("more%d", i), now)
+					req.Project = fmt.Sprintf("p%d", i)
+					req.Job = nil
+					if _, err := f.s.IssueCode(ctx, req); err != nil {
+						t.Fatalf("code %d for the address: %v", i+2, err)
+					}
+				}
+				last := splitIssue(t, a, "198.51.100.9", "last", now)
+				last.Project, last.Job = "p9", nil
+				if _, err := f.s.IssueCode(ctx, last); !isLimitErr(err, "codes_per_address") {
+					t.Errorf("sixth code: %v, want refused by codes_per_address", err)
+				}
+			})
+		}
 	}
 }
 
@@ -429,8 +440,14 @@ func TestSplitNewerBetweenRoundTrips(t *testing.T) {
 // touches nothing of the address: a right code stays with its attempts, a
 // wrong one counts no attempt and no failure.
 func TestSplitConsumeRefusalLeavesNothing(t *testing.T) {
+	for _, m := range clusterPaths {
+		t.Run(m.name, func(t *testing.T) { testConsumeRefusalLeavesNothing(t, m) })
+	}
+}
+
+func testConsumeRefusalLeavesNothing(t *testing.T, m mode) {
 	ctx := context.Background()
-	f := newSplitFixture(t, true)
+	f := newSplitFixture(t, m, redis.Options{})
 	now := time.Now()
 	a := newAddress()
 	if _, err := f.s.IssueCode(ctx, splitIssue(t, a, "192.0.2.1", "code", now)); err != nil {
@@ -468,10 +485,10 @@ func TestSplitConsumeRefusalLeavesNothing(t *testing.T) {
 // its code, its resend cooldown still running.)
 func TestRefusedSendNeverQueued(t *testing.T) {
 	ctx := context.Background()
-	for _, split := range []bool{true, false} {
-		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
-			f := newSplitFixture(t, split)
-			spy := redis.New(f.c, redis.Options{Prefix: f.prefix, Split: split})
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			f := newSplitFixture(t, m, redis.Options{})
+			spy := f.plain(m)
 			now := time.Now()
 			a := newAddress()
 			first := splitIssue(t, a, "192.0.2.1", "first", now)
@@ -555,11 +572,11 @@ func TestRefusedSendNeverQueued(t *testing.T) {
 				}
 				return true
 			})
-			if keys := f.c.Keys(ctx, f.prefix+"*dlv*").Val(); len(keys) != 1 {
+			if keys := allKeys(t, f.c, f.prefix+"*dlv*"); len(keys) != 1 {
 				t.Errorf("status keys %q, want only the first code's", keys)
 			}
 			// Nothing of the refused sends was left taken either.
-			if keys := f.c.Keys(ctx, f.prefix+"{ip:198.51.*").Val(); len(keys) != 0 {
+			if keys := allKeys(t, f.c, f.prefix+"{ip:198.51.*"); len(keys) != 0 {
 				t.Errorf("refused sends left IP tokens taken: %q", keys)
 			}
 		})

@@ -23,12 +23,13 @@ const NodeTimeout = 2000 * time.Millisecond
 
 // A Cluster is a Redis Cluster of real redis-server processes on loopback:
 // three masters and a replica for each, started by StartCluster for one
-// test and stopped at its end.
+// test and stopped at its end, or by a SharedCluster for a whole test
+// binary.
 type Cluster struct {
-	t     testing.TB
-	dir   string
-	mu    sync.Mutex
-	nodes []*Node
+	dir     string
+	tempDir bool // dir is the cluster's own, removed by Stop
+	mu      sync.Mutex
+	nodes   []*Node
 }
 
 // A Node is one redis-server of a Cluster (or of a Sentinel setup).
@@ -48,17 +49,70 @@ func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	server := LookPath(t, "redis-server")
 	LookPath(t, "redis-cli")
-	var lastErr error
-	for try := 0; try < 3; try++ { // free ports may be taken between the check and the bind
-		c := &Cluster{t: t, dir: t.TempDir()}
-		if lastErr = c.start(server); lastErr == nil {
-			t.Cleanup(c.stop)
-			return c
-		}
-		c.stop()
+	c, err := startCluster(server, func() (string, bool) { return t.TempDir(), false })
+	if err != nil {
+		t.Fatalf("testenv: no Redis Cluster: %v", err)
 	}
-	t.Fatalf("testenv: no Redis Cluster: %v", lastErr)
-	return nil
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// startCluster starts a cluster with its files in a directory from
+// tempDir (own: Stop removes it), trying again on other ports if one was
+// taken between the check and the bind.
+func startCluster(server string, tempDir func() (dir string, own bool)) (*Cluster, error) {
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		c := &Cluster{}
+		c.dir, c.tempDir = tempDir()
+		if lastErr = c.start(server); lastErr == nil {
+			return c, nil
+		}
+		c.Stop()
+	}
+	return nil, lastErr
+}
+
+// A SharedCluster is one Cluster for a whole test binary, so that a
+// package's tests do not start one each (about 3 s apiece): the first Get
+// starts it, and TestMain stops it after m.Run. Tests share it through
+// key prefixes of their own; a test that kills or pauses nodes for longer
+// than a moment starts its own with StartCluster instead.
+type SharedCluster struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Get returns the shared cluster, starting it on first use. It skips (or
+// fails, under AUTHD_TEST_REQUIRE_ALL=1) when redis-server or redis-cli is
+// not on PATH, and fails t when the cluster cannot be started.
+func (s *SharedCluster) Get(t testing.TB) *Cluster {
+	t.Helper()
+	server := LookPath(t, "redis-server")
+	LookPath(t, "redis-cli")
+	s.once.Do(func() {
+		s.c, s.err = startCluster(server, func() (string, bool) {
+			dir, err := os.MkdirTemp("", "authd-cluster-")
+			if err != nil {
+				return os.TempDir(), false
+			}
+			return dir, true
+		})
+	})
+	if s.err != nil {
+		t.Fatalf("testenv: no Redis Cluster: %v", s.err)
+	}
+	return s.c
+}
+
+// Stop stops the shared cluster if it was started. Call it from TestMain
+// after m.Run: the nodes would die with the test binary anyway
+// (Pdeathsig), but their files would stay.
+func (s *SharedCluster) Stop() {
+	if s.c != nil {
+		s.c.Stop()
+	}
 }
 
 func (c *Cluster) start(server string) error {
@@ -73,7 +127,11 @@ func (c *Cluster) start(server string) error {
 			// A replica may take over however long ago it last heard from
 			// its master: a test's cluster is seconds old, and a failover
 			// test must see a promotion every time.
-			"--cluster-replica-validity-factor", "0")
+			"--cluster-replica-validity-factor", "0",
+			// A replica's first sync at once, not after the default 5 s
+			// wait for other replicas to share it: until it has synced it
+			// acknowledges nothing (WAIT counts it out).
+			"--repl-diskless-sync-delay", "0")
 		if err != nil {
 			return err
 		}
@@ -104,6 +162,24 @@ func (c *Cluster) start(server string) error {
 				return fmt.Errorf("%s does not see three replicas: %v %s", n.Addr, err, out)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// And every replica has synced: a master counts it among those that
+	// acknowledge writes.
+	masters, err := c.Masters()
+	if err != nil {
+		return err
+	}
+	for m := range masters {
+		for {
+			out, err := c.cli(m, "info", "replication")
+			if err == nil && infoField(out, "connected_slaves") == "1" && strings.Contains(out, "state=online") {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: its replica has not synced: %v %s", m.Addr, err, out)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
@@ -151,11 +227,7 @@ func (c *Cluster) Masters() (map[*Node][]string, error) {
 		if len(f) < 9 || !strings.Contains(f[2], "master") {
 			continue
 		}
-		addr := f[1]
-		if i := strings.IndexByte(addr, '@'); i >= 0 {
-			addr = addr[:i]
-		}
-		if n := c.node(addr); n != nil {
+		if n := c.node(nodeAddr(f[1])); n != nil {
 			m[n] = f[8:]
 		}
 	}
@@ -195,8 +267,106 @@ func (c *Cluster) MasterFor(key string) (*Node, error) {
 // Kill sends SIGKILL to n and waits until it is gone: a master lost with
 // whatever it had not yet replicated.
 func (c *Cluster) Kill(n *Node) {
-	c.t.Helper()
 	n.kill(syscall.SIGKILL)
+}
+
+// ReplicasOf returns the nodes that replicate master now, as a live node
+// reports them.
+func (c *Cluster) ReplicasOf(master *Node) ([]*Node, error) {
+	out, err := c.cli(c.live(), "cluster", "nodes")
+	if err != nil {
+		return nil, err
+	}
+	var masterID string
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) >= 4 && nodeAddr(f[1]) == master.Addr {
+			masterID = f[0]
+		}
+	}
+	if masterID == "" {
+		return nil, fmt.Errorf("%s is not in the cluster", master.Addr)
+	}
+	var replicas []*Node
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.Contains(f[2], "slave") || f[3] != masterID {
+			continue
+		}
+		if n := c.node(nodeAddr(f[1])); n != nil {
+			replicas = append(replicas, n)
+		}
+	}
+	return replicas, nil
+}
+
+// MoveSlot moves the slot of key, with its keys, to the master to (a
+// resharding of one slot, as redis-cli --cluster reshard does it), and
+// returns the master it left. Clients that cached the old owner are told
+// MOVED.
+func (c *Cluster) MoveSlot(key string, to *Node) (*Node, error) {
+	from, err := c.MasterFor(key)
+	if err != nil {
+		return nil, err
+	}
+	if from == to {
+		return from, nil
+	}
+	out, err := c.cli(from, "cluster", "keyslot", key)
+	if err != nil {
+		return nil, err
+	}
+	slot := strings.TrimSpace(out)
+	fromID, err := c.cli(from, "cluster", "myid")
+	if err != nil {
+		return nil, err
+	}
+	toID, err := c.cli(to, "cluster", "myid")
+	if err != nil {
+		return nil, err
+	}
+	fromID, toID = strings.TrimSpace(fromID), strings.TrimSpace(toID)
+	steps := [][]string{
+		{to.Addr, "cluster", "setslot", slot, "importing", fromID},
+		{from.Addr, "cluster", "setslot", slot, "migrating", toID},
+	}
+	for _, st := range steps {
+		if _, err := c.cli(c.node(st[0]), st[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		out, err := c.cli(from, "cluster", "getkeysinslot", slot, "100")
+		if err != nil {
+			return nil, err
+		}
+		keys := strings.Fields(out)
+		if len(keys) == 0 {
+			break
+		}
+		args := append([]string{"migrate", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "keys"}, keys...)
+		if out, err := c.cli(from, args...); err != nil || !strings.Contains(out, "OK") {
+			return nil, fmt.Errorf("migrate: %v %s", err, out)
+		}
+	}
+	masters, err := c.Masters()
+	if err != nil {
+		return nil, err
+	}
+	for m := range masters {
+		if _, err := c.cli(m, "cluster", "setslot", slot, "node", toID); err != nil {
+			return nil, err
+		}
+	}
+	return from, nil
+}
+
+// nodeAddr is the host:port of a CLUSTER NODES address (host:port@bus).
+func nodeAddr(a string) string {
+	if i := strings.IndexByte(a, '@'); i >= 0 {
+		return a[:i]
+	}
+	return a
 }
 
 // State returns the cluster_state a live node reports ("ok" or "fail").
@@ -295,12 +465,17 @@ func Cli(n *Node, args ...string) (string, error) {
 	return string(out), nil
 }
 
-func (c *Cluster) stop() {
+// Stop kills every node (StartCluster's clusters stop with their test).
+func (c *Cluster) Stop() {
 	c.mu.Lock()
 	nodes := c.nodes
 	c.mu.Unlock()
 	for _, n := range nodes {
+		n.Resume() // a stopped process would not die of SIGKILL until it runs
 		n.kill(syscall.SIGKILL)
+	}
+	if c.tempDir {
+		os.RemoveAll(c.dir)
 	}
 }
 
@@ -360,6 +535,25 @@ func (n *Node) kill(sig syscall.Signal) {
 
 // Alive reports whether n's process is still running.
 func (n *Node) Alive() bool { return n.alive() }
+
+// Pause stops n's process (SIGSTOP) without killing it: a node that
+// neither answers nor acknowledges replication until Resume, as a node
+// stalled by the machine. Paused longer than NodeTimeout, the cluster
+// marks it failed (a paused master is then failed over).
+func (n *Node) Pause() error {
+	if n.cmd.Process == nil || !n.alive() {
+		return fmt.Errorf("%s is not running", n.Addr)
+	}
+	return n.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused node run again (SIGCONT); a node that runs is
+// left alone.
+func (n *Node) Resume() {
+	if n.cmd.Process != nil && n.alive() {
+		n.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
 
 // freePorts returns n loopback ports below 55536 that are free now, each
 // with its cluster bus port (port+10000) free too.
