@@ -95,12 +95,10 @@ func split(t *testing.T, insts []*instance, n int, atOnce bool, req func(i int) 
 }
 
 // The limits are GCRA buckets on the callers' clocks (each request's time
-// is taken before it reaches Redis): of requests at once, one whose time
-// is earlier than an accepted one's but that reaches Redis after it finds
-// the bucket fuller by that difference, and the last place of a burst can
-// be refused (Retry-After 1 s). So exactly N pass when the requests come
-// one after the other, split between the instances; N or N-1, never
-// more, when they come at once.
+// is taken before it reaches Redis): requests at once reach Redis a little
+// out of order, which the buckets tolerate up to 250 ms (lib.lua's skew).
+// So exactly N pass whether the requests come one after the other or all
+// at once, split between the instances.
 
 // perRecipient counts msgs by recipient.
 func perRecipient(msgs ...[]smtptest.Message) map[string]int {
@@ -169,8 +167,8 @@ func TestClusterTwoInstances(t *testing.T) {
 			return "198.51.100.78", uniqueEmail("ip"), "shop"
 		})
 		t.Logf("16 at once from one IP: %v", got)
-		if got[200] < 9 || got[200] > 10 || got[200]+got[429] != 16 {
-			t.Fatalf("16 sends at once from one IP over two instances, LIMIT_SEND_CODE_PER_IP=10/h: %v, want 10 (or 9) ×200, the rest 429", got)
+		if got[200] != 10 || got[429] != 6 {
+			t.Fatalf("16 sends at once from one IP over two instances, LIMIT_SEND_CODE_PER_IP=10/h: %v, want 10×200, 6×429", got)
 		}
 		sent += got[200]
 	})
@@ -187,11 +185,8 @@ func TestClusterTwoInstances(t *testing.T) {
 			if atOnce {
 				t.Logf("8 at once for one mailbox: %v", got)
 			}
-			switch {
-			case !atOnce && (got[200] != 5 || got[429] != 3):
-				t.Fatalf("8 sends for one mailbox over two instances, LIMIT_CODES_PER_ADDRESS=5/h: %v, want 5×200, 3×429", got)
-			case atOnce && (got[200] < 4 || got[200] > 5 || got[200]+got[429] != 8):
-				t.Fatalf("8 sends at once for one mailbox over two instances, LIMIT_CODES_PER_ADDRESS=5/h: %v, want 5 (or 4) ×200, the rest 429", got)
+			if got[200] != 5 || got[429] != 3 {
+				t.Fatalf("8 sends for one mailbox over two instances (at once: %v), LIMIT_CODES_PER_ADDRESS=5/h: %v, want 5×200, 3×429", atOnce, got)
 			}
 		}
 	})

@@ -110,6 +110,12 @@ func emission(r authd.Rate) time.Duration {
 	return max(r.Period/time.Duration(r.N), 1)
 }
 
+// skew is skew: how far out of order callers' clocks may be. A request
+// stamped up to skew earlier than one already counted is judged as if it
+// came at the same time; never above half an interval, so a burst at one
+// instant still gets exactly N.
+func skew(t time.Duration) time.Duration { return min(250*time.Millisecond, t/2) }
+
 // gcraCheck is gcra_check: whether one more event fits the limit of k at
 // now. When it does it also returns the bucket's new theoretical arrival
 // time, for gcraSet; when it does not, the wait until it would. It
@@ -124,7 +130,7 @@ func (s *CodeStore) gcraCheck(k limitKey, now time.Time, r authd.Rate) (ok bool,
 		tat = v
 	}
 	next := tat.Add(t)
-	if window := t * time.Duration(r.N); next.Sub(now) > window {
+	if window := t * time.Duration(r.N); next.Sub(now) > window+skew(t) {
 		return false, tat, next.Sub(now) - window
 	}
 	return true, next, 0
@@ -147,7 +153,7 @@ func gcraState(now time.Time, r authd.Rate, tat time.Time) authd.LimitState {
 	reset := tat.Sub(now)
 	return authd.LimitState{
 		Limit:     r.N,
-		Remaining: int((t*time.Duration(r.N) - reset) / t),
+		Remaining: max(0, int((t*time.Duration(r.N)-reset)/t)),
 		Reset:     reset,
 	}
 }

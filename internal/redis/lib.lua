@@ -29,6 +29,16 @@ local function ms(us)
   return int(m)
 end
 
+-- skew is how far out of order callers' clocks may be: each request's
+-- time is taken before it reaches Redis, by one of several instances. A
+-- request stamped up to skew earlier than one already counted is judged
+-- as if it came at the same time, so the last place of a burst is not
+-- lost to the disorder. Never above half an interval, so a burst at one
+-- instant still gets exactly n.
+local function skew(t)
+  return math.min(250000, math.floor(t / 2))
+end
+
 -- gcra_check reports whether one more event fits the limit of key at now.
 -- When it does it also returns the bucket's new theoretical arrival time,
 -- for gcra_set; when it does not, the wait until it would. It changes
@@ -46,7 +56,7 @@ local function gcra_check(key, now, t, n)
     end
   end
   local new = tat + t
-  if new - now > n * t then
+  if new - now > n * t + skew(t) then
     return false, tat, new - now - n * t
   end
   return true, new, 0
@@ -67,7 +77,7 @@ local function gcra_state(now, t, n, tat)
     return 0, 0
   end
   local reset = tat - now
-  return math.floor((n * t - reset) / t), reset
+  return math.max(0, math.floor((n * t - reset) / t)), reset
 end
 
 -- gcra_refund gives back one event of a limit (refund.lua, on a Redis

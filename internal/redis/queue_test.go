@@ -136,10 +136,18 @@ func TestQueueRoundTrips(t *testing.T) {
 	for _, m := range allModes {
 		f := newSplitFixture(t, m, redis.Options{})
 		now := time.Now()
+		// Each job in a partition of its own: on the cluster path Claim
+		// takes ceil(n/64) of each partition, one here.
+		used := map[int]bool{}
 		issue := func(n int) {
 			t.Helper()
 			for range n {
-				if _, err := f.s.IssueCode(ctx, splitIssue(t, newAddress(), "192.0.2.1", "c", now)); err != nil {
+				a := newAddress()
+				for used[authd.Partition(a)] {
+					a = newAddress()
+				}
+				used[authd.Partition(a)] = true
+				if _, err := f.s.IssueCode(ctx, splitIssue(t, a, "192.0.2.1", "c", now)); err != nil {
 					t.Fatal(err)
 				}
 			}

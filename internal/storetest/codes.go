@@ -57,6 +57,7 @@ func CodeStore(t *testing.T, open func(t *testing.T) authd.CodeStore) {
 		{"RejectedNotCounted", testCodesRejectedNotCounted},
 		{"VerifyPerIP", testCodesVerifyPerIP},
 		{"GCRAConcurrent", testCodesGCRAConcurrent},
+		{"GCRAClockDisorder", testCodesGCRAClockDisorder},
 		{"ConcurrentConsume", testCodesConcurrentConsume},
 		{"ConcurrentWrongAndRight", testCodesConcurrentWrongAndRight},
 		{"Restore", testCodesRestore},
@@ -751,6 +752,32 @@ func testCodesGCRAConcurrent(t *testing.T, s authd.CodeStore) {
 	}, isCodeLimited("send_per_ip"))
 	if n != 10 {
 		t.Errorf("%d of 200 passed, want 10", n)
+	}
+}
+
+// testCodesGCRAClockDisorder: requests are stamped before they reach the
+// store, by several instances, so they arrive a little out of order. The
+// last place of a burst goes to a request stamped 200 ms before one
+// already counted; one more at the same instant is refused: exactly N.
+func testCodesGCRAClockDisorder(t *testing.T, s authd.CodeStore) {
+	ip := newCodeID(t)
+	issue := func(now time.Time) error {
+		req := issueCodeReq(t, newCodeAddress(t), "shop", "123456", now)
+		req.ClientIP, req.SendPerIP = ip, authd.Rate{N: 3, Period: time.Hour}
+		_, err := s.IssueCode(context.Background(), req)
+		return err
+	}
+	for i, at := range []time.Duration{0, 0, -200 * time.Millisecond} {
+		if err := issue(codeT0.Add(at)); err != nil {
+			t.Fatalf("request %d of a burst of 3, stamped %v: %v", i+1, at, err)
+		}
+	}
+	for _, next := range []struct{ at, retryAfter time.Duration }{
+		{0, 20 * time.Minute},
+		{-200 * time.Millisecond, 20*time.Minute + time.Second}, // 20m0.2s, in whole seconds up
+		{time.Second, 20*time.Minute - time.Second},
+	} {
+		wantCodeLimited(t, issue(codeT0.Add(next.at)), "send_per_ip", next.retryAfter)
 	}
 }
 
