@@ -14,8 +14,10 @@ import (
 // (redis:// or rediss://), Sentinel (a master_name query parameter, as
 // go-redis reads it) or, with opts.Cluster, a Redis Cluster (more nodes as
 // addr query parameters). The client fails fast, so that a down Redis is
-// answered 503 in milliseconds: one retry, one dial, short backoffs. Close
-// closes it.
+// answered 503 in milliseconds: one retry, one dial, short backoffs. A
+// cluster client also reloads its slot map when a node fails
+// (topology.go), so that a promoted replica is used as soon as the cluster
+// has promoted it. Close closes it.
 func Open(rawURL string, opts Options) (*Store, error) {
 	const (
 		timeout    = 2 * time.Second
@@ -37,9 +39,15 @@ func Open(rawURL string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("redis: %v", err)
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
-		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		// The cluster client retries itself (MaxRedirects, 3: the same
+		// node once, then the slot's node as its map names it), with
+		// these backoffs; node clients retrying too would double every
+		// try and every CLUSTERDOWN's wait.
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = -1, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
-		client = goredis.NewClusterClient(o)
+		cc := goredis.NewClusterClient(o)
+		cc.AddHook(newReloadHook(cc)) // a dead master's slots move (topology.go)
+		client = cc
 	case u.Query().Has("master_name"):
 		o, err := goredis.ParseFailoverURL(rawURL)
 		if err != nil {
