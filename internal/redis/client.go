@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -38,6 +39,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis: %v", err)
 		}
+		if o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errReplicaReads
+		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		// The cluster client retries itself (MaxRedirects, 3: the same
 		// node once, then the slot's node as its map names it), with
@@ -52,6 +56,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		o, err := goredis.ParseFailoverURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redis: %v", err)
+		}
+		if o.ReplicaOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errReplicaReads
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
@@ -69,6 +76,14 @@ func Open(rawURL string, opts Options) (*Store, error) {
 	}
 	return New(client, opts), nil
 }
+
+// errReplicaReads refuses the URL options that send commands to replicas
+// (read_only, route_by_latency, route_randomly, replica_only): authd reads
+// what it has just written — whether a code is still the current one
+// before its mail goes out, a delivery's status — and a replica may not
+// have it yet; a mail would be dropped as superseded. (With Sentinel,
+// go-redis panics on two of them.)
+var errReplicaReads = errors.New("redis: read_only, route_by_latency, route_randomly and replica_only send reads to replicas, which may not have what authd has just written: authd reads from masters only")
 
 // Close closes the store's client: Open's, or the one given to New.
 func (s *Store) Close() error { return s.client.Close() }
