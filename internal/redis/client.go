@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -14,8 +15,10 @@ import (
 // (redis:// or rediss://), Sentinel (a master_name query parameter, as
 // go-redis reads it) or, with opts.Cluster, a Redis Cluster (more nodes as
 // addr query parameters). The client fails fast, so that a down Redis is
-// answered 503 in milliseconds: one retry, one dial, short backoffs. Close
-// closes it.
+// answered 503 in milliseconds: one retry, one dial, short backoffs. A
+// cluster client also reloads its slot map when a node fails
+// (topology.go), so that a promoted replica is used as soon as the cluster
+// has promoted it. Close closes it.
 func Open(rawURL string, opts Options) (*Store, error) {
 	const (
 		timeout    = 2 * time.Second
@@ -36,14 +39,26 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis: %v", err)
 		}
+		if o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errReplicaReads
+		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
-		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
+		// The cluster client retries itself (MaxRedirects, 3: the same
+		// node once, then the slot's node as its map names it), with
+		// these backoffs; node clients retrying too would double every
+		// try and every CLUSTERDOWN's wait.
+		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = -1, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
-		client = goredis.NewClusterClient(o)
+		cc := goredis.NewClusterClient(o)
+		cc.AddHook(newReloadHook(cc)) // a dead master's slots move (topology.go)
+		client = cc
 	case u.Query().Has("master_name"):
 		o, err := goredis.ParseFailoverURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redis: %v", err)
+		}
+		if o.ReplicaOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errReplicaReads
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
@@ -61,6 +76,14 @@ func Open(rawURL string, opts Options) (*Store, error) {
 	}
 	return New(client, opts), nil
 }
+
+// errReplicaReads refuses the URL options that send commands to replicas
+// (read_only, route_by_latency, route_randomly, replica_only): authd reads
+// what it has just written — whether a code is still the current one
+// before its mail goes out, a delivery's status — and a replica may not
+// have it yet; a mail would be dropped as superseded. (With Sentinel,
+// go-redis panics on two of them.)
+var errReplicaReads = errors.New("redis: read_only, route_by_latency, route_randomly and replica_only send reads to replicas, which may not have what authd has just written: authd reads from masters only")
 
 // Close closes the store's client: Open's, or the one given to New.
 func (s *Store) Close() error { return s.client.Close() }

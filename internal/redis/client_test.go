@@ -76,6 +76,26 @@ func TestOpen(t *testing.T) {
 	if _, err := redis.Open("redis://%zz", redis.Options{}); err == nil {
 		t.Error("Open of a bad URL: no error")
 	}
+	// Reads from replicas would miss what authd has just written.
+	for _, tc := range []struct {
+		query string
+		opts  redis.Options
+	}{
+		{"read_only=true", redis.Options{Cluster: true}},
+		{"route_by_latency=true", redis.Options{Cluster: true}},
+		{"route_randomly=true", redis.Options{Cluster: true}},
+		{"master_name=m&replica_only=true", redis.Options{}},
+		{"master_name=m&route_by_latency=true", redis.Options{}},
+		{"master_name=m&route_randomly=true", redis.Options{}},
+	} {
+		s, err := redis.Open("redis://127.0.0.1:1?"+tc.query, tc.opts)
+		if err == nil || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("Open with %s: %v, want a refusal of replica reads", tc.query, err)
+		}
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 // TestOpenCluster: with Options.Cluster, Open connects to a real Redis
