@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/config"
@@ -216,7 +214,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining",
 			Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
 			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
-		a.metrics = newMetrics(append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
+		a.metrics = httpapi.NewRegistry(buildVersion(), append(codes.collectors, db.Collector(), a.worker.Collector(), budget)...)
 		a.metrics.MergeFailures = cfg.MetricsPublic()
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
@@ -243,19 +241,6 @@ func newSender(cfg config.Config, log *slog.Logger) (authd.Sender, func(), error
 		return nil, nil, err
 	}
 	return s, func() { s.Close() }, nil
-}
-
-// newMetrics is authd's Prometheus registry: the HTTP and flow series,
-// build info, Go and process collectors, and the backends' own.
-func newMetrics(cs ...prometheus.Collector) *httpapi.Metrics {
-	reg := prometheus.NewRegistry()
-	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "authd_build_info", Help: "1, labelled with the build's version and Go version.",
-	}, []string{"version", "goversion"})
-	info.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
-	cs = append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(cs...)
-	return httpapi.NewMetrics(reg, reg)
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {

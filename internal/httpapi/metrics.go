@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -56,6 +58,20 @@ func NewMetrics(reg prometheus.Registerer, g prometheus.Gatherer) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections)
 	return m
+}
+
+// NewRegistry is authd's Prometheus registry and its Metrics: the HTTP and
+// flow series, authd_build_info (version), Go's runtime and process
+// collectors, and cs, the backends' own.
+func NewRegistry(version string, cs ...prometheus.Collector) *Metrics {
+	reg := prometheus.NewRegistry()
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "authd_build_info", Help: "1, labelled with the build's version and Go version.",
+	}, []string{"version", "goversion"})
+	info.WithLabelValues(version, runtime.Version()).Set(1)
+	cs = append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(cs...)
+	return NewMetrics(reg, reg)
 }
 
 // Handler serves the Prometheus text exposition.
