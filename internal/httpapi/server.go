@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"time"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/verify"
@@ -51,6 +52,9 @@ type Options struct {
 	Tokens Tokens
 	// Proofs checks v1 proofs for verify-proof (SECRET_KEY).
 	Proofs *verify.ProofVerifier
+	// RequestTimeout is each auth request's deadline (REQUEST_TIMEOUT,
+	// bound.go). 0: none.
+	RequestTimeout time.Duration
 }
 
 // New returns authd's HTTP handler.
