@@ -221,7 +221,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
 		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge),
-		RequestTimeout: cfg.RequestTimeout})
+		MaxInflight: cfg.MaxInflight, RequestTimeout: cfg.RequestTimeout})
 	return a, nil
 }
 

@@ -470,3 +470,75 @@ func TestFaultSMTPResetAfterData(t *testing.T) {
 		t.Fatalf("the code mailed twice does not verify: %d %s", r.Status, r.Body)
 	}
 }
+
+// MAX_INFLIGHT=4 with Redis answering 250 ms late: of 24 send-codes at
+// once four are served, the others answered 503 at once (sooner than Redis
+// answers anything) with Retry-After: 1, and counted; liveness, readiness
+// and the metrics are never refused; nothing is left running after.
+func TestFaultShedAtMaxInflight(t *testing.T) {
+	f := newFaulty(t)
+	manyAddresses(f.Env)
+	f.Env["MAX_INFLIGHT"] = "4"
+	metrics := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/metrics"
+	f.Env["METRICS_ADDR"] = strings.TrimSuffix(strings.TrimPrefix(metrics, "http://"), "/metrics")
+	inst := start(t, f.Env)
+	if r := inst.send(t, "v1", uniqueEmail("warm"), "shop"); r.Status != 200 {
+		t.Fatalf("send-code before the fault: %d %s", r.Status, r.Body)
+	}
+	client.CloseIdleConnections()
+	base, _ := goroutines()
+
+	const latency, n = 250 * time.Millisecond, 24
+	remove := f.RedisProxy.Toxic("latency", "downstream", map[string]any{"latency": latency.Milliseconds()})
+	done, shedding := make(chan []answer), make(chan struct{})
+	go func() { done <- burst(t, inst, n, shedding) }()
+	// At the first 503 four requests are held in Redis (three round trips
+	// of 250 ms: their connections are new), and the probes answer
+	// meanwhile (readiness within its 1 s per check).
+	select {
+	case <-shedding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing shed")
+	}
+	for _, u := range []string{inst.URL + "/api/v1/health", inst.URL + "/api/v1/health/ready", inst.URL + "/.well-known/jwks.json",
+		inst.URL + "/api/v1/openapi.json", inst.URL + "/docs", metrics} {
+		if r := get(t, u); r.Status != 200 {
+			t.Errorf("GET %s while shedding: %d %s, want 200", u, r.Status, r.Body)
+		}
+	}
+	if r := postJSON(t, inst.URL+"/api/v2/auth/verify-proof", map[string]string{"token": "x", "audience": "*"}); r.Status != 200 {
+		t.Errorf("verify-proof while shedding: %d %s, want 200", r.Status, r.Body)
+	}
+	answers := <-done
+	remove()
+	t.Logf("MAX_INFLIGHT=4, Redis +250 ms, %d send-codes at once: %s; %s", n, summary(answers, 200), summary(answers, 503))
+	ok, shed := 0, 0
+	for _, a := range answers {
+		switch a.status {
+		case 200:
+			ok++
+		case 503:
+			shed++
+			checkUnavailable(t, a)
+			if a.retryAfter != "1" || a.took >= latency {
+				t.Errorf("shed after %v with Retry-After %q; want at once (before Redis could answer) and 1", a.took, a.retryAfter)
+			}
+		default:
+			t.Errorf("status %d (%s), want 200 or 503", a.status, a.detail)
+		}
+	}
+	if ok < 1 || ok > 4 || shed != n-ok {
+		t.Errorf("%d served, %d shed of %d; want at most 4 served, the rest shed", ok, shed, n)
+	}
+	body := getText(t, metrics, 200)
+	if want := fmt.Sprintf("authd_requests_shed_total{reason=\"max_inflight\"} %d\n", shed); !strings.Contains(body, want) {
+		t.Errorf("metrics lack %q", want)
+	}
+	if !strings.Contains(body, "\nauthd_http_requests_in_flight 0\n") {
+		t.Error("requests still counted in flight")
+	}
+	if got := strings.Count(inst.Logs.String(), `"outcome":"shed","limit":"max_inflight"`); got != shed {
+		t.Errorf("%d access lines say shed, want %d", got, shed)
+	}
+	settle(t, base, 10)
+}

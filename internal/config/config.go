@@ -69,6 +69,7 @@ type Config struct {
 	MetricsAddr     string        // /metrics's listener; MetricsPublic: the main one
 	ShutdownTimeout time.Duration // bound on in-flight requests at shutdown
 	ShutdownDelay   time.Duration // readiness 503 before the listener closes
+	MaxInflight     int           // auth requests served at once; 0: no bound
 	RequestTimeout  time.Duration // each auth request's deadline
 
 	Issuer       string // the tokens' iss and the base of jwks_uri
@@ -293,7 +294,9 @@ var settings = []setting{
 			c.MetricsAddr = v
 			return nil
 		})},
-	{name: "REQUEST_TIMEOUT", def: "5s", need: HTTP, help: "the deadline of each request to the routes that reach Redis or PostgreSQL (send-code, verify-code, delivery status): what it still waits on then (a pooled connection, a PostgreSQL query) gives up and the answer is 503, a consumed code given back",
+	{name: "MAX_INFLIGHT", def: "1024", need: HTTP, help: "requests to the routes that reach Redis or PostgreSQL (send-code, verify-code, delivery status) served at once; one more is answered 503 with `Retry-After: 1` at once instead of queueing behind slow dependencies. Health, readiness, metrics, keys and docs are never refused; `0`: no bound",
+		parse: integer(0, 1<<20, func(c *Config, n int) { c.MaxInflight = n })},
+	{name: "REQUEST_TIMEOUT", def: "5s", need: HTTP, help: "the deadline of each request MAX_INFLIGHT counts: what it still waits on then (a pooled connection, a PostgreSQL query) gives up and the answer is 503, a consumed code given back",
 		parse: durationIn(100*time.Millisecond, 30*time.Second, func(c *Config, d time.Duration) { c.RequestTimeout = d })},
 	{name: "SHUTDOWN_DELAY", def: "0", need: HTTP, help: "on SIGTERM/SIGINT, readiness answers 503 at once and the listener stays open this long, so a load balancer stops sending first (seconds or `5s`)",
 		parse: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},

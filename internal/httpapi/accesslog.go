@@ -37,8 +37,8 @@ const RequestIDHeader = "X-Request-ID"
 type reqInfo struct {
 	id      string
 	email   string // masked
-	outcome string // "sent", "success", "invalid", "limited", "unavailable", ...
-	limit   string // the limit that refused it
+	outcome string // "sent", "success", "invalid", "limited", "unavailable", "shed", ...
+	limit   string // the limit that refused it, or why it was shed
 }
 
 // RequestID returns the request's id ("" outside a request).
@@ -84,6 +84,14 @@ func noteOutcome(ctx context.Context, op string, err error) {
 		}
 	default:
 		ri.outcome = "error"
+	}
+}
+
+// noteShed records that the request was refused to spare authd (reason:
+// max_inflight), for the access line and the metrics.
+func noteShed(ctx context.Context, reason string) {
+	if ri, ok := ctx.Value(requestIDKey).(*reqInfo); ok {
+		ri.outcome, ri.limit = "shed", reason
 	}
 }
 

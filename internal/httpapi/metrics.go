@@ -28,6 +28,8 @@ type Metrics struct {
 	codesSent     prometheus.Counter
 	verifications *prometheus.CounterVec
 	rejections    *prometheus.CounterVec
+	shed          *prometheus.CounterVec
+	inflight      prometheus.Gauge
 }
 
 // NewMetrics registers the HTTP and flow series in reg; g is what the
@@ -52,11 +54,18 @@ func NewMetrics(reg prometheus.Registerer, g prometheus.Gatherer) *Metrics {
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_rate_limit_rejections_total", Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authd_requests_shed_total", Help: "Requests answered 503 at once to spare authd, by reason: max_inflight (MAX_INFLIGHT auth requests were in flight).",
+		}, []string{"reason"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "authd_http_requests_in_flight", Help: "Auth requests being served now (the ones MAX_INFLIGHT bounds; the shed ones not counted).",
+		}),
 	}
 	for _, o := range []string{"success", "wrong", "expired", "burnt", "invalid", "limited"} {
 		m.verifications.WithLabelValues(o)
 	}
-	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections)
+	m.shed.WithLabelValues("max_inflight")
+	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections, m.shed, m.inflight)
 	return m
 }
 
@@ -92,6 +101,8 @@ func (m *Metrics) observeRequest(route string, status int, d time.Duration, ri *
 		if isVerifyRoute(route) {
 			m.verifications.WithLabelValues("limited").Inc()
 		}
+	case "shed":
+		m.shed.WithLabelValues(ri.limit).Inc()
 	case "success":
 		m.verifications.WithLabelValues(ri.outcome).Inc()
 	case "wrong", "expired", "burnt", "invalid":

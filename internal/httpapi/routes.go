@@ -13,8 +13,8 @@ type handler interface {
 // each other). A GET pattern also answers HEAD.
 func routes(mux handler, o Options) {
 	log, org := o.Logger, newOrigins(o.Projects)
-	// The routes that reach Redis or PostgreSQL: REQUEST_TIMEOUT bounds
-	// them, and nothing else (bound.go).
+	// The routes that reach Redis or PostgreSQL: MAX_INFLIGHT and
+	// REQUEST_TIMEOUT bound them, and nothing else (bound.go).
 	b := newBounds(o).wrap
 
 	mux.Handle("GET /{$}", handleRoot(o.ProjectName))

@@ -52,8 +52,11 @@ type Options struct {
 	Tokens Tokens
 	// Proofs checks v1 proofs for verify-proof (SECRET_KEY).
 	Proofs *verify.ProofVerifier
-	// RequestTimeout is each auth request's deadline (REQUEST_TIMEOUT,
-	// bound.go). 0: none.
+	// MaxInflight bounds the auth requests served at once (MAX_INFLIGHT):
+	// more are answered 503 at once (bound.go). 0: no bound.
+	MaxInflight int
+	// RequestTimeout is each auth request's deadline (REQUEST_TIMEOUT).
+	// 0: none.
 	RequestTimeout time.Duration
 }
 
