@@ -182,7 +182,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		return nil, err
 	}
 	a.worker = delivery.NewWorker(codes, codes.IsCurrent, sealer, sender, delivery.WorkerOptions{
-		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
+		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log, MaxLag: cfg.MailMaxLag,
 		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax, MaxAttempts: cfg.MailRetryMaxAttempts,
 	})
 	// The first start on an empty database makes the first key. A database
@@ -203,12 +203,13 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	a.closers = append(a.closers, stopTokens)
 	svc := &authd.Service{
 		Codes: codes, Users: db, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey), Tokens: tokens,
-		Policy: cfg.Policy, Keys: keys, Logger: log, Projects: cfg.Projects,
+		Policy: cfg.Policy, Keys: keys, Logger: log, Projects: cfg.Projects, Mail: a.worker,
 		ProjectName: func(string) string { return cfg.ProjectName },
 	}
 	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.checks...)
 	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "mail", Optional: true, Check: a.worker.Check},
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
+	a.ready.Mail = a.worker
 	var observe *httpapi.Observer
 	if !o.noObserve {
 		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -541,4 +542,90 @@ func TestFaultShedAtMaxInflight(t *testing.T) {
 		t.Errorf("%d access lines say shed, want %d", got, shed)
 	}
 	settle(t, base, 10)
+}
+
+// Mail backpressure: one worker and an SMTP server taking half a second a
+// mail fall behind six codes; once the oldest mail held up has waited
+// over MAIL_MAX_LAG, send-code answers 503 with Retry-After (and stores
+// nothing), verify-code goes on, readiness shows the lag, one WARN line
+// names it; once the backlog is sent, one INFO line, and send-code
+// answers 200 again.
+func TestMailBackpressure(t *testing.T) {
+	env := newProduction(t, smtptest.WithDelay(500*time.Millisecond))
+	manyAddresses(env.Env)
+	env.Env["MAIL_WORKERS"], env.Env["MAIL_MAX_LAG"] = "1", "1s"
+	inst := start(t, env.Env)
+	first := uniqueEmail("lag-first")
+	for i := range 6 {
+		email := first
+		if i > 0 {
+			email = uniqueEmail("lag")
+		}
+		if r := inst.send(t, "v1", email, "shop"); r.Status != 200 {
+			t.Fatalf("send-code %d before any lag: %d %s", i, r.Status, r.Body)
+		}
+	}
+	ready := func() (map[string]any, float64) {
+		t.Helper()
+		r := get(t, inst.URL+"/api/v1/health/ready")
+		if r.Status != 200 {
+			t.Fatalf("readiness while mail lags: %d %s, want 200 (lagging is not down)", r.Status, r.Body)
+		}
+		m := r.json(t)
+		checks, _ := m["checks"].(map[string]any)
+		lag, _ := m["mail_lag_seconds"].(float64)
+		return checks, lag
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		checks, lag := ready()
+		if checks["mail_lag"] == "degraded" {
+			if lag <= 1 {
+				t.Errorf("mail_lag degraded at mail_lag_seconds %v, want over MAIL_MAX_LAG=1s", lag)
+			}
+			t.Logf("readiness: mail_lag %v, mail_lag_seconds %v", checks["mail_lag"], lag)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mail_lag never degraded: %v, lag %v", checks, lag)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	late := uniqueEmail("lag-refused")
+	r := inst.send(t, "v1", late, "shop")
+	if r.Status != 503 {
+		t.Fatalf("send-code while mail lags: %d %s, want 503", r.Status, r.Body)
+	}
+	checkUnavailable(t, answer{r.Status, r.Header.Get("Retry-After"), r.detail(), 0})
+	code := mailCode(t, env.SMTP, first, 0)
+	if r := inst.verify(t, "v1", first, "shop", code); r.Status != 200 {
+		t.Fatalf("verify-code while mail lags: %d %s, want 200", r.Status, r.Body)
+	}
+	waitLog(t, inst, "mail delivery caught up", 30*time.Second)
+	logs := inst.Logs.String()
+	if n := strings.Count(logs, "mail delivery is behind"); n != 1 {
+		t.Errorf("%d WARN lines for the lag within a minute, want 1", n)
+	}
+	if !regexp.MustCompile(`"level":"WARN","msg":"mail delivery is behind[^\n]*"lag":"[0-9.]+s","max_lag":"1s","setting":"MAIL_MAX_LAG"`).MatchString(logs) {
+		t.Errorf("the WARN line does not name the lag and MAIL_MAX_LAG:\n%s", logs)
+	}
+	if checks, _ := ready(); checks["mail_lag"] != "ok" {
+		t.Errorf("readiness after catching up: mail_lag %v, want ok", checks["mail_lag"])
+	}
+	// Nothing was stored for the refused one: no cooldown to wait out.
+	if got := inst.sendAndRead(t, env.SMTP, late, "shop"); got == "" {
+		t.Fatal("no code")
+	}
+}
+
+// waitLog waits until the instance's log holds s.
+func waitLog(t *testing.T, inst *instance, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(inst.Logs.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v", s, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -56,6 +56,7 @@ type Config struct {
 	MailClaimTimeout               time.Duration
 	MailRetryBackoff, MailRetryMax time.Duration
 	MailRetryMaxAttempts           int
+	MailMaxLag                     time.Duration // send-code 503 while mail is later than this; 0: never
 
 	Policy         authd.Policy
 	Projects       *authd.Registry // PROJECTS_FILE; nil without one
@@ -243,6 +244,8 @@ var settings = []setting{
 		parse: integer(1, 1000, func(c *Config, n int) { c.MailRetryMaxAttempts = n })},
 	{name: "MAIL_RETRY_MAX", def: "30s", need: Mail, help: "the longest wait between two tries of a mail",
 		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
+	{name: "MAIL_MAX_LAG", def: "30s", need: Mail, help: "send-code answers 503 with `Retry-After` while the oldest mail held up by delivery (a backlog, a slow or failing SMTP server; not a recipient's own refusal) has waited longer: its code would arrive too late. Nothing is stored or counted; verify-code is not concerned; readiness shows the lag. `0`: never",
+		parse: duration(0, func(c *Config, d time.Duration) { c.MailMaxLag = d })},
 	{name: "EMAIL_TEMPLATES_DIR", shown: "embedded", need: Mail, help: "a directory with `subject.txt`, `body.txt`, `body.html` (Go templates: `.ProjectName`, `.Code`, `.Minutes`, `.ExpiresAt`); checked at start",
 		parse: text(func(c *Config, v string) { c.TemplatesDir = v })},
 	{name: "OTP_EXPIRE_SECONDS", def: "300", need: Policy, help: "a code's lifetime",

@@ -79,6 +79,9 @@ func noteOutcome(ctx context.Context, op string, err error) {
 			ri.outcome = "invalid_input"
 		case authd.EUNAVAILABLE:
 			ri.outcome = "unavailable"
+			if e.Limit != "" { // nothing down: authd held the request back
+				ri.outcome, ri.limit = "shed", e.Limit
+			}
 		default:
 			ri.outcome = "error"
 		}
@@ -88,7 +91,7 @@ func noteOutcome(ctx context.Context, op string, err error) {
 }
 
 // noteShed records that the request was refused to spare authd (reason:
-// max_inflight), for the access line and the metrics.
+// max_inflight, mail_lag), for the access line and the metrics.
 func noteShed(ctx context.Context, reason string) {
 	if ri, ok := ctx.Value(requestIDKey).(*reqInfo); ok {
 		ri.outcome, ri.limit = "shed", reason

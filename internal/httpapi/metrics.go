@@ -55,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer, g prometheus.Gatherer) *Metrics {
 			Name: "authd_rate_limit_rejections_total", Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authd_requests_shed_total", Help: "Requests answered 503 at once to spare authd, by reason: max_inflight (MAX_INFLIGHT auth requests were in flight).",
+			Name: "authd_requests_shed_total", Help: "Requests answered 503 at once to spare authd, by reason: max_inflight (MAX_INFLIGHT auth requests were in flight), mail_lag (send-code while mail delivery is behind MAIL_MAX_LAG).",
 		}, []string{"reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "authd_http_requests_in_flight", Help: "Auth requests being served now (the ones MAX_INFLIGHT bounds; the shed ones not counted).",
@@ -64,7 +64,9 @@ func NewMetrics(reg prometheus.Registerer, g prometheus.Gatherer) *Metrics {
 	for _, o := range []string{"success", "wrong", "expired", "burnt", "invalid", "limited"} {
 		m.verifications.WithLabelValues(o)
 	}
-	m.shed.WithLabelValues("max_inflight")
+	for _, r := range []string{"max_inflight", "mail_lag"} {
+		m.shed.WithLabelValues(r)
+	}
 	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections, m.shed, m.inflight)
 	return m
 }
