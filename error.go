@@ -22,10 +22,13 @@ const (
 type Error struct {
 	Code    string
 	Message string
-	// RetryAfter is set on ERATELIMITED errors.
+	// RetryAfter is set on ERATELIMITED errors, and on EUNAVAILABLE ones
+	// that know when to come back (MailBehind).
 	RetryAfter time.Duration
-	// Limit names the limit that refused the request (ERATELIMITED only),
-	// for logs and metrics: "send_per_ip", "cooldown", ...
+	// Limit names the limit that refused the request, for logs and
+	// metrics: "send_per_ip", "cooldown", ... (ERATELIMITED), or the bound
+	// authd holds itself to, "mail_lag" (EUNAVAILABLE: nothing is down,
+	// authd holds requests back; what decided it logs it, once a minute).
 	Limit string
 	// Field names the offending input (EINVALID only): "email", "code", ...
 	Field string
@@ -90,6 +93,15 @@ func RateLimited(limit string, wait time.Duration) *Error {
 		ra = time.Second
 	}
 	return &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later.", RetryAfter: ra, Limit: limit}
+}
+
+// MailBehind is send-code's refusal while mail delivery is behind, over
+// by over (MailBacklog.Behind): EUNAVAILABLE with Limit "mail_lag", and a
+// RetryAfter of how far over it is (whole seconds, 1 to 60) — the backlog
+// must shrink by about that much before a new code's mail comes in time.
+func MailBehind(over time.Duration) *Error {
+	ra := min(max((over+time.Second-1).Truncate(time.Second), time.Second), time.Minute)
+	return &Error{Code: EUNAVAILABLE, Message: "mail delivery is behind", RetryAfter: ra, Limit: "mail_lag"}
 }
 
 // CodeRefused is ErrInvalidCode carrying why (CodeWrong, CodeExpired,

@@ -64,6 +64,19 @@ type SendError struct {
 func (e *SendError) Error() string { return "send mail: " + e.Err.Error() }
 func (e *SendError) Unwrap() error { return e.Err }
 
+// MailBacklog says whether mail delivery keeps up (internal/delivery's
+// Worker): while it is behind, send-code refuses new codes (EUNAVAILABLE)
+// rather than accept codes whose mail would come too late for its user.
+type MailBacklog interface {
+	// Behind returns how far the mail lag (how long the oldest mail held
+	// up by authd's own delivery, not by its recipient's server, has
+	// waited) is over the bound a new code's mail must not wait past
+	// (MAIL_MAX_LAG): 0 while it is under, or when there is no bound. It
+	// reads what was last measured and never waits on a store: send-code
+	// asks it every time.
+	Behind() time.Duration
+}
+
 // JobSealer encrypts a Message for the queue, bound to its delivery id: a
 // job's payload cannot be opened under another id. Implementation:
 // internal/delivery (XChaCha20-Poly1305 with Keys.Mail).

@@ -30,6 +30,9 @@ type Service struct {
 	// Projects, when set, is the registry (PROJECTS_FILE): unknown
 	// projects are refused, known ones bring their name and limits.
 	Projects *Registry
+	// Mail, when set, holds send-code back while mail delivery is behind
+	// (MAIL_MAX_LAG). Nil: never.
+	Mail MailBacklog
 
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // nil: crypto/rand
@@ -102,7 +105,8 @@ func (s *Service) logger() *slog.Logger {
 // and queues its mail in the same atomic write. The answer does not depend on whether the
 // address has an account.
 //
-// Errors: EINVALID (Field says which), ERATELIMITED, EUNAVAILABLE.
+// Errors: EINVALID (Field says which), ERATELIMITED, EUNAVAILABLE (also
+// MailBehind's, before anything is stored or counted).
 func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, error) {
 	email, err := NormalizeEmail(req.Email)
 	if err != nil {
@@ -111,6 +115,14 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	proj, err := s.project(req.ProjectID)
 	if err != nil {
 		return SendResult{}, err
+	}
+	// A code whose mail comes after its user has given up is worse than a
+	// 503 now: the user would wait, ask again into the cooldown, and the
+	// budgets would be spent for nothing.
+	if s.Mail != nil {
+		if over := s.Mail.Behind(); over > 0 {
+			return SendResult{}, MailBehind(over)
+		}
 	}
 	keys, err := s.Keys.Current()
 	if err != nil {

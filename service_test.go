@@ -472,3 +472,41 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// behind is a mail backlog whose lag over MAIL_MAX_LAG the test sets.
+type behind struct{ over atomic.Int64 }
+
+func (b *behind) Behind() time.Duration { return time.Duration(b.over.Load()) }
+
+// While mail delivery is behind, send-code is refused before anything is
+// stored or counted (no code, no job, no cooldown, no limit's token), with
+// a Retry-After of how far behind, and verify-code is not concerned; once
+// it catches up, send-code works at once.
+func TestFlowSendRefusedWhileMailIsBehind(t *testing.T) {
+	f := newFlow(t, func(p *authd.Policy) { p.SendPerIP = authd.Rate{N: 1, Period: time.Minute} })
+	mail := &behind{}
+	f.Mail = mail
+	code, _ := f.send(t, "ana@example.com", "shop")
+	mail.over.Store(int64(3200 * time.Millisecond))
+	_, err := f.SendCode(t.Context(), authd.SendRequest{Email: "bo@example.com", ProjectID: "shop", ClientIP: "192.0.2.2"})
+	var e *authd.Error
+	if !errors.As(err, &e) || e.Code != authd.EUNAVAILABLE || e.Limit != "mail_lag" || e.RetryAfter != 4*time.Second {
+		t.Fatalf("send-code while mail is 3.2 s behind: %v, want EUNAVAILABLE mail_lag with RetryAfter 4s", err)
+	}
+	if n := f.codes.QueueLen(); n != 0 {
+		t.Errorf("%d mail jobs queued by a refused send-code", n)
+	}
+	if _, err := f.verify(t, "ana@example.com", "shop", code); err != nil {
+		t.Fatalf("verify-code while mail is behind: %v", err)
+	}
+	mail.over.Store(int64(time.Hour))
+	if _, err := f.SendCode(t.Context(), authd.SendRequest{Email: "bo@example.com", ProjectID: "shop", ClientIP: "192.0.2.2"}); !errors.As(err, &e) || e.RetryAfter != time.Minute {
+		t.Fatalf("an hour behind: %v, want RetryAfter capped at a minute", err)
+	}
+	mail.over.Store(0)
+	// Same address, same IP (1 a minute): neither the cooldown nor the
+	// limit saw the refused ones.
+	if _, err := f.SendCode(t.Context(), authd.SendRequest{Email: "bo@example.com", ProjectID: "shop", ClientIP: "192.0.2.2"}); err != nil {
+		t.Fatalf("send-code once mail caught up: %v", err)
+	}
+}

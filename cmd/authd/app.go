@@ -6,11 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/backend"
@@ -95,7 +93,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		return nil, err
 	}
 	a.worker = delivery.NewWorker(codes, codes.IsCurrent, sealer, sender, delivery.WorkerOptions{
-		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log,
+		Workers: cfg.MailWorkers, ClaimTimeout: cfg.MailClaimTimeout, Logger: log, MaxLag: cfg.MailMaxLag,
 		Backoff: cfg.MailRetryBackoff, MaxBackoff: cfg.MailRetryMax, MaxAttempts: cfg.MailRetryMaxAttempts,
 	})
 	tokens, stopTokens, err := jwt.Start(ctx, src, jwt.Options{Issuer: cfg.Issuer, Alg: cfg.TokenAlg, TTL: cfg.TokenTTL,
@@ -106,24 +104,26 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	a.closers = append(a.closers, stopTokens)
 	svc := &authd.Service{
 		Codes: codes, Users: db, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey), Tokens: tokens,
-		Policy: cfg.Policy, Keys: keyring, Logger: log, Projects: cfg.Projects,
+		Policy: cfg.Policy, Keys: keyring, Logger: log, Projects: cfg.Projects, Mail: a.worker,
 		ProjectName: func(string) string { return cfg.ProjectName },
 	}
 	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.Checks...)
 	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "mail", Optional: true, Check: a.worker.Check},
 		httpapi.Check{Name: "token_keys", Check: tokens.Ready})
+	a.ready.Mail = a.worker
 	var observe *httpapi.Observer
 	if !o.noObserve {
 		budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authd_mail_budget_remaining",
 			Help: "Mails left under LIMIT_MAILS_TOTAL, as this instance last saw the shared budget (refilled since at its rate)."},
 			func() float64 { r, _ := svc.MailBudget(); return float64(r) })
-		a.metrics = newMetrics(append(codes.Collectors, db.Collector(), a.worker.Collector(), budget)...)
+		a.metrics = httpapi.NewRegistry(buildVersion(), append(codes.Collectors, db.Collector(), a.worker.Collector(), budget)...)
 		a.metrics.MergeFailures = cfg.MetricsPublic()
 		observe = &httpapi.Observer{Log: log, Metrics: a.metrics}
 	}
 	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
-		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge)})
+		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge),
+		MaxInflight: cfg.MaxInflight, RequestTimeout: cfg.RequestTimeout})
 	return a, nil
 }
 
@@ -165,19 +165,6 @@ func newSender(cfg config.Config, log *slog.Logger) (authd.Sender, func(), error
 		return nil, nil, err
 	}
 	return s, func() { s.Close() }, nil
-}
-
-// newMetrics is authd's Prometheus registry: the HTTP and flow series,
-// build info, Go and process collectors, and the backends' own.
-func newMetrics(cs ...prometheus.Collector) *httpapi.Metrics {
-	reg := prometheus.NewRegistry()
-	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "authd_build_info", Help: "1, labelled with the build's version and Go version.",
-	}, []string{"version", "goversion"})
-	info.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
-	cs = append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(cs...)
-	return httpapi.NewMetrics(reg, reg)
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {

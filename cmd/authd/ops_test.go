@@ -129,7 +129,7 @@ func TestReadyInProduction(t *testing.T) {
 	env := newProduction(t)
 	inst := start(t, env.Env)
 	a := getReady(t, inst.URL)
-	if a.Status != 200 || a.Body.Status != "ready" || a.Body.Checks["database"] != "ok" || a.Body.Checks["redis"] != "ok" || a.Body.Checks["mail"] != "ok" || a.Body.Checks["redis_eviction"] != "ok" {
+	if a.Status != 200 || a.Body.Status != "ready" || a.Body.Checks["database"] != "ok" || a.Body.Checks["redis"] != "ok" || a.Body.Checks["mail"] != "ok" || a.Body.Checks["redis_eviction"] != "ok" || a.Body.Checks["mail_lag"] != "ok" {
 		t.Fatalf("readiness: %+v", a)
 	}
 }

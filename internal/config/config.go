@@ -62,6 +62,7 @@ type Config struct {
 	MailClaimTimeout               time.Duration
 	MailRetryBackoff, MailRetryMax time.Duration
 	MailRetryMaxAttempts           int
+	MailMaxLag                     time.Duration // send-code 503 while mail is later than this; 0: never
 
 	Policy         authd.Policy
 	Projects       *authd.Registry // PROJECTS_FILE; nil without one
@@ -75,6 +76,8 @@ type Config struct {
 	MetricsAddr     string        // /metrics's listener; MetricsPublic: the main one
 	ShutdownTimeout time.Duration // bound on in-flight requests at shutdown
 	ShutdownDelay   time.Duration // readiness 503 before the listener closes
+	MaxInflight     int           // auth requests served at once; 0: no bound
+	RequestTimeout  time.Duration // each auth request's deadline
 
 	Issuer       string // the tokens' iss and the base of jwks_uri
 	TokenTTL     time.Duration
@@ -253,6 +256,8 @@ var settings = []setting{
 		parse: integer(1, 1000, func(c *Config, n int) { c.MailRetryMaxAttempts = n })},
 	{name: "MAIL_RETRY_MAX", def: "30s", need: Mail, help: "the longest wait between two tries of a mail",
 		parse: duration(0, func(c *Config, d time.Duration) { c.MailRetryMax = d })},
+	{name: "MAIL_MAX_LAG", def: "30s", need: Mail, help: "send-code answers 503 with `Retry-After` while the oldest mail held up by delivery (a backlog, a slow or failing SMTP server; not a recipient's own refusal) has waited longer: its code would arrive too late. Nothing is stored or counted; verify-code is not concerned; readiness shows the lag. `0`: never",
+		parse: duration(0, func(c *Config, d time.Duration) { c.MailMaxLag = d })},
 	{name: "EMAIL_TEMPLATES_DIR", shown: "embedded", need: Mail, help: "a directory with `subject.txt`, `body.txt`, `body.html` (Go templates: `.ProjectName`, `.Code`, `.Minutes`, `.ExpiresAt`); checked at start",
 		parse: text(func(c *Config, v string) { c.TemplatesDir = v })},
 	{name: "OTP_EXPIRE_SECONDS", def: "300", need: Policy, help: "a code's lifetime",
@@ -304,6 +309,10 @@ var settings = []setting{
 			c.MetricsAddr = v
 			return nil
 		})},
+	{name: "MAX_INFLIGHT", def: "1024", need: HTTP, help: "requests to the routes that reach Redis or PostgreSQL (send-code, verify-code, delivery status) served at once; one more is answered 503 with `Retry-After: 1` at once instead of queueing behind slow dependencies. Health, readiness, metrics, keys and docs are never refused; `0`: no bound",
+		parse: integer(0, 1<<20, func(c *Config, n int) { c.MaxInflight = n })},
+	{name: "REQUEST_TIMEOUT", def: "5s", need: HTTP, help: "the deadline of each request MAX_INFLIGHT counts: what it still waits on then (a pooled connection, a PostgreSQL query) gives up and the answer is 503, a consumed code given back",
+		parse: durationIn(100*time.Millisecond, 30*time.Second, func(c *Config, d time.Duration) { c.RequestTimeout = d })},
 	{name: "SHUTDOWN_DELAY", def: "0", need: HTTP, help: "on SIGTERM/SIGINT, readiness answers 503 at once and the listener stays open this long, so a load balancer stops sending first (seconds or `5s`)",
 		parse: duration(0, func(c *Config, d time.Duration) { c.ShutdownDelay = d })},
 	{name: "SHUTDOWN_TIMEOUT", def: "15s", need: HTTP, help: "then the requests in flight get this long to finish (seconds or `15s`)",
@@ -567,13 +576,19 @@ func boolean(set func(*Config, bool)) parser {
 // duration reads seconds ("15") or a Go duration ("15s", "500ms"), from lo
 // to an hour.
 func duration(lo time.Duration, set func(*Config, time.Duration)) parser {
-	return parser{fmt.Sprintf("%v to 1h", lo), func(c *Config, v string) error {
+	return durationIn(lo, time.Hour, set)
+}
+
+// durationIn is duration from lo to hi.
+func durationIn(lo, hi time.Duration, set func(*Config, time.Duration)) parser {
+	rng := shortDuration(lo) + " to " + shortDuration(hi)
+	return parser{rng, func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if n, nerr := strconv.Atoi(v); nerr == nil {
 			d, err = time.Duration(n)*time.Second, nil
 		}
-		if err != nil || d < lo || d > time.Hour {
-			return fmt.Errorf("want seconds or a duration such as 15s, from %v to 1h, got %q", lo, v)
+		if err != nil || d < lo || d > hi {
+			return fmt.Errorf("want seconds or a duration such as 15s, from %s, got %q", rng, v)
 		}
 		set(c, d)
 		return nil
@@ -593,6 +608,18 @@ func durationUpTo(lo, hi time.Duration, set func(*Config, time.Duration)) parser
 		set(c, d)
 		return nil
 	}}
+}
+
+// shortDuration writes d as a person would: 1h, not 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") { // 1h30m0s, 1h0m0s, 1m0s
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") { // 1h0m
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 func rate(set func(*Config, authd.Rate)) parser {

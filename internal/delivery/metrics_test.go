@@ -18,6 +18,7 @@ type ageWorker struct {
 
 func (a *ageWorker) Stats() WorkerStats                              { return WorkerStats{} }
 func (a *ageWorker) Degraded() bool                                  { return false }
+func (a *ageWorker) Lag() time.Duration                              { return 0 }
 func (a *ageWorker) QueueAge(context.Context) (time.Duration, error) { return a.age, a.err }
 
 // TestMailQueueAgeMetric: authd_mail_queue_age_seconds is the worker's

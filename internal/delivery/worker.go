@@ -64,6 +64,11 @@ type WorkerOptions struct {
 	// (default 5); a delivery sent clears it. A recipient's own refusal
 	// neither counts nor clears (see health).
 	DegradedAfter int
+	// MaxLag is the mail lag (Lag) a new code's mail must not wait past
+	// (MAIL_MAX_LAG): Behind reports how far over it the lag is, and the
+	// worker logs it — one WARN line a minute at most while over, one INFO
+	// line once back under. Zero: no bound (the lag is still measured).
+	MaxLag time.Duration
 	// Consumer names this instance in the queue (default: host name and
 	// random bits, unique per Worker).
 	Consumer string
@@ -119,6 +124,10 @@ type Worker struct {
 
 	health *health
 
+	lag      atomic.Int64 // Lag, in nanoseconds, as watchLag last measured it
+	lagging  bool         // watchLag's: over MaxLag at its last look
+	lagWarnt time.Time    // watchLag's: when it last logged the lag over MaxLag
+
 	ageMu  sync.Mutex // QueueAge's last answer, and when it was asked
 	ageAt  time.Time
 	age    time.Duration
@@ -133,6 +142,11 @@ type heldJob struct {
 	job      authd.ClaimedJob
 	attempts int // send attempts made
 	refusals int // of which the server refused temporarily (4xx): MaxAttempts bounds them
+	// ownWait is set once an attempt fails by its recipient's own refusal
+	// (RCPT TO, not the session), until one fails otherwise: the job's
+	// wait, its retries included, says nothing of the mail behind it, so
+	// Lag leaves it out.
+	ownWait atomic.Bool
 }
 
 // NewWorker returns a Worker; call Start.
@@ -192,6 +206,7 @@ func (w *Worker) Start() {
 	}
 	w.wg.Go(w.fetch)
 	w.wg.Go(w.keep)
+	w.wg.Go(w.watchLag)
 }
 
 // Close stops claiming jobs and starting attempts, waits for the sends in
@@ -283,6 +298,70 @@ func (w *Worker) QueueAge(ctx context.Context) (time.Duration, error) {
 
 // queueAgeFor is how long QueueAge keeps its answer.
 const queueAgeFor = time.Second
+
+// Lag returns the mail lag, as last measured (every lagEvery): how long
+// the oldest job this instance holds has waited since it was queued —
+// in flight, or waiting for a retry after a failure of the session (the
+// server down or slow, a setting wrong for it) or of the code store —
+// leaving out the jobs waiting for a retry after their recipient's own
+// refusal (a greylisting server answers 451 to RCPT TO for minutes: that
+// delays its one mail, not the others). It is what a new code's mail
+// would meet: a backlog shows as the age of the jobs being claimed and
+// sent, a slow or hung server as the age of those in flight, an outage as
+// the age of those it fails. It costs no store command: the jobs held are
+// in memory, and the instances that hold the backlog between them each
+// see it.
+//
+// QueueAge (the metric) is the age of the oldest job not yet finished,
+// every one counted: a greylisted recipient keeps it high for as long as
+// its mail is retried, so it cannot tell when to refuse new codes.
+func (w *Worker) Lag() time.Duration { return time.Duration(w.lag.Load()) }
+
+// Behind returns how far Lag is over MaxLag; 0 while it is not, or
+// without a bound (authd.MailBacklog).
+func (w *Worker) Behind() time.Duration {
+	if w.opts.MaxLag <= 0 {
+		return 0
+	}
+	return max(w.Lag()-w.opts.MaxLag, 0)
+}
+
+// lagEvery is how often watchLag measures the lag.
+const lagEvery = 250 * time.Millisecond
+
+// watchLag measures the lag every lagEvery until Close, and logs it when
+// it goes over MaxLag (WARN, again at most once a minute while it stays
+// over) and when it comes back under (INFO).
+func (w *Worker) watchLag() {
+	for w.sleep(lagEvery) {
+		w.measureLag()
+	}
+}
+
+func (w *Worker) measureLag() {
+	now := w.opts.Now()
+	var lag time.Duration
+	w.mu.Lock()
+	for _, h := range w.held {
+		if !h.ownWait.Load() && !h.job.QueuedAt.IsZero() {
+			lag = max(lag, now.Sub(h.job.QueuedAt))
+		}
+	}
+	w.mu.Unlock()
+	w.lag.Store(int64(lag))
+	if w.opts.MaxLag <= 0 {
+		return
+	}
+	switch over := lag > w.opts.MaxLag; {
+	case over && (!w.lagging || now.Sub(w.lagWarnt) >= time.Minute):
+		w.log.Warn("mail delivery is behind: send-code answers 503 until it catches up",
+			slog.Duration("lag", lag.Round(100*time.Millisecond)), slog.Duration("max_lag", w.opts.MaxLag), slog.String("setting", "MAIL_MAX_LAG"))
+		w.lagging, w.lagWarnt = true, now
+	case !over && w.lagging:
+		w.log.Info("mail delivery caught up: send-code accepted again", slog.Duration("lag", lag.Round(100*time.Millisecond)))
+		w.lagging = false
+	}
+}
 
 func (w *Worker) stopping() bool {
 	select {
@@ -465,6 +544,7 @@ func (w *Worker) attempt(h *heldJob) {
 			return
 		}
 		if err != nil {
+			h.ownWait.Store(false) // the store fails every mail alike
 			w.retry(h, logger, slog.String("error", "code store: "+err.Error()))
 			return
 		}
@@ -503,6 +583,8 @@ func (w *Worker) attempt(h *heldJob) {
 		w.finish(h, authd.DeliveryFailed)
 		return
 	}
+	// The recipient's own refusal holds up its mail only.
+	h.ownWait.Store(!se.Session)
 	if se.Reply {
 		h.refusals++
 		if h.refusals >= w.opts.MaxAttempts {

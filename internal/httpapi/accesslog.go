@@ -37,8 +37,8 @@ const RequestIDHeader = "X-Request-ID"
 type reqInfo struct {
 	id      string
 	email   string // masked
-	outcome string // "sent", "success", "invalid", "limited", "unavailable", ...
-	limit   string // the limit that refused it
+	outcome string // "sent", "success", "invalid", "limited", "unavailable", "shed", ...
+	limit   string // the limit that refused it, or why it was shed
 }
 
 // RequestID returns the request's id ("" outside a request).
@@ -79,11 +79,22 @@ func noteOutcome(ctx context.Context, op string, err error) {
 			ri.outcome = "invalid_input"
 		case authd.EUNAVAILABLE:
 			ri.outcome = "unavailable"
+			if e.Limit != "" { // nothing down: authd held the request back
+				ri.outcome, ri.limit = "shed", e.Limit
+			}
 		default:
 			ri.outcome = "error"
 		}
 	default:
 		ri.outcome = "error"
+	}
+}
+
+// noteShed records that the request was refused to spare authd (reason:
+// max_inflight, mail_lag), for the access line and the metrics.
+func noteShed(ctx context.Context, reason string) {
+	if ri, ok := ctx.Value(requestIDKey).(*reqInfo); ok {
+		ri.outcome, ri.limit = "shed", reason
 	}
 }
 

@@ -93,9 +93,13 @@ func fromDomain(log *slog.Logger, err error) *apiError {
 		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
 		return &apiError{status: http.StatusTooManyRequests, Detail: msgTooMany, headers: h}
 	case authd.EUNAVAILABLE:
-		log.Warn("dependency unavailable", "what", e.Message, "err", redactAddresses(e.Err))
+		// With a Limit nothing is down: authd held the request back itself,
+		// and what decided it logs that once a minute, not once a request.
+		if e.Limit == "" {
+			log.Warn("dependency unavailable", "what", e.Message, "err", redactAddresses(e.Err))
+		}
 		h := http.Header{}
-		h.Set("Retry-After", "1")
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
 		return &apiError{status: http.StatusServiceUnavailable, Detail: msgUnavailable, headers: h}
 	case authd.ENOTFOUND:
 		return &apiError{status: http.StatusNotFound, Detail: msgNotFound}

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -26,6 +28,8 @@ type Metrics struct {
 	codesSent     prometheus.Counter
 	verifications *prometheus.CounterVec
 	rejections    *prometheus.CounterVec
+	shed          *prometheus.CounterVec
+	inflight      prometheus.Gauge
 }
 
 // NewMetrics registers the HTTP and flow series in reg; g is what the
@@ -50,12 +54,35 @@ func NewMetrics(reg prometheus.Registerer, g prometheus.Gatherer) *Metrics {
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_rate_limit_rejections_total", Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authd_requests_shed_total", Help: "Requests answered 503 at once to spare authd, by reason: max_inflight (MAX_INFLIGHT auth requests were in flight), mail_lag (send-code while mail delivery is behind MAIL_MAX_LAG).",
+		}, []string{"reason"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "authd_http_requests_in_flight", Help: "Auth requests being served now (the ones MAX_INFLIGHT bounds; the shed ones not counted).",
+		}),
 	}
 	for _, o := range []string{"success", "wrong", "expired", "burnt", "invalid", "limited"} {
 		m.verifications.WithLabelValues(o)
 	}
-	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections)
+	for _, r := range []string{"max_inflight", "mail_lag"} {
+		m.shed.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requests, m.duration, m.codesSent, m.verifications, m.rejections, m.shed, m.inflight)
 	return m
+}
+
+// NewRegistry is authd's Prometheus registry and its Metrics: the HTTP and
+// flow series, authd_build_info (version), Go's runtime and process
+// collectors, and cs, the backends' own.
+func NewRegistry(version string, cs ...prometheus.Collector) *Metrics {
+	reg := prometheus.NewRegistry()
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "authd_build_info", Help: "1, labelled with the build's version and Go version.",
+	}, []string{"version", "goversion"})
+	info.WithLabelValues(version, runtime.Version()).Set(1)
+	cs = append(cs, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(cs...)
+	return NewMetrics(reg, reg)
 }
 
 // Handler serves the Prometheus text exposition.
@@ -76,6 +103,8 @@ func (m *Metrics) observeRequest(route string, status int, d time.Duration, ri *
 		if isVerifyRoute(route) {
 			m.verifications.WithLabelValues("limited").Inc()
 		}
+	case "shed":
+		m.shed.WithLabelValues(ri.limit).Inc()
 	case "success":
 		m.verifications.WithLabelValues(ri.outcome).Inc()
 	case "wrong", "expired", "burnt", "invalid":

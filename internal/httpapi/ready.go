@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -31,6 +32,12 @@ type Check struct {
 	Optional bool
 }
 
+// MailLag is what readiness shows of the mail lag: delivery.Worker.
+type MailLag interface {
+	Lag() time.Duration    // how long the oldest mail held up has waited
+	Behind() time.Duration // how far that is over MAIL_MAX_LAG, 0 if not
+}
+
 // ErrUnknown is what an optional check's error wraps when the question
 // could not be asked (Redis down: its eviction policy is not known, not
 // bad).
@@ -46,6 +53,12 @@ var ErrUnknown = errors.New("could not be checked")
 type Readiness struct {
 	Checks  []Check
 	Timeout time.Duration // per check; 0 means one second
+	// Mail, when set, is shown in every answer: mail_lag_seconds, and the
+	// check mail_lag, degraded while send-code is held back for it. It is
+	// read from memory, never asked of a store, and never makes the
+	// instance unready: verify-code still works, and every instance shares
+	// the one queue, so pulling them all would only stop the verifies too.
+	Mail MailLag
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -114,6 +127,9 @@ func (r *Readiness) MarkDraining() { r.draining.Store(true) }
 type ReadyBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
+	// MailLagSeconds is the mail lag, to a tenth of a second (nil without
+	// Readiness.Mail).
+	MailLagSeconds *float64 `json:"mail_lag_seconds,omitempty"`
 }
 
 // evaluate runs every check concurrently, each bounded by the timeout, and
@@ -153,6 +169,16 @@ func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, Ready
 		}()
 	}
 	wg.Wait()
+	if r.Mail != nil {
+		// Not a Check: its log line is the worker's, once a minute, not
+		// one a probe.
+		lag := math.Round(r.Mail.Lag().Seconds()*10) / 10
+		body.MailLagSeconds = &lag
+		body.Checks["mail_lag"] = "ok"
+		if r.Mail.Behind() > 0 {
+			body.Checks["mail_lag"] = "degraded"
+		}
+	}
 	if !r.started.Load() {
 		body.Checks["startup"] = "starting"
 		ready = false

@@ -13,6 +13,9 @@ type handler interface {
 // each other). A GET pattern also answers HEAD.
 func routes(mux handler, o Options) {
 	log, org := o.Logger, newOrigins(o.Projects)
+	// The routes that reach Redis or PostgreSQL: MAX_INFLIGHT and
+	// REQUEST_TIMEOUT bound them, and nothing else (bound.go).
+	b := newBounds(o).wrap
 
 	mux.Handle("GET /{$}", handleRoot(o.ProjectName))
 	mux.Handle("GET /api/v1/health", handleHealth())
@@ -28,13 +31,13 @@ func routes(mux handler, o Options) {
 	}
 
 	// /api/v1: the original's API, frozen.
-	mux.Handle("POST /api/v1/auth/send-code", handleSendV1(o.Flow, org, log))
-	mux.Handle("POST /api/v1/auth/verify-code", handleVerifyV1(o.Flow, org, log))
+	mux.Handle("POST /api/v1/auth/send-code", b(handleSendV1(o.Flow, org, log)))
+	mux.Handle("POST /api/v1/auth/verify-code", b(handleVerifyV1(o.Flow, org, log)))
 
 	// /api/v2: the same flow, richer answers.
-	mux.Handle("POST /api/v2/auth/send-code", handleSendV2(o.Flow, org, log))
-	mux.Handle("POST /api/v2/auth/verify-code", handleVerifyV2(o.Flow, org, log))
-	mux.Handle("GET /api/v2/auth/deliveries/{delivery_id}", handleDelivery(o.Flow, log))
+	mux.Handle("POST /api/v2/auth/send-code", b(handleSendV2(o.Flow, org, log)))
+	mux.Handle("POST /api/v2/auth/verify-code", b(handleVerifyV2(o.Flow, org, log)))
+	mux.Handle("GET /api/v2/auth/deliveries/{delivery_id}", b(handleDelivery(o.Flow, log)))
 
 	// The v2 tokens' keys and checks (tokens.go), answered from memory.
 	if o.Tokens != nil && o.Proofs != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"time"
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/verify"
@@ -51,6 +52,12 @@ type Options struct {
 	Tokens Tokens
 	// Proofs checks v1 proofs for verify-proof (SECRET_KEY).
 	Proofs *verify.ProofVerifier
+	// MaxInflight bounds the auth requests served at once (MAX_INFLIGHT):
+	// more are answered 503 at once (bound.go). 0: no bound.
+	MaxInflight int
+	// RequestTimeout is each auth request's deadline (REQUEST_TIMEOUT).
+	// 0: none.
+	RequestTimeout time.Duration
 }
 
 // New returns authd's HTTP handler.

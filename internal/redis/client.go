@@ -15,7 +15,8 @@ import (
 // (redis:// or rediss://), Sentinel (a master_name query parameter, as
 // go-redis reads it) or, with opts.Cluster, a Redis Cluster (more nodes as
 // addr query parameters). The client fails fast, so that a down Redis is
-// answered 503 in milliseconds: one retry, one dial, short backoffs. A
+// answered 503 in milliseconds: one retry, one dial, short backoffs; a
+// request's deadline (REQUEST_TIMEOUT) cuts a read already on the wire. A
 // cluster client also reloads its slot map when a node fails
 // (topology.go), so that a promoted replica is used as soon as the cluster
 // has promoted it. Close closes it.
@@ -42,7 +43,7 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		if o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
 			return nil, errReplicaReads
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled = timeout, timeout, timeout, true
 		// The cluster client retries itself (MaxRedirects, 3: the same
 		// node once, then the slot's node as its map names it), with
 		// these backoffs; node clients retrying too would double every
@@ -60,7 +61,7 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		if o.ReplicaOnly || o.RouteByLatency || o.RouteRandomly {
 			return nil, errReplicaReads
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled = timeout, timeout, timeout, true
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
 		client = goredis.NewFailoverClient(o)
@@ -69,7 +70,7 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis: %v", err)
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled = timeout, timeout, timeout, true
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
 		client = goredis.NewClient(o)

@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// bounds holds the auth endpoints' requests to two limits: at most
+// maxInflight of them at once (MAX_INFLIGHT), each answered within
+// timeout (REQUEST_TIMEOUT). routes.go wraps exactly the routes that reach
+// Redis or PostgreSQL; the probes, the metrics, the keys and the docs are
+// never held back: a probe refused under load would tell a load balancer
+// or an orchestrator that a busy instance is dead, and it would pull or
+// restart it at the worst moment.
+type bounds struct {
+	maxInflight int64         // 0: no bound
+	timeout     time.Duration // 0: no deadline
+	metrics     *Metrics      // nil: none
+	inflight    atomic.Int64
+}
+
+func newBounds(o Options) *bounds {
+	b := &bounds{maxInflight: int64(max(o.MaxInflight, 0)), timeout: max(o.RequestTimeout, 0)}
+	if o.Observe != nil {
+		b.metrics = o.Observe.Metrics
+	}
+	return b
+}
+
+// wrap bounds next. A request over maxInflight is answered 503 at once,
+// with Retry-After and the usual body, before its body is read: when the
+// dependencies are slow, queueing more requests behind them only makes
+// every one of them late and holds memory for each. A request let through
+// gets a context that ends after timeout: whatever it waits on that
+// honours it (a pooled connection, a PostgreSQL query) gives up, and the
+// flow answers 503, having given back what it took (a consumed code is
+// restored with a context of its own).
+func (b *bounds) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := b.inflight.Add(1)
+		defer b.inflight.Add(-1)
+		if b.maxInflight > 0 && n > b.maxInflight {
+			noteShed(r.Context(), "max_inflight")
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": msgUnavailable})
+			return
+		}
+		if b.metrics != nil {
+			b.metrics.inflight.Inc()
+			defer b.metrics.inflight.Dec()
+		}
+		if b.timeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), b.timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
