@@ -395,7 +395,7 @@ func TestFaultRedisCut(t *testing.T) {
 
 // PostgreSQL cut between the code's consumption (Redis) and the user's
 // upsert: 503, and the code is given back, so the same code verifies once
-// PostgreSQL is back. Cut outright, the answer is at once; gone silent, at
+// PostgreSQL is back; send-code is served meanwhile. Cut outright, the answer is at once; gone silent, at
 // REQUEST_TIMEOUT (without a deadline the upsert waited for as long as the
 // connection stayed silent: minutes).
 func TestFaultPostgresCutAtUpsert(t *testing.T) {
@@ -418,6 +418,11 @@ func TestFaultPostgresCutAtUpsert(t *testing.T) {
 		start := time.Now()
 		r := inst.verify(t, "v1", email, "shop", code)
 		took := time.Since(start)
+		// send-code does not touch PostgreSQL: served, and mailed, meanwhile.
+		other := uniqueEmail("pg-send-" + fault.name)
+		if c := inst.sendAndRead(t, f.SMTP, other, "shop"); c == "" {
+			t.Fatalf("%s: no code mailed for a send-code while PostgreSQL was down", fault.name)
+		}
 		remove()
 		t.Logf("PostgreSQL %s at the upsert: %d in %v", fault.name, r.Status, took.Round(time.Millisecond))
 		if r.Status != 503 {
