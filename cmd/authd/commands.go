@@ -173,31 +173,35 @@ func cmdUsersDuplicates(ctx context.Context, x *invocation) error {
 	return nil
 }
 
-// service is the flow on the stores the configuration names, for the
-// operator's commands.
-func (x *invocation) service(ctx context.Context, db backend.Database) (*authd.Service, func(), error) {
-	keyring := &authd.Keyring{Masters: x.cfg.MasterKeys()}
-	if err := keyring.Load(ctx, db); err != nil {
-		return nil, nil, err
-	}
-	codes, err := backend.OpenCodes(ctx, x.cfg, x.log)
+// service is the flow on the stores the configuration names (the
+// database migrated), for the operator's commands; done closes them.
+func (x *invocation) service(ctx context.Context) (_ *authd.Service, done func(), err error) {
+	db, err := openMigrated(ctx, x.cfg, x.log)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &authd.Service{Codes: codes.CodeStore, Users: db, Keys: keyring, Logger: x.log}, codes.Close, nil
+	keyring := &authd.Keyring{Masters: x.cfg.MasterKeys()}
+	codes, err := backend.OpenCodes(ctx, x.cfg, x.log)
+	if err == nil {
+		err = keyring.Load(ctx, db)
+	}
+	if err != nil {
+		if codes.Close != nil {
+			codes.Close()
+		}
+		db.Close()
+		return nil, nil, err
+	}
+	return &authd.Service{Codes: codes.CodeStore, Users: db, Keys: keyring, Logger: x.log},
+		func() { codes.Close(); db.Close() }, nil
 }
 
 func cmdUsersDelete(ctx context.Context, x *invocation) error {
-	db, err := openMigrated(ctx, x.cfg, x.log)
+	svc, done, err := x.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, closeCodes, err := x.service(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer closeCodes()
+	defer done()
 	er, err := svc.EraseAddress(ctx, x.args[0])
 	if er.Email != "" {
 		fmt.Fprintf(x.stdout, "deleted %d user row(s) of %s\n", er.Users, er.Email)
@@ -221,16 +225,11 @@ func cmdUsersUnlock(ctx context.Context, x *invocation) error {
 	if x.cfg, err = x.load(config.Database | config.Redis | config.MasterKey); err != nil {
 		return err
 	}
-	db, err := openMigrated(ctx, x.cfg, x.log)
+	svc, done, err := x.service(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, closeCodes, err := x.service(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer closeCodes()
+	defer done()
 	if err := svc.Unlock(ctx, x.args[0]); err != nil {
 		return byEmail("users unlock", err)
 	}
