@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"regexp"
 	"runtime"
@@ -547,6 +548,31 @@ func TestFaultShedAtMaxInflight(t *testing.T) {
 		t.Errorf("%d access lines say shed, want %d", got, shed)
 	}
 	settle(t, base, 10)
+}
+
+// Clients that send their headers and then stall their body hold no place
+// among MAX_INFLIGHT: with the bound at 2 and eight such sockets open on
+// every auth route, send-code and verify-code are served as ever.
+func TestShedIgnoresStalledBodies(t *testing.T) {
+	env := newProduction(t)
+	env.Env["MAX_INFLIGHT"] = "2"
+	inst := start(t, env.Env)
+	addr := strings.TrimPrefix(inst.URL, "http://")
+	for i := range 8 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		path := []string{"/api/v1/auth/send-code", "/api/v1/auth/verify-code", "/api/v2/auth/send-code", "/api/v2/auth/verify-code"}[i%4]
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"email\":", path, addr)
+	}
+	time.Sleep(200 * time.Millisecond) // the server has read every header
+	email := uniqueEmail("stalled")
+	code := inst.sendAndRead(t, env.SMTP, email, "shop")
+	if r := inst.verify(t, "v1", email, "shop", code); r.Status != 200 {
+		t.Fatalf("verify-code beside 8 stalled bodies, MAX_INFLIGHT=2: %d %s", r.Status, r.Body)
+	}
 }
 
 // Mail backpressure: one worker and an SMTP server taking half a second a

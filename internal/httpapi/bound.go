@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -29,8 +31,12 @@ func newBounds(o Options) *bounds {
 	return b
 }
 
-// wrap bounds next. A request over maxInflight is answered 503 at once,
-// with Retry-After and the usual body, before its body is read: when the
+// wrap bounds next. The body is read first, outside the bound: a client
+// that sends its headers and then stalls holds a goroutine until the
+// server's read timeout, never a place among the maxInflight, so a few
+// hundred idle sockets cannot lock everyone out. A request over
+// maxInflight is then answered 503 at once, with Retry-After and the usual
+// body, before it reaches the flow: when the
 // dependencies are slow, queueing more requests behind them only makes
 // every one of them late and holds memory for each. A request let through
 // gets a context that ends after timeout: whatever it waits on that
@@ -39,6 +45,7 @@ func newBounds(o Options) *bounds {
 // restored with a context of its own).
 func (b *bounds) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = preread(r.Body)
 		n := b.inflight.Add(1)
 		defer b.inflight.Add(-1)
 		if b.maxInflight > 0 && n > b.maxInflight {
@@ -59,3 +66,22 @@ func (b *bounds) wrap(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// preread reads body (up to one byte over MaxBodyBytes, which readBody
+// refuses) and returns a body that gives the same bytes, then the same
+// error, to whoever reads it next.
+func preread(body io.ReadCloser) io.ReadCloser {
+	if body == nil || body == http.NoBody {
+		return body
+	}
+	b, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
+	body.Close()
+	if err == nil {
+		err = io.EOF
+	}
+	return io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
