@@ -27,7 +27,7 @@ func keyDB(t *testing.T) *sqlite.Store {
 func loaded(t *testing.T, db authd.DataKeyStore, masters ...[]byte) (authd.Keys, error) {
 	t.Helper()
 	r := &authd.Keyring{Masters: masters}
-	if err := r.Load(t.Context(), db); err != nil {
+	if err := r.Load(t.Context(), db, -1); err != nil {
 		return authd.Keys{}, err
 	}
 	return r.Current()
@@ -91,6 +91,34 @@ func TestKeyringRotation(t *testing.T) {
 	}
 }
 
+// Upgrading and rotating in one step: with no data key stored yet, the
+// first one is the master key the signing keys were sealed under (first),
+// not the new one, so live codes and budgets keep their keys; with that
+// unknown and two master keys, Load refuses and stores nothing.
+func TestKeyringFirstDataKeyOnUpgrade(t *testing.T) {
+	db := keyDB(t)
+	oldKey, newKey := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	r := &authd.Keyring{Masters: [][]byte{newKey, oldKey}}
+	if err := r.Load(t.Context(), db, -1); !errors.Is(err, authd.ErrDataKeyUnknown) {
+		t.Fatalf("two master keys, which one was in use unknown: %v, want ErrDataKeyUnknown", err)
+	}
+	if _, err := db.EnsureDataKey(t.Context(), func() ([]byte, error) { return nil, errors.New("empty") }); err == nil {
+		t.Fatal("a refused first Load stored a data key")
+	}
+	if err := r.Load(t.Context(), db, 1); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.Current()
+	legacy, _ := authd.DeriveKeys(oldKey)
+	rotated, _ := authd.DeriveKeys(newKey)
+	if !bytes.Equal(got.Code, legacy.Code) || !bytes.Equal(got.Address, legacy.Address) || !bytes.Equal(got.Mail, rotated.Mail) {
+		t.Fatal("the first data key is not the master key in use before the upgrade, or seals do not use the new one")
+	}
+	if r.WrappedUnder() != 0 {
+		t.Fatal("the first data key is not wrapped under the current master key")
+	}
+}
+
 // Instances starting together on an empty database agree on one data key.
 func TestKeyringFirstStartsAgree(t *testing.T) {
 	db := keyDB(t)
@@ -101,7 +129,7 @@ func TestKeyringFirstStartsAgree(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			r := &authd.Keyring{Masters: [][]byte{master}}
-			if err := r.Load(t.Context(), db); err != nil {
+			if err := r.Load(t.Context(), db, -1); err != nil {
 				t.Error(err)
 			}
 			keys[i], _ = r.Current()

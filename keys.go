@@ -145,13 +145,28 @@ func (r *Keyring) Current() (Keys, error) {
 	return Keys{}, Unavailable("keys", errors.New("the data key is not loaded yet: the database has not answered"))
 }
 
-// Load reads the wrapped data key from store, storing the first one when
-// none is, and opens it with the master keys.
+// Load reads the wrapped data key from store and opens it with the
+// master keys. When none is stored yet (a new database, or one from
+// before master keys could rotate), it stores the first: the master key
+// that was in use until now, Masters[first], so that live codes and
+// budgets keep their keys. first is the index of the master key the
+// stored signing keys open under, or -1 when that is not known (nothing
+// sealed is stored); with a single master key it is that one, and with
+// several and first unknown Load refuses (ErrDataKeyUnknown) rather than
+// guess.
 //
 // Errors: EUNAVAILABLE; ErrMasterKeyOpensNothing when no master key opens
-// it.
-func (r *Keyring) Load(ctx context.Context, store DataKeyStore) error {
-	wrapped, err := store.EnsureDataKey(ctx, func() ([]byte, error) { return WrapDataKey(r.Masters[0], r.Masters[0], r.Rand) })
+// the stored data key; ErrDataKeyUnknown.
+func (r *Keyring) Load(ctx context.Context, store DataKeyStore, first int) error {
+	if first < 0 && len(r.Masters) == 1 {
+		first = 0
+	}
+	wrapped, err := store.EnsureDataKey(ctx, func() ([]byte, error) {
+		if first < 0 || first >= len(r.Masters) {
+			return nil, ErrDataKeyUnknown
+		}
+		return WrapDataKey(r.Masters[0], r.Masters[first], r.Rand)
+	})
 	if err != nil {
 		return err
 	}
@@ -168,6 +183,13 @@ func (r *Keyring) Load(ctx context.Context, store DataKeyStore) error {
 	return nil
 }
 
+// ErrDataKeyUnknown is a first start on this version with
+// AUTHD_MASTER_KEY_PREVIOUS set and nothing sealed to tell which master key
+// the live codes were made under.
+var ErrDataKeyUnknown = &Error{Code: EINTERNAL, Message: "no data key is stored yet and AUTHD_MASTER_KEY_PREVIOUS is set: " +
+	"authd cannot tell which master key the live codes and budgets are under. Start once with the key in use as AUTHD_MASTER_KEY " +
+	`and no AUTHD_MASTER_KEY_PREVIOUS, then rotate (README, "Rotating the master key")`}
+
 // WrappedUnder is the index in Masters of the key that wraps the stored
 // data key (0: the current one), as the last Load saw it.
 func (r *Keyring) WrappedUnder() int { return int(r.wrappedUnder.Load()) }
@@ -178,7 +200,12 @@ func (r *Keyring) WrappedUnder() int { return int(r.wrappedUnder.Load()) }
 // Errors: EUNAVAILABLE, EINVALID (another reseal ran at the same time),
 // ErrMasterKeyOpensNothing.
 func (r *Keyring) Reseal(ctx context.Context, store DataKeyStore) (bool, error) {
-	wrapped, err := store.EnsureDataKey(ctx, func() ([]byte, error) { return WrapDataKey(r.Masters[0], r.Masters[0], r.Rand) })
+	wrapped, err := store.EnsureDataKey(ctx, func() ([]byte, error) {
+		if len(r.Masters) > 1 {
+			return nil, ErrDataKeyUnknown
+		}
+		return WrapDataKey(r.Masters[0], r.Masters[0], r.Rand)
+	})
 	if err != nil {
 		return false, err
 	}

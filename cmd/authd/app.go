@@ -134,16 +134,21 @@ func startDatabase(ctx context.Context, db backend.Database, src jwt.Source, key
 	if err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	first := -1 // the master key in use until now, if the signing keys tell
 	if s, ok := src.(*jwt.StoreSource); ok {
-		if err := s.Check(ctx); err != nil {
+		var err error
+		if first, err = s.Check(ctx); err != nil {
 			return err
 		}
 	}
-	if err := keyring.Load(ctx, db); err != nil {
+	if err := keyring.Load(ctx, db, first); err != nil {
 		return err
 	}
-	if keyring.WrappedUnder() > 0 {
-		log.Warn("the data key is still wrapped under an AUTHD_MASTER_KEY_PREVIOUS key: run `authd keys reseal` once every instance has the new AUTHD_MASTER_KEY")
+	switch {
+	case keyring.WrappedUnder() > 0 || first > 0:
+		log.Warn("keys are still sealed under an AUTHD_MASTER_KEY_PREVIOUS key: run `authd keys reseal` once every instance has the new AUTHD_MASTER_KEY")
+	case len(keyring.Masters) > 1:
+		log.Warn("AUTHD_MASTER_KEY_PREVIOUS is set, but the data key and the signing keys are under AUTHD_MASTER_KEY: remove it once the mail queued before the rotation has expired (`authd keys reseal` says when)")
 	}
 	return nil
 }

@@ -183,7 +183,7 @@ func (x *invocation) service(ctx context.Context) (_ *authd.Service, done func()
 	keyring := &authd.Keyring{Masters: x.cfg.MasterKeys()}
 	codes, err := backend.OpenCodes(ctx, x.cfg, x.log)
 	if err == nil {
-		err = keyring.Load(ctx, db)
+		err = keyring.Load(ctx, db, -1)
 	}
 	if err != nil {
 		if codes.Close != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // A master-key rotation walked as an operator would, on real PostgreSQL,
@@ -14,7 +16,8 @@ import (
 //  1. authd runs on key 1: a code is live, a mailbox has spent part of its
 //     failure budget, and a mail waits in the queue (its SMTP server is down).
 //  2. Key 2 alone: the start stops and says why, naming both variables and
-//     the README section.
+//     the README section. (The data key's row is removed first, as if key
+//     1 had run a version without one: the rotation is also an upgrade.)
 //  3. Key 2 with key 1 as AUTHD_MASTER_KEY_PREVIOUS: the live code
 //     verifies, the budget goes on where it was, the queued mail goes out,
 //     the same signing key signs.
@@ -49,6 +52,11 @@ func TestMasterKeyRotation(t *testing.T) {
 	}
 	a.stop()
 	sent := len(env.SMTP.Messages())
+	// As if key 1's instances had run a version from before the data key:
+	// no row. The rotation below is then also that version's upgrade, and
+	// the first data key must be key 1 (the signing keys are sealed under
+	// it), not key 2, or the live code and the budget would be orphaned.
+	execSQL(t, env.DB, "DELETE FROM authd_data_key")
 
 	// 2. Key 2 alone opens nothing stored.
 	alone := cloneEnv(env.Env)
@@ -90,11 +98,16 @@ func TestMasterKeyRotation(t *testing.T) {
 
 	// 4. Reseal; key 2 alone; key 1 alone no more.
 	out, stderr, code := runCmd(t, rotating, "keys", "reseal")
-	if code != 0 || !strings.Contains(out, "data key: rewrapped") || !strings.Contains(out, "signing keys: 1 resealed") ||
+	if code != 0 || !strings.Contains(out, "data key: ") || !strings.Contains(out, "signing keys: 1 resealed") ||
 		!strings.Contains(out, "remove AUTHD_MASTER_KEY_PREVIOUS after") {
 		t.Fatalf("keys reseal: exit %d\n%s%s", code, out, stderr)
 	}
 	b.stop()
+	stale := start(t, rotating)
+	if !strings.Contains(stale.Logs.String(), "AUTHD_MASTER_KEY_PREVIOUS is set, but the data key and the signing keys are under AUTHD_MASTER_KEY") {
+		t.Fatal("a start after the reseal with AUTHD_MASTER_KEY_PREVIOUS still set does not say it can go")
+	}
+	stale.stop()
 	alone["PORT"] = ""
 	c := start(t, alone)
 	fresh := uniqueEmail("fresh")
@@ -131,4 +144,34 @@ func tokenKID(t *testing.T, r response) string {
 		t.Fatalf("v2 verify-code: %d %s", r.Status, r.Body)
 	}
 	return h.Kid
+}
+
+// execSQL runs one statement on the database at url.
+func execSQL(t *testing.T, url, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A first start with AUTHD_MASTER_KEY_PREVIOUS set and no signing key to
+// tell which master key the live codes are under (HS256 tokens) is
+// refused, saying what to do, and stores no data key.
+func TestFirstStartWithPreviousRefused(t *testing.T) {
+	env := newProduction(t)
+	env.Env["TOKEN_ALG"], env.Env["TOKEN_HS256_SECRET"] = "HS256", randHex(32)
+	env.Env["AUTHD_MASTER_KEY_PREVIOUS"] = randHex(32)
+	env.Env["PORT"] = strconv.Itoa(freePort(t))
+	_, stderr, code := runCmd(t, env.Env, "serve")
+	if code == 0 || !strings.Contains(stderr, "no data key is stored yet and AUTHD_MASTER_KEY_PREVIOUS is set") {
+		t.Fatalf("first start with a previous key and HS256: exit %d, %q", code, stderr)
+	}
+	delete(env.Env, "AUTHD_MASTER_KEY_PREVIOUS")
+	env.Env["PORT"] = ""
+	start(t, env.Env) // once without it: fine
 }

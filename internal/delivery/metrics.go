@@ -23,7 +23,7 @@ type observed interface {
 type collector struct{ w observed }
 
 var (
-	mailJobsDesc = prometheus.NewDesc("authd_mail_jobs_total", "Mail jobs by outcome: claimed, sent, retried, dropped_superseded, dropped_expired, failed_permanent, failed_attempts (given up after MAIL_RETRY_MAX_ATTEMPTS temporary refusals), failed_unreadable.", []string{"outcome"}, nil)
+	mailJobsDesc = prometheus.NewDesc("authd_mail_jobs_total", "Mail jobs by outcome: claimed, sent, retried, dropped_superseded, dropped_expired, failed_permanent, failed_attempts (given up after MAIL_RETRY_MAX_ATTEMPTS temporary refusals), failed_unreadable, left_unopened (sealed under a master key this instance lacks: left for another).", []string{"outcome"}, nil)
 	mailHeldDesc = prometheus.NewDesc("authd_mail_jobs_held", "Mail jobs this instance holds: in flight or waiting to retry.", nil, nil)
 	mailAgeDesc  = prometheus.NewDesc("authd_mail_queue_age_seconds", "How long the oldest mail job not yet delivered (waiting, in flight or waiting to retry) has been in the queue, at scrape time; 0 when the queue is empty. Absent from a scrape when the queue does not answer.", nil, nil)
 	mailLagDesc  = prometheus.NewDesc("authd_mail_lag_seconds", "How long the oldest mail this instance holds up has waited since it was queued: in flight, or waiting for a retry after a session or code-store failure (a recipient's own refusal left out). Over MAIL_MAX_LAG, send-code answers 503.", nil, nil)
@@ -42,7 +42,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for outcome, n := range map[string]int64{
 		"claimed": st.Claimed, "sent": st.Sent, "retried": st.Retried,
 		"dropped_superseded": st.DroppedSuperseded, "dropped_expired": st.DroppedExpired,
-		"failed_permanent": st.FailedPermanent, "failed_attempts": st.FailedAttempts, "failed_unreadable": st.FailedUnreadable,
+		"failed_permanent": st.FailedPermanent, "failed_attempts": st.FailedAttempts, "failed_unreadable": st.FailedUnreadable, "left_unopened": st.LeftUnopened,
 	} {
 		ch <- prometheus.MustNewConstMetric(mailJobsDesc, prometheus.CounterValue, float64(n), outcome)
 	}

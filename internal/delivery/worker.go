@@ -86,7 +86,8 @@ type WorkerStats struct {
 	DroppedExpired    int64         // not sent: the code expired before a send could succeed
 	FailedPermanent   int64         // refused for good (5xx, or a set-up a retry cannot fix)
 	FailedAttempts    int64         // given up: refused temporarily (4xx) MaxAttempts times
-	FailedUnreadable  int64         // the job could not be opened (another master key?)
+	FailedUnreadable  int64         // the job was unreadable (no delivery id): dropped
+	LeftUnopened      int64         // the job did not open under this instance's master keys: left for another
 	Held              int           // jobs this instance holds now: in flight or waiting to retry
 	QueueAgeMax       time.Duration // the longest wait in the queue of a job claimed (QueueAge is the backlog's)
 }
@@ -133,8 +134,8 @@ type Worker struct {
 	age    time.Duration
 	ageErr error
 
-	claimed, sent, retried, superseded, expired, failedPerm, failedAttempts, unreadable atomic.Int64
-	ageMax                                                                              atomic.Int64
+	claimed, sent, retried, superseded, expired, failedPerm, failedAttempts, unreadable, unopened atomic.Int64
+	ageMax                                                                                        atomic.Int64
 }
 
 // heldJob is a job this instance has claimed, with its attempts so far.
@@ -266,7 +267,7 @@ func (w *Worker) Stats() WorkerStats {
 	return WorkerStats{
 		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Retried: w.retried.Load(),
 		DroppedSuperseded: w.superseded.Load(), DroppedExpired: w.expired.Load(),
-		FailedPermanent: w.failedPerm.Load(), FailedAttempts: w.failedAttempts.Load(), FailedUnreadable: w.unreadable.Load(),
+		FailedPermanent: w.failedPerm.Load(), FailedAttempts: w.failedAttempts.Load(), FailedUnreadable: w.unreadable.Load(), LeftUnopened: w.unopened.Load(),
 		Held: held, QueueAgeMax: time.Duration(w.ageMax.Load()),
 	}
 }
@@ -519,9 +520,16 @@ func (w *Worker) attempt(h *heldJob) {
 	}
 	m, err := w.sealer.Open(j.DeliveryID, j.Sealed)
 	if err != nil {
-		w.unreadable.Add(1)
-		logger.Error("mail job cannot be opened: dropped", slog.Any("err", err))
-		w.finish(h, authd.DeliveryFailed)
+		// Sealed under a master key this instance lacks: another instance,
+		// further along a rotation, may have it. The job is let go without
+		// a word to the queue: its claim lapses after the claim timeout and
+		// any instance may take it; it is dropped once its code expires.
+		w.unopened.Add(1)
+		logger.Warn("mail job does not open under this instance's master keys: left for another instance "+
+			"(do all instances have the same AUTHD_MASTER_KEY and AUTHD_MASTER_KEY_PREVIOUS? README, \"Rotating the master key\")", slog.Any("err", err))
+		w.mu.Lock()
+		delete(w.held, h.job.Ref)
+		w.mu.Unlock()
 		return
 	}
 	m.ProjectID, m.Address, m.CodeID = j.Project, j.Address, j.CodeID

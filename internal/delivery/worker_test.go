@@ -426,3 +426,36 @@ func TestSealerRotation(t *testing.T) {
 		t.Fatal("a short old key was accepted")
 	}
 }
+
+// During a rolling master-key rotation an instance without the new key
+// may claim a job sealed under it: it does not drop the job (the user was
+// told 200) but lets it go, and an instance with the key sends it once the
+// claim has lapsed.
+func TestWorkerLeavesJobItCannotOpen(t *testing.T) {
+	srv := smtptest.Start(t)
+	r := newRig(t)
+	oldOnly, _ := delivery.NewSealer([]byte("the old mail key, 32 bytes long."), nil)
+	opts := delivery.WorkerOptions{
+		Workers: 1, ClaimTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond, Consumer: "behind",
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
+	}
+	behind := delivery.NewWorker(r.store, r.store.IsCurrent, oldOnly, newSender(t, srv, nil), opts)
+	behind.Start()
+	job := r.issue(t, "ana@example.com", "515151", time.Minute)
+	r.logs.waitFor(t, "does not open under this instance's master keys", 1, 5*time.Second)
+	if st := behind.Stats(); st.LeftUnopened < 1 || st.FailedUnreadable != 0 || st.Held != 0 {
+		t.Fatalf("stats of the instance without the key: %+v", st)
+	}
+	if d, err := r.store.Delivery(context.Background(), job.DeliveryID, time.Now()); err != nil || d.Status != authd.DeliveryQueued {
+		t.Fatalf("status after the instance without the key let it go: %+v %v, want still queued", d, err)
+	}
+	behind.Close(context.Background())
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("%d messages sent by an instance that could not open the job", n)
+	}
+	r.worker(t, srv, func(o *delivery.WorkerOptions) { o.Consumer, o.ClaimTimeout = "ahead", 300*time.Millisecond })
+	if m := srv.Wait(t, 1, 5*time.Second)[0]; smtptest.CodeFrom(m) != "515151" {
+		t.Fatalf("mail code %q", smtptest.CodeFrom(m))
+	}
+	r.wantStatus(t, job.DeliveryID, authd.DeliverySent, 2*time.Second)
+}

@@ -2,8 +2,10 @@ package jwt
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,13 +42,13 @@ func TestResealAfterRotation(t *testing.T) {
 		"new key alone":      {Store: store, Key: newKeys.Token},
 		"an unrelated older": {Store: store, Key: newKeys.Token, Old: [][]byte{bytes.Repeat([]byte{3}, 32)}},
 	} {
-		if err := src.Check(t.Context()); !errors.Is(err, authd.ErrMasterKeyOpensNothing) {
+		if _, err := src.Check(t.Context()); !errors.Is(err, authd.ErrMasterKeyOpensNothing) {
 			t.Fatalf("Check with %s before reseal = %v, want ErrMasterKeyOpensNothing", name, err)
 		}
 	}
 	rotating := &StoreSource{Store: store, Key: newKeys.Token, Old: [][]byte{oldKeys.Token}, Now: c.Now}
-	if err := rotating.Check(t.Context()); err != nil {
-		t.Fatalf("Check with the old key as previous: %v", err)
+	if under, err := rotating.Check(t.Context()); err != nil || under != 1 {
+		t.Fatalf("Check with the old key as previous: %d, %v; want the stored key under the previous one (1)", under, err)
 	}
 	during, err := New(t.Context(), rotating, opts)
 	if err != nil || during.SigningKeyID() != kid {
@@ -67,7 +69,33 @@ func TestResealAfterRotation(t *testing.T) {
 	if err != nil || after.SigningKeyID() != kid {
 		t.Fatalf("New with the new key alone after reseal: %v; want the same key %s", err, kid)
 	}
-	if err := (&StoreSource{Store: store, Key: oldKeys.Token}).Check(t.Context()); !errors.Is(err, authd.ErrMasterKeyOpensNothing) {
+	if under, err := rotating.Check(t.Context()); err != nil || under != 0 {
+		t.Fatalf("Check after reseal: %d, %v; want under the current key (0)", under, err)
+	}
+	if _, err := (&StoreSource{Store: store, Key: oldKeys.Token}).Check(t.Context()); !errors.Is(err, authd.ErrMasterKeyOpensNothing) {
 		t.Fatalf("the old key after reseal: %v, want ErrMasterKeyOpensNothing", err)
+	}
+}
+
+// Keys under two master keys, one of them no longer given: the start is
+// refused with what to do, not with ErrMasterKeyOpensNothing (some open).
+func TestCheckPartlyOpen(t *testing.T) {
+	store := &memKeys{}
+	k1, _ := authd.DeriveKeys(bytes.Repeat([]byte("1"), 32))
+	k2, _ := authd.DeriveKeys(bytes.Repeat([]byte("2"), 32))
+	for i, key := range [][]byte{k1.Token, k2.Token} {
+		k, err := NewSigningKey(key, t0, t0.Add(time.Duration(i)*time.Minute), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.AddSigningKey(t.Context(), k)
+	}
+	_, err := (&StoreSource{Store: store, Key: k2.Token}).Check(t.Context())
+	if err == nil || errors.Is(err, authd.ErrMasterKeyOpensNothing) || !strings.Contains(err.Error(), "AUTHD_MASTER_KEY_PREVIOUS") ||
+		!strings.Contains(err.Error(), "authd keys reseal") {
+		t.Fatalf("Check with one of two sealing keys = %v; want a refusal saying to keep the old key as previous until the reseal", err)
+	}
+	if under, err := (&StoreSource{Store: store, Key: k2.Token, Old: [][]byte{k1.Token}}).Check(t.Context()); err != nil || under != 1 {
+		t.Fatalf("Check with both = %d, %v", under, err)
 	}
 }

@@ -53,7 +53,8 @@ func (s *StoreSource) keys() [][]byte { return append([][]byte{s.Key}, s.Old...)
 func (s *StoreSource) notOpened(kid string, stored []authd.SigningKey, err error) error {
 	for _, k := range stored {
 		if _, _, err := open(s.keys(), k.ID, k.SealedPrivateKey); err == nil {
-			return wrapf(authd.EINTERNAL, err, "signing key %s does not open", kid)
+			return wrapf(authd.EINTERNAL, err, "signing key %s does not open under AUTHD_MASTER_KEY or AUTHD_MASTER_KEY_PREVIOUS, while others do: "+
+				"keep the master key it was sealed under in AUTHD_MASTER_KEY_PREVIOUS until `authd keys reseal` has run (README, \"Rotating the master key\")", kid)
 		}
 	}
 	return authd.ErrMasterKeyOpensNothing
@@ -61,20 +62,27 @@ func (s *StoreSource) notOpened(kid string, stored []authd.SigningKey, err error
 
 // Check reports whether the stored keys open under the master keys
 // given, without making one: what a start checks before it trusts the
-// master key with anything else.
+// master key with anything else. It returns the index of the key (0: Key,
+// i: Old[i-1]) the oldest stored one opens under, or -1 when none is
+// stored.
 //
 // Errors: EUNAVAILABLE, authd.ErrMasterKeyOpensNothing, EINTERNAL.
-func (s *StoreSource) Check(ctx context.Context) error {
+func (s *StoreSource) Check(ctx context.Context) (int, error) {
 	keys, err := s.Store.SigningKeys(ctx)
 	if err != nil {
-		return err
+		return -1, err
 	}
-	for _, k := range keys {
-		if _, _, err := open(s.keys(), k.ID, k.SealedPrivateKey); err != nil {
-			return s.notOpened(k.ID, keys, err)
+	under := -1
+	for i, k := range keys {
+		_, u, err := open(s.keys(), k.ID, k.SealedPrivateKey)
+		if err != nil {
+			return -1, s.notOpened(k.ID, keys, err)
+		}
+		if i == 0 {
+			under = u
 		}
 	}
-	return nil
+	return under, nil
 }
 
 // Reseal seals every stored key that an Old key opens under Key, and
