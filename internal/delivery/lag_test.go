@@ -11,6 +11,7 @@ import (
 
 	"github.com/authd/authd"
 	"github.com/authd/authd/internal/delivery"
+	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/smtptest"
 )
 
@@ -56,6 +57,39 @@ func TestLagLeavesOutRecipientRefusals(t *testing.T) {
 	}
 	if logs := r.logs.String(); strings.Contains(logs, "mail delivery is behind") {
 		t.Errorf("the greylisted mail was logged as a lag:\n%s", logs)
+	}
+}
+
+// A relay that stalls at RCPT TO for one recipient (a callout to a tarpit)
+// past the sender's network timeout: that mail's retries do not count in
+// the lag once its first attempt has failed, so one address cannot make
+// everyone's send-code 503; the attempt in flight counts only while it
+// lasts, under the send timeout. Mail for others goes out meanwhile.
+func TestLagLeavesOutRecipientStalls(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.WithCommandReply(smtptest.CmdRcpt, func(_ int, to string) *smtp.SMTPError {
+		if strings.HasPrefix(to, "tarpit@") {
+			time.Sleep(900 * time.Millisecond)
+		}
+		return nil
+	}))
+	r := newRig(t)
+	const maxLag = 600 * time.Millisecond
+	w := r.workerWith(t, newSender(t, srv, func(c *mailer.Config) { c.Timeout = 300 * time.Millisecond }), func(o *delivery.WorkerOptions) {
+		o.MaxLag, o.MaxAttempts, o.SendTimeout = maxLag, 1000, 400*time.Millisecond
+	})
+	r.issue(t, "tarpit@example.com", "333333", time.Minute)
+	other := r.issue(t, "ana@example.com", "444444", time.Minute)
+	r.wantStatus(t, other.DeliveryID, "sent", 5*time.Second)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if w.Behind() > 0 {
+			t.Fatalf("behind by %v for one recipient's stalls (%d tries at RCPT)", w.Behind(), srv.Commands(smtptest.CmdRcpt))
+		}
+	}
+	if n := srv.Commands(smtptest.CmdRcpt); n < 4 {
+		t.Fatalf("%d tries at RCPT TO in 3 s: the stalled mail was not retried", n)
+	}
+	if w.Check(context.Background()) != nil {
+		t.Error("one recipient's stalls made mail degraded")
 	}
 }
 

@@ -47,7 +47,10 @@ type WorkerOptions struct {
 	// do not all come back at once.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// SendTimeout bounds one send attempt (default 30s).
+	// SendTimeout bounds one send attempt (default 20s: under MAIL_MAX_LAG's
+	// default, so that one recipient's stalled attempt, which counts in the
+	// lag while it lasts, has failed before it alone could push the lag
+	// over).
 	SendTimeout time.Duration
 	// MaxAttempts is how many times the server may refuse a mail
 	// temporarily (a 4xx reply: SendError Temporary and Reply) before it
@@ -169,7 +172,7 @@ func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSeale
 	}
 	opts.MaxBackoff = max(opts.MaxBackoff, opts.Backoff)
 	if opts.SendTimeout <= 0 {
-		opts.SendTimeout = 30 * time.Second
+		opts.SendTimeout = 20 * time.Second
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10

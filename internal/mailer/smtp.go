@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mail "github.com/wneessen/go-mail"
@@ -92,7 +93,7 @@ var _ authd.Sender = (*SMTPSender)(nil)
 // smtpConn is one open, authenticated SMTP session.
 type smtpConn struct {
 	c         *smtp.Client
-	raw       net.Conn // the TCP connection under any TLS, to cut on cancel
+	raw       *watchedConn // the TCP connection under any TLS, to cut on cancel
 	idleSince time.Time
 	// plainOffered: the session runs in plain text (SMTP_TLS=false) on a
 	// server that offers STARTTLS. Such a server may refuse AUTH or MAIL
@@ -204,12 +205,13 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 		// The templates fail every mail alike.
 		return &authd.SendError{Session: true, Setting: settingTemplates, Err: err}
 	}
-	fail := func(err error, plainOffered bool) error {
-		c := classify(err, plainOffered)
+	fail := func(err error, on *smtpConn) error {
+		c := classify(err, on)
 		if ctx.Err() != nil {
-			// Cut by the caller (its send timeout, a shutdown): whatever
-			// the step, the server was slow, not refusing.
-			c = class{temporary: true, session: true}
+			// Cut by the caller (its send timeout, a shutdown): the server
+			// was slow, not refusing; at RCPT TO, slow on this recipient
+			// (see classify).
+			c = class{temporary: true, session: !atRcpt(err)}
 		}
 		text := authd.Redact(err.Error(), m.Code, m.To, to)
 		if p := s.cfg.Password; len(p) >= minRedactedPassword {
@@ -221,12 +223,12 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err, false)
+		return fail(err, nil)
 	}
 	for {
 		c, reused, err := s.get(ctx)
 		if err != nil {
-			return fail(err, false)
+			return fail(err, nil)
 		}
 		alive, err := s.sendOn(ctx, c, msg)
 		if err == nil && alive {
@@ -247,7 +249,7 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 		if reused && stale(err) && ctx.Err() == nil {
 			continue
 		}
-		return fail(err, c.plainOffered)
+		return fail(err, c)
 	}
 }
 
@@ -352,8 +354,9 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close()
 		return nil, &stageError{stage: stageConnect, err: err}
 	}
+	w := &watchedConn{Conn: raw}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	c, plainOffered, err := s.open(raw)
+	c, plainOffered, err := s.open(w)
 	if !stop() && err == nil {
 		err = context.Cause(ctx) // cut as it finished: the session is gone
 	}
@@ -361,7 +364,32 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close() // go-mail leaves the socket open when a step fails
 		return nil, err
 	}
-	return &smtpConn{c: c, raw: raw, plainOffered: plainOffered}, nil
+	return &smtpConn{c: c, raw: w, plainOffered: plainOffered}, nil
+}
+
+// watchedConn is a connection that remembers whether a read or a write
+// ran out of time: go-mail's errors do not say.
+type watchedConn struct {
+	net.Conn
+	timedOut atomic.Bool
+}
+
+func (w *watchedConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	w.note(err)
+	return n, err
+}
+
+func (w *watchedConn) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	w.note(err)
+	return n, err
+}
+
+func (w *watchedConn) note(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		w.timedOut.Store(true)
+	}
 }
 
 // open runs a new connection's steps up to a session ready for MAIL FROM:
@@ -521,7 +549,16 @@ type class struct {
 // A recipient's own answer is the one failure that is not the session's:
 // it says nothing of the other mails, and anyone can make it happen by
 // asking codes for made-up addresses.
-func classify(err error, plainOffered bool) class {
+// atRcpt reports whether err is a failure at RCPT TO.
+func atRcpt(err error) bool {
+	var se *mail.SendError
+	return errors.As(err, &se) && se.Reason == mail.ErrSMTPRcptTo
+}
+
+// classify sorts a failed send's error; on is the connection it failed
+// on, nil when none was had.
+func classify(err error, on *smtpConn) class {
+	plainOffered := on != nil && on.plainOffered
 	code := replyCode(err)
 	answered := code >= 400 && code < 600
 	c := class{temporary: !answered || code < 500, reply: answered, session: true}
@@ -536,8 +573,14 @@ func classify(err error, plainOffered bool) class {
 		case mail.ErrNoUnencoded:
 			return class{session: true}
 		case mail.ErrSMTPRcptTo:
-			// A connection cut at RCPT TO is the session's all the same.
-			c.session = !answered
+			// A connection cut at RCPT TO is the session's all the same;
+			// a server that takes too long to answer it is slow on this
+			// recipient: a relay checking the address with the
+			// recipient's own server first (a callout), or that server a
+			// tarpit. One recipient's stalls must neither hold up the
+			// others' mail in the lag (MAIL_MAX_LAG) nor make mail look
+			// degraded.
+			c.session = !answered && !(on != nil && on.raw.timedOut.Load())
 		case mail.ErrSMTPMailFrom:
 			switch {
 			case code >= 500 && (code == 530 || se.EnhancedStatusCode() == "5.7.0"):

@@ -458,3 +458,35 @@ func TestNewSMTPSenderRejects(t *testing.T) {
 		}
 	}
 }
+
+// A server that stalls at RCPT TO is slow on that recipient (a callout, a
+// tarpit): not the session's failure, so that one recipient neither holds
+// up the others' mail in the lag nor makes mail degraded — whether the
+// stall outlasts the network timeout or the caller's deadline. A stall at
+// MAIL FROM stalls every mail: the session's.
+func TestSMTPSenderStallAtRcptIsTheRecipients(t *testing.T) {
+	stall := func(int, string) *smtp.SMTPError { time.Sleep(1500 * time.Millisecond); return nil }
+	for _, tc := range []struct {
+		name        string
+		cmd         smtptest.Command
+		timeout     time.Duration // the sender's network timeout
+		deadline    time.Duration // the caller's
+		wantSession bool
+	}{
+		{"RCPT TO, network timeout", smtptest.CmdRcpt, 300 * time.Millisecond, 10 * time.Second, false},
+		{"RCPT TO, caller's deadline", smtptest.CmdRcpt, 10 * time.Second, 300 * time.Millisecond, false},
+		{"MAIL FROM, network timeout", smtptest.CmdMail, 300 * time.Millisecond, 10 * time.Second, true},
+		{"MAIL FROM, caller's deadline", smtptest.CmdMail, 10 * time.Second, 300 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t, smtptest.WithCommandReply(tc.cmd, stall))
+			s := newSender(t, srv, func(c *mailer.Config) { c.Timeout = tc.timeout })
+			ctx, cancel := context.WithTimeout(t.Context(), tc.deadline)
+			defer cancel()
+			se := sendError(t, s.Send(ctx, message("ana@example.com", "123456")))
+			if !se.Temporary || se.Reply || se.Session != tc.wantSession {
+				t.Fatalf("%s: %+v; want temporary, no reply, session %v", tc.name, se, tc.wantSession)
+			}
+		})
+	}
+}
