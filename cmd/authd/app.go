@@ -45,7 +45,7 @@ type overrides struct {
 
 // newApp opens the stores, migrates, and wires the flow and the HTTP layer.
 func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o overrides) (_ *app, err error) {
-	a := &app{ready: &httpapi.Readiness{Timeout: time.Second}}
+	a := &app{ready: &httpapi.Readiness{Timeout: time.Second, CacheFor: time.Second}}
 	defer func() {
 		if err != nil {
 			a.close()

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,4 +369,44 @@ type loggingFlow struct {
 func (f *loggingFlow) SendCode(ctx context.Context, req authd.SendRequest) (authd.SendResult, error) {
 	f.log.WarnContext(ctx, "from the flow")
 	return authd.SendResult{}, nil
+}
+
+// A flood of readiness probes costs the stores one round of checks per
+// CacheFor: probes at once wait for the round under way, later ones within
+// CacheFor get its results; draining is never cached.
+func TestReadinessCached(t *testing.T) {
+	var calls atomic.Int64
+	r := &Readiness{CacheFor: 300 * time.Millisecond, Checks: []Check{{Name: "database", Check: func(context.Context) error {
+		calls.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	}}}}
+	r.MarkStarted()
+	h := New(Options{ProjectName: "P", Logger: slog.New(slog.DiscardHandler), Readiness: r})
+	probe := func() int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/api/v1/health/ready", nil))
+		return w.Code
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if code := probe(); code != 200 {
+				t.Errorf("probe: %d", code)
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("50 probes at once ran the checks %d times, want 1", n)
+	}
+	r.MarkDraining()
+	if code := probe(); code != 503 {
+		t.Fatalf("draining, within CacheFor: %d, want 503 at once", code)
+	}
+	time.Sleep(350 * time.Millisecond)
+	probe()
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("after CacheFor the checks ran %d times in all, want 2", n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -59,9 +60,21 @@ type Readiness struct {
 	// instance unready: verify-code still works, and every instance shares
 	// the one queue, so pulling them all would only stop the verifies too.
 	Mail MailLag
+	// CacheFor is how long the checks' results answer every probe (0:
+	// each probe runs them). The probe is public: uncached, every request
+	// for it would ask each store something; cached, a flood of probes
+	// costs the stores one round a CacheFor. Probes meanwhile wait for the
+	// round under way rather than start their own. Start-up and draining
+	// are never cached.
+	CacheFor time.Duration
 
 	started  atomic.Bool
 	draining atomic.Bool
+
+	mu      sync.Mutex // one round of checks at a time
+	lastAt  time.Time
+	lastOK  bool
+	lastRes map[string]string
 }
 
 // MarkStarted records that start-up work (migrations) is done.
@@ -136,39 +149,11 @@ type ReadyBody struct {
 // reports whether the instance is ready. A check's error is not in the
 // answer: it may name hosts; the log has it.
 func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, ReadyBody) {
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = time.Second
+	ready, checks := r.check(ctx, log)
+	body := ReadyBody{Status: "ready", Checks: maps.Clone(checks)}
+	if body.Checks == nil {
+		body.Checks = map[string]string{}
 	}
-	body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(r.Checks)+1)}
-	ready := true
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, c := range r.Checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			err := c.Check(cctx)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				body.Checks[c.Name] = "ok"
-			case c.Optional && errors.Is(err, ErrUnknown):
-				body.Checks[c.Name] = "unknown"
-			case c.Optional:
-				body.Checks[c.Name] = "degraded"
-				log.Warn("readiness check degraded", "check", c.Name, "err", err)
-			default:
-				body.Checks[c.Name] = "down"
-				ready = false
-				log.Warn("readiness check failed", "check", c.Name, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
 	if r.Mail != nil {
 		// Not a Check: its log line is the worker's, once a minute, not
 		// one a probe.
@@ -191,6 +176,51 @@ func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, Ready
 		body.Status = "not_ready"
 	}
 	return ready, body
+}
+
+// check runs every check concurrently, each bounded by the timeout, or
+// returns the last round's results while they are younger than CacheFor.
+func (r *Readiness) check(ctx context.Context, log *slog.Logger) (bool, map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.CacheFor > 0 && !r.lastAt.IsZero() && time.Since(r.lastAt) < r.CacheFor {
+		return r.lastOK, r.lastRes
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	res := make(map[string]string, len(r.Checks)+1)
+	ready := true
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range r.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout) // a probe gone does not fail the round it started
+			defer cancel()
+			err := c.Check(cctx)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				res[c.Name] = "ok"
+			case c.Optional && errors.Is(err, ErrUnknown):
+				res[c.Name] = "unknown"
+			case c.Optional:
+				res[c.Name] = "degraded"
+				log.Warn("readiness check degraded", "check", c.Name, "err", err)
+			default:
+				res[c.Name] = "down"
+				ready = false
+				log.Warn("readiness check failed", "check", c.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.lastAt, r.lastOK, r.lastRes = time.Now(), ready, res
+	return ready, res
 }
 
 // handleReady answers the readiness probe; without a Readiness the

@@ -51,8 +51,11 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = -1, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
 		cc := goredis.NewClusterClient(o)
-		cc.AddHook(newReloadHook(cc)) // a dead master's slots move (topology.go)
-		client = cc
+		hook := newReloadHook(cc) // a dead master's slots move (topology.go)
+		cc.AddHook(hook)
+		st := New(cc, opts)
+		st.onFault = hook.fault
+		return st, nil
 	case u.Query().Has("master_name"):
 		o, err := goredis.ParseFailoverURL(rawURL)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -16,11 +17,39 @@ import (
 //
 // Errors: EUNAVAILABLE, its cause the server's reply (a wrong database
 // index, a refused password) or the network's error.
+//
+// On a Redis Cluster it asks every master, and Redis answers while any
+// does: a master down costs the requests of its own slots a 503 until its
+// replica is promoted, and readiness failing on every instance for it
+// would have a load balancer pull them all, costing every request. (Through
+// the cluster client PING would reach one node of its choosing.)
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return unavailable(err)
+	cc, isCluster := s.client.(*goredis.ClusterClient)
+	if !isCluster {
+		if err := s.client.Ping(ctx).Err(); err != nil {
+			return unavailable(err)
+		}
+		return nil
 	}
-	return nil
+	var answered atomic.Bool
+	var failed atomic.Pointer[error]
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			failed.Store(&err)
+		} else {
+			answered.Store(true)
+		}
+		return nil
+	})
+	switch {
+	case answered.Load():
+		return nil
+	case err != nil:
+		return unavailable(err)
+	case failed.Load() != nil:
+		return unavailable(*failed.Load())
+	}
+	return unavailable(errors.New("no master to ask"))
 }
 
 // CheckEviction reads the server's maxmemory-policy; ok is true only for

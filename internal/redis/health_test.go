@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -157,5 +158,47 @@ func TestCheckEvictionCluster(t *testing.T) {
 				t.Fatalf("try %d%s: CheckEviction = %q, %v, %v; want the master's allkeys-lru", i, name, policy, ok, err)
 			}
 		}
+	}
+}
+
+// TestPingClusterAnyMaster: on a Redis Cluster, Redis answers readiness
+// while any master does. A master that stops answering costs its own
+// slots; were every instance unready for it, a load balancer would pull
+// them all. With every master silent, Ping fails.
+func TestPingClusterAnyMaster(t *testing.T) {
+	c := testenv.StartCluster(t)
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs(), ReadTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { cc.Close() })
+	s := redis.New(cc, redis.Options{})
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping with every master up: %v", err)
+	}
+	masters, err := c.Masters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paused []*testenv.Node
+	for m := range masters {
+		if err := m.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		paused = append(paused, m)
+		t.Cleanup(m.Resume)
+		if len(paused) == 1 {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			err := s.Ping(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("Ping with one master of three silent: %v, want nil", err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); authd.ErrorCode(err) != authd.EUNAVAILABLE {
+		t.Fatalf("Ping with every master silent: %v, want EUNAVAILABLE", err)
+	}
+	for _, m := range paused {
+		m.Resume()
 	}
 }

@@ -101,6 +101,11 @@ type Store struct {
 	waitReplicas int // Options.WaitReplicas (wait.go)
 	waitTimeout  time.Duration
 	waitShort    atomic.Int64 // IssueCode's writes too few replicas acknowledged
+
+	// onFault asks a cluster client for its slot map again (topology.go)
+	// after a failure met outside the client's hooks: WAIT's pipeline runs
+	// on a node's own client. Nil: nothing to ask.
+	onFault func()
 }
 
 var _ authd.CodeStore = (*Store)(nil)

@@ -52,6 +52,9 @@ func (s *Store) waitCall(ctx context.Context, key string, c scriptCall) (reply a
 		// Not run (a restarted or promoted node): once more, loading it.
 		reply, acked, waitErr, err = waitPipeline(ctx, node, c, s.waitReplicas, s.waitTimeout, true)
 	}
+	if s.onFault != nil && (topologyFault(err) || topologyFault(waitErr)) {
+		s.onFault() // the node's own client has none of the cluster's hooks
+	}
 	if err != nil {
 		if cc, ok := s.client.(*goredis.ClusterClient); ok && (goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK")) {
 			// The slot moved: the script did not run, and the next call
