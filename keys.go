@@ -28,6 +28,7 @@ type Keys struct {
 	Address []byte // names addresses in the code store
 	Mail    []byte // encrypts queued mail jobs
 	Token   []byte // encrypts JWT private keys at rest
+	SignIn  []byte // seals hosted sign-ins, grants and access tokens at rest; keys their form tokens
 
 	// OldMail and OldToken are the Mail and Token keys of the previous
 	// master keys (AUTHD_MASTER_KEY_PREVIOUS), newest first: they open,
@@ -61,7 +62,7 @@ func deriveKeys(data []byte, masters [][]byte) (Keys, error) {
 	}
 	mail, token := SealKeys(masters)
 	return Keys{
-		Code: derive(data, "code-hash"), Address: derive(data, "address-key"),
+		Code: derive(data, "code-hash"), Address: derive(data, "address-key"), SignIn: derive(data, "signin"),
 		Mail: mail[0], Token: token[0], OldMail: mail[1:], OldToken: token[1:],
 	}, nil
 }

@@ -17,6 +17,11 @@ type Message struct {
 	Code        string
 	TTL         time.Duration
 	ExpiresAt   time.Time
+	// Link, when set, signs in with the code: the hosted sign-in's mail
+	// carries both (it holds the code, and is sealed with it).
+	Link string
+	// Lang is the mail's language tag ("" the default, English).
+	Lang string
 
 	// Address and CodeID name the code in the CodeStore, so a mail for a
 	// replaced code can be dropped unsent.

@@ -34,6 +34,15 @@ type Service struct {
 	// (MAIL_MAX_LAG). Nil: never.
 	Mail MailBacklog
 
+	// SignIns keeps the hosted sign-ins, authorization codes and access
+	// tokens (signin.go). Nil: no hosted sign-in.
+	SignIns SignInStore
+	// Issuer is AUTHD_ISSUER: the base of the links mailed for a hosted
+	// sign-in and the iss of its redirects.
+	Issuer string
+	// AccessTTL is the access tokens' lifetime (0: an hour).
+	AccessTTL time.Duration
+
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // nil: crypto/rand
 	Logger *slog.Logger     // nil: slog.Default()
@@ -46,6 +55,12 @@ type SendRequest struct {
 	Email     string
 	ProjectID string
 	ClientIP  string
+
+	// Lang is the mail's language ("" the default).
+	Lang string
+	// Link, when set, makes the mail carry a link to sign in with beside
+	// the code: the hosted sign-in's (signin.go).
+	Link func(code string) string
 }
 
 // SendResult is what a successful SendCode reports.
@@ -147,7 +162,10 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
 		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, Address: addr, CodeID: id,
-		ReplaceableAt: now.Add(p.ResendCooldown),
+		ReplaceableAt: now.Add(p.ResendCooldown), Lang: req.Lang,
+	}
+	if req.Link != nil {
+		msg.Link = req.Link(code)
 	}
 	// The code reaches the store only sealed: at rest it exists as a hash
 	// and inside this ciphertext, nowhere else.

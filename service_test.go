@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,7 +399,7 @@ func TestFlowVerifyIssuesToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := authd.TokenClaims{Subject: res.User.ID, Audience: "shop", Email: "ana@example.com", Nonce: "n1", IssuedAt: f.now}
-	if len(iss.got) != 1 || iss.got[0] != want || res.Token.Raw != "a.b.c" {
+	if len(iss.got) != 1 || !reflect.DeepEqual(iss.got[0], want) || res.Token.Raw != "a.b.c" {
 		t.Fatalf("claims %+v, token %+v; want %+v", iss.got, res.Token, want)
 	}
 	code, _ = f.send(t, "ana@example.com", "shop")

@@ -17,6 +17,11 @@ type TokenClaims struct {
 	Email    string    // the normalised address
 	Nonce    string    // the client's own value, "" for none
 	IssuedAt time.Time // the verification's time
+
+	// The hosted sign-in's (signin.go); zero for the v2 API's tokens.
+	AuthTime  time.Time // auth_time: when the user proved the mailbox
+	AMR       []string  // amr: ["otp"] (the code typed) or ["link"]
+	Algorithm string    // the client's id_token_signed_response_alg: "RS256", or "" for the issuer's
 }
 
 // Token is a signed identity token: a compact JWS (JWT).

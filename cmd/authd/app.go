@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,12 +62,16 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	// The first start on an empty database makes the first key. A database
 	// that does not answer yet leaves the set empty, and not ready, until
 	// it does.
-	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:]}
+	rs256 := slices.ContainsFunc(cfg.Projects.All(), func(p authd.Project) bool { return p.IDTokenAlg == jwt.RS256 })
+	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:], RS256: rs256}
 	switch {
 	case cfg.TokenAlg == verify.HS256:
 		src = jwt.Secret(cfg.HS256Secret)
 	case cfg.TokenKeyFile != "":
 		src = jwt.FileSource{Path: cfg.TokenKeyFile}
+	}
+	if _, stored := src.(*jwt.StoreSource); rs256 && !stored {
+		return nil, errors.New("config: PROJECTS_FILE: id_token_signed_response_alg RS256 needs the token keys kept in the database (TOKEN_ALG=EdDSA, no TOKEN_KEY_FILE)")
 	}
 	// A database not up yet does not stop start-up; a master key that opens
 	// nothing stored does, before it is trusted with anything.
@@ -106,6 +112,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		Codes: codes, Users: db, Sealer: sealer, Signer: proof.NewHMAC(cfg.SecretKey), Tokens: tokens,
 		Policy: cfg.Policy, Keys: keyring, Logger: log, Projects: cfg.Projects, Mail: a.worker,
 		ProjectName: func(string) string { return cfg.ProjectName },
+		SignIns:     codes.SignIns, Issuer: cfg.Issuer, AccessTTL: cfg.TokenTTL,
 	}
 	a.ready.Checks = append([]httpapi.Check{{Name: "database", Check: db.Ping}}, codes.Checks...)
 	a.ready.Checks = append(a.ready.Checks, httpapi.Check{Name: "mail", Optional: true, Check: a.worker.Check},
@@ -123,7 +130,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	a.handler = httpapi.New(httpapi.Options{ProjectName: cfg.ProjectName, Flow: svc, Logger: log,
 		TrustedProxies: cfg.TrustedProxies, Projects: cfg.Projects, Readiness: a.ready, Observe: observe,
 		ServeMetrics: cfg.MetricsPublic(), Tokens: tokens, Proofs: verify.NewProofVerifier(cfg.SecretKey, httpapi.DefaultProofMaxAge),
-		MaxInflight: cfg.MaxInflight, RequestTimeout: cfg.RequestTimeout})
+		MaxInflight: cfg.MaxInflight, RequestTimeout: cfg.RequestTimeout, SignIn: svc})
 	return a, nil
 }
 

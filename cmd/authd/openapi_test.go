@@ -168,7 +168,16 @@ func (sp *spec) check(req *http.Request, body []byte, resp *http.Response, respB
 	if head {
 		vreq.Method = http.MethodGet
 	}
-	opts := &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true, SkipSettingDefaults: true}
+	opts := &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true, SkipSettingDefaults: true,
+		// The OAuth endpoints' credentials: present in the scheme the
+		// document names (authd itself judges whether they are right).
+		AuthenticationFunc: func(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+			h := in.RequestValidationInput.Request.Header.Get("Authorization")
+			if scheme := in.SecurityScheme.Scheme; !strings.HasPrefix(strings.ToLower(h), strings.ToLower(scheme)+" ") {
+				return errors.New("no " + scheme + " credentials")
+			}
+			return nil
+		}}
 
 	route, params, err := sp.router.FindRoute(vreq)
 	switch {

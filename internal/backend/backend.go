@@ -64,6 +64,8 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (Dat
 // readiness probe and the metrics ask of it.
 type Codes struct {
 	authd.CodeStore
+	// SignIns keeps the hosted sign-ins, beside the codes.
+	SignIns    authd.SignInStore
 	Checks     []httpapi.Check
 	Collectors []prometheus.Collector
 	Close      func()
@@ -74,7 +76,7 @@ type Codes struct {
 // answer yet does not stop it: readiness says so until it does.
 func OpenCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (Codes, error) {
 	if cfg.RedisURL == "" {
-		return Codes{CodeStore: inmem.NewCodeStore(), Close: func() {}}, nil
+		return Codes{CodeStore: inmem.NewCodeStore(), SignIns: inmem.NewSignInStore(), Close: func() {}}, nil
 	}
 	redis.SetLogger(log)
 	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster,
@@ -90,7 +92,7 @@ func OpenCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (Codes,
 	case err != nil:
 		log.Warn("Redis may evict keys: limits and queued mail can vanish", "err", err)
 	}
-	return Codes{CodeStore: s, Checks: RedisChecks(s), Collectors: []prometheus.Collector{s.Collector()},
+	return Codes{CodeStore: s, SignIns: s, Checks: RedisChecks(s), Collectors: []prometheus.Collector{s.Collector()},
 		Close: func() { s.Close() }}, nil
 }
 

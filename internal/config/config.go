@@ -753,6 +753,10 @@ func devSecret(dir, name string) (string, error) {
 //     display_name: Example Shop
 //     allowed_origins: [https://shop.example.com]
 //     limits: {mails_per_project: 5000/h, resend_seconds: 30}
+//     redirect_uris: [https://shop.example.com/oauth2/callback]
+//     client_secret_sha256: 9f86d0...   # omitted: a public client (PKCE only)
+//     id_token_signed_response_alg: RS256
+//     accent_color: "#0f766e"
 //
 // Its limits are the ones kept per project, each read as the variable it
 // overrides is. The per-IP and per-mailbox budgets and the total are
@@ -762,7 +766,13 @@ type projectEntry struct {
 	ID             string   `json:"id"`
 	DisplayName    string   `json:"display_name"`
 	AllowedOrigins []string `json:"allowed_origins"`
-	Limits         struct {
+	// The project as an OpenID Connect client (the hosted sign-in).
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	ClientSecretSHA256     string   `json:"client_secret_sha256"`
+	IDTokenAlg             string   `json:"id_token_signed_response_alg"`
+	AccentColor            string   `json:"accent_color"`
+	Limits                 struct {
 		MailsPerProject *string `json:"mails_per_project"` // LIMIT_MAILS_PER_PROJECT
 		ExpireSeconds   *int    `json:"expire_seconds"`    // OTP_EXPIRE_SECONDS
 		AttemptsLimit   *int    `json:"attempts_limit"`    // OTP_ATTEMPTS_LIMIT
@@ -789,7 +799,7 @@ func (c *Config) loadProjects(path string) error {
 	dec.DisallowUnknownFields()
 	var entries []projectEntry
 	if err := dec.Decode(&entries); err != nil {
-		return fmt.Errorf("want a list of {id, display_name, allowed_origins, limits}: %v", err)
+		return fmt.Errorf("want a list of {id, display_name, allowed_origins, limits, redirect_uris, post_logout_redirect_uris, client_secret_sha256, id_token_signed_response_alg, accent_color}: %v", err)
 	}
 	projects := make([]authd.Project, 0, len(entries))
 	for _, e := range entries {
@@ -813,7 +823,9 @@ func (c *Config) loadProjects(path string) error {
 				return fmt.Errorf("project %q: limits.%s: %v", e.ID, l.name, err)
 			}
 		}
-		projects = append(projects, authd.Project{ID: e.ID, DisplayName: e.DisplayName, AllowedOrigins: e.AllowedOrigins, Policy: pc.Policy})
+		projects = append(projects, authd.Project{ID: e.ID, DisplayName: e.DisplayName, AllowedOrigins: e.AllowedOrigins, Policy: pc.Policy,
+			RedirectURIs: e.RedirectURIs, PostLogoutRedirectURIs: e.PostLogoutRedirectURIs, ClientSecretSHA256: e.ClientSecretSHA256,
+			IDTokenAlg: e.IDTokenAlg, Accent: e.AccentColor})
 	}
 	c.Projects, err = authd.NewRegistry(projects)
 	return err

@@ -48,11 +48,13 @@ type sealedMessage struct {
 	ProjectName string `json:"name"`
 	Code        string `json:"code"`
 	TTL         int64  `json:"ttl"` // nanoseconds
+	Link        string `json:"link,omitempty"`
+	Lang        string `json:"lang,omitempty"`
 }
 
 // Seal implements authd.JobSealer. The output is nonce || ciphertext.
 func (s *Sealer) Seal(deliveryID string, m authd.Message) ([]byte, error) {
-	plain, err := json.Marshal(sealedMessage{To: m.To, ProjectName: m.ProjectName, Code: m.Code, TTL: int64(m.TTL)})
+	plain, err := json.Marshal(sealedMessage{To: m.To, ProjectName: m.ProjectName, Code: m.Code, TTL: int64(m.TTL), Link: m.Link, Lang: m.Lang})
 	if err != nil {
 		return nil, &authd.Error{Code: authd.EINTERNAL, Message: "seal mail job", Err: err}
 	}
@@ -85,7 +87,7 @@ func (s *Sealer) Open(deliveryID string, sealed []byte) (authd.Message, error) {
 	if err := json.Unmarshal(plain, &sm); err != nil {
 		return authd.Message{}, errUnsealable
 	}
-	return authd.Message{To: sm.To, ProjectName: sm.ProjectName, Code: sm.Code, TTL: time.Duration(sm.TTL)}, nil
+	return authd.Message{To: sm.To, ProjectName: sm.ProjectName, Code: sm.Code, TTL: time.Duration(sm.TTL), Link: sm.Link, Lang: sm.Lang}, nil
 }
 
 // errUnsealable says nothing of why: a wrong key, a wrong id and a damaged

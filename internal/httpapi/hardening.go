@@ -26,7 +26,20 @@ func hardening(projects *authd.Registry, next http.Handler) http.Handler {
 		}
 		if origin := r.Header.Get("Origin"); origin != "" {
 			h.Add("Vary", "Origin")
-			if projects.AllowsOrigin(origin) {
+			// The token and userinfo endpoints answer a single page app
+			// from the origin it was redirected to, too; they take the
+			// access token in Authorization.
+			client := r.URL.Path == "/oauth2/token" || r.URL.Path == "/oauth2/userinfo"
+			if client && projects.AllowsClientOrigin(origin) {
+				h.Set("Access-Control-Allow-Origin", origin)
+				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+					h.Set("Access-Control-Allow-Methods", "GET, POST")
+					h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+					h.Set("Access-Control-Max-Age", "600")
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+			} else if !client && projects.AllowsOrigin(origin) {
 				h.Set("Access-Control-Allow-Origin", origin)
 				h.Set("Access-Control-Expose-Headers", "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-ID")
 				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

@@ -36,9 +36,10 @@ type fullFlow struct{ opsFlow }
 type fakeTokens struct{ verify.SharedSecret }
 
 func (fakeTokens) JWKS() []byte               { return []byte(`{"keys":[]}`) }
-func (fakeTokens) Algorithm() string          { return "HS256" }
+func (fakeTokens) Algorithm() string          { return "EdDSA" }
 func (fakeTokens) Issuer() string             { return "https://auth.example.com" }
 func (fakeTokens) CacheMaxAge() time.Duration { return time.Minute }
+func (fakeTokens) SignsRS256() bool           { return false }
 
 const allowedOrigin = "https://shop.example.com"
 
@@ -55,6 +56,7 @@ func everything(t *testing.T) Options {
 		Observe: &Observer{Metrics: NewMetrics(reg, reg)}, ServeMetrics: true, Projects: projects,
 		Tokens: fakeTokens{verify.SharedSecret("0123456789abcdef0123456789abcdef")},
 		Proofs: verify.NewProofVerifier("0123456789abcdef0123456789abcdef", DefaultProofMaxAge),
+		SignIn: &authd.Service{},
 	}
 }
 
@@ -123,6 +125,12 @@ func TestRoutesAreDocumented(t *testing.T) {
 	// rules refuse a path with a trailing slash; /docs's description says
 	// that /docs/ redirects there.
 	undocumented := map[string]bool{"GET /docs/{$}": true}
+	// The hosted sign-in's pages are for people, not an API: the "sign
+	// in" tag's description says where they are.
+	for _, p := range []string{"GET /signin", "POST /signin/email", "POST /signin/code", "GET /signin/link",
+		"POST /signin/link", "GET /signin/wait", "GET /signin/style.css"} {
+		undocumented[p] = true
+	}
 
 	param := regexp.MustCompile(`\{[^}]+\}`)
 	served := map[string]bool{}
@@ -179,8 +187,11 @@ func TestOpenAPIDocumentHolds(t *testing.T) {
 			t.Errorf("%s and %s share operationId %s", key, other, op.OperationID)
 		}
 		ids[op.OperationID] = key
-		if op.Security == nil || len(*op.Security) != 0 {
-			t.Errorf("%s: security is not [] (none of authd's routes takes credentials)", key)
+		// Only the OAuth endpoints take credentials: the client's at the
+		// token endpoint, the access token at userinfo.
+		credentials := strings.HasPrefix(key, "POST /oauth2/token") || strings.Contains(key, " /oauth2/userinfo")
+		if op.Security == nil || (len(*op.Security) != 0) != credentials {
+			t.Errorf("%s: security is not [] (none of authd's routes but the token and userinfo endpoints takes credentials)", key)
 		}
 		for _, p := range op.Parameters {
 			if p.Ref != "" {
@@ -194,7 +205,16 @@ func TestOpenAPIDocumentHolds(t *testing.T) {
 			if op.RequestBody == nil {
 				t.Errorf("%s has no request body", key)
 			}
-			for _, st := range []string{"413", "415", "422", "503"} {
+			want := []string{"413", "415", "422", "503"}
+			switch {
+			case key == "POST /oauth2/userinfo":
+				// RFC 6750: a missing or bad token is 401; the body is not read.
+				want = []string{"401"}
+			case strings.HasPrefix(key, "POST /oauth2/"):
+				// RFC 6749's errors: a 400 with {"error"}, no 422.
+				want = []string{"400"}
+			}
+			for _, st := range want {
 				if op.Responses[st] == nil {
 					t.Errorf("%s does not document %s", key, st)
 				}

@@ -1,6 +1,10 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/authd/authd/verify"
+)
 
 // handler is what routes registers on: an *http.ServeMux, or a test's
 // recorder of the patterns.
@@ -42,7 +46,28 @@ func routes(mux handler, o Options) {
 	// The v2 tokens' keys and checks (tokens.go), answered from memory.
 	if o.Tokens != nil && o.Proofs != nil {
 		mux.Handle("GET /.well-known/jwks.json", handleJWKS(o.Tokens))
-		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(o.Tokens))
+		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(o.Tokens, o.SignIn != nil))
 		mux.Handle("POST /api/v2/auth/verify-proof", handleVerifyProof(o.Tokens, o.Proofs, org))
+	}
+
+	// The hosted sign-in: OpenID Connect's endpoints (oidc.go) and the
+	// pages people see (signin.go), whose forms post to authd alone.
+	if o.SignIn != nil && o.Tokens != nil && o.Tokens.Algorithm() != verify.HS256 {
+		p := &pages{projects: o.Projects, issuer: o.Tokens.Issuer(), log: log}
+		cop := http.NewCrossOriginProtection()
+		mux.Handle("GET /oauth2/authorize", b(handleAuthorize(o.SignIn, p)))
+		mux.Handle("POST /oauth2/authorize", b(handleAuthorize(o.SignIn, p)))
+		mux.Handle("POST /oauth2/token", b(handleToken(o.SignIn, log)))
+		mux.Handle("GET /oauth2/userinfo", b(handleUserInfo(o.SignIn, log)))
+		mux.Handle("POST /oauth2/userinfo", b(handleUserInfo(o.SignIn, log)))
+		mux.Handle("GET /oauth2/logout", handleEndSession(o.Tokens, p))
+		mux.Handle("POST /oauth2/logout", handleEndSession(o.Tokens, p))
+		mux.Handle("GET /signin", b(handleSignInPage(o.SignIn, p)))
+		mux.Handle("POST /signin/email", b(handleSignInEmail(o.SignIn, p, cop)))
+		mux.Handle("POST /signin/code", b(handleSignInCode(o.SignIn, p, cop)))
+		mux.Handle("GET /signin/link", b(handleLinkPage(o.SignIn, p)))
+		mux.Handle("POST /signin/link", b(handleLinkPost(o.SignIn, p, cop)))
+		mux.Handle("GET /signin/wait", b(handleWait(o.SignIn, p)))
+		mux.Handle("GET /signin/style.css", handleSignInStyle())
 	}
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// RequestTimeout is each auth request's deadline (REQUEST_TIMEOUT).
 	// 0: none.
 	RequestTimeout time.Duration
+	// SignIn is the hosted sign-in (OpenID Connect); nil, or no Tokens:
+	// none of its routes.
+	SignIn SignIn
 }
 
 // New returns authd's HTTP handler.

@@ -22,6 +22,9 @@ type Tokens interface {
 	verify.KeySource
 	JWKS() []byte // the published keys, a JWK Set document
 	Algorithm() string
+	// SignsRS256 reports whether RS256 keys are kept beside the EdDSA
+	// ones (a client of the registry asks for RS256 ID tokens).
+	SignsRS256() bool
 	Issuer() string
 	CacheMaxAge() time.Duration
 }
@@ -78,18 +81,25 @@ func handleJWKS(tokens Tokens) http.Handler {
 // handleDiscovery is a minimal OpenID Connect discovery document: enough
 // for standard libraries to find the keys from the issuer alone. Every URL
 // comes from AUTHD_ISSUER, never from the request's Host header.
-func handleDiscovery(tokens Tokens) http.Handler {
+func handleDiscovery(tokens Tokens, signIn bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		iss := tokens.Issuer()
 		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(tokens.CacheMaxAge()/time.Second)))
-		writeJSON(w, http.StatusOK, map[string]any{
+		d := map[string]any{
 			"issuer":                                iss,
 			"jwks_uri":                              strings.TrimSuffix(iss, "/") + "/.well-known/jwks.json",
 			"id_token_signing_alg_values_supported": []string{tokens.Algorithm()},
 			"subject_types_supported":               []string{"public"},
 			"response_types_supported":              []string{"id_token"},
 			"claims_supported":                      []string{"iss", "sub", "aud", "email", "email_verified", "iat", "exp", "jti", "nonce"},
-		})
+		}
+		// The hosted sign-in signs EdDSA whatever TOKEN_ALG says (an HS256
+		// secret is no one's to verify with but authd), and RS256 for the
+		// clients that ask.
+		if signIn && tokens.Algorithm() != verify.HS256 {
+			discoveryOIDC(d, iss, tokens.SignsRS256())
+		}
+		writeJSON(w, http.StatusOK, d)
 	})
 }
 

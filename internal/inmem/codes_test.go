@@ -95,3 +95,7 @@ func TestMailQueue(t *testing.T) {
 
 // addrOf is the store's name of an address whose mailbox is its own.
 func addrOf(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }
+
+func TestSignInStore(t *testing.T) {
+	storetest.SignInStore(t, func(t *testing.T) authd.SignInStore { return inmem.NewSignInStore() })
+}

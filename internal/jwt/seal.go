@@ -15,15 +15,21 @@ import (
 // are ever sealed. The kid is the associated data, so a sealed key copied
 // onto another row does not open.
 func seal(key []byte, kid string, priv ed25519.PrivateKey, rand io.Reader) ([]byte, error) {
+	return sealRaw(key, kid, priv.Seed(), rand)
+}
+
+// sealRaw is seal for any key's bytes: an Ed25519 seed, or an RSA key's
+// PKCS #8 DER.
+func sealRaw(key []byte, kid string, plain []byte, rand io.Reader) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+ed25519.SeedSize+aead.Overhead())
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
 	if _, err := io.ReadFull(rand, nonce); err != nil {
 		return nil, err
 	}
-	return aead.Seal(nonce, nonce, priv.Seed(), []byte(kid)), nil
+	return aead.Seal(nonce, nonce, plain, []byte(kid)), nil
 }
 
 // errOpen is a sealed key that does not open under any master key given:
@@ -33,6 +39,19 @@ var errOpen = errors.New("the private key does not open under AUTHD_MASTER_KEY o
 // open decrypts what seal made with the first of keys that opens it, and
 // says which.
 func open(keys [][]byte, kid string, sealed []byte) (ed25519.PrivateKey, int, error) {
+	seed, i, err := openRaw(keys, kid, sealed)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, 0, fmt.Errorf("sealed key %s: want a %d-byte seed, got %d", kid, ed25519.SeedSize, len(seed))
+	}
+	return ed25519.NewKeyFromSeed(seed), i, nil
+}
+
+// openRaw opens what sealRaw sealed with the first of keys that opens it,
+// and says which.
+func openRaw(keys [][]byte, kid string, sealed []byte) ([]byte, int, error) {
 	for i, key := range keys {
 		aead, err := chacha20poly1305.NewX(key)
 		if err != nil {
@@ -41,14 +60,11 @@ func open(keys [][]byte, kid string, sealed []byte) (ed25519.PrivateKey, int, er
 		if len(sealed) < aead.NonceSize()+aead.Overhead() {
 			return nil, 0, errOpen
 		}
-		seed, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
+		plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
 		if err != nil {
 			continue
 		}
-		if len(seed) != ed25519.SeedSize {
-			return nil, 0, fmt.Errorf("sealed key %s: want a %d-byte seed, got %d", kid, ed25519.SeedSize, len(seed))
-		}
-		return ed25519.NewKeyFromSeed(seed), i, nil
+		return plain, i, nil
 	}
 	return nil, 0, errOpen
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,7 @@ type material struct {
 	alg        string             // verify.EdDSA or verify.HS256
 	priv       ed25519.PrivateKey // EdDSA keys that may sign; nil for publish-only
 	pub        ed25519.PublicKey  // EdDSA
+	rsa        *rsa.PrivateKey    // RS256
 	secret     []byte             // HS256
 	createdAt  time.Time
 	activeFrom time.Time
@@ -77,12 +79,15 @@ type Set struct {
 
 // state is one immutable view of the keys, swapped whole on refresh.
 type state struct {
-	signer  jose.Signer
-	signKID string
-	alg     string
-	jwks    []byte
-	keys    map[string]verify.Key // published keys, and the HS256 secret
-	all     []material
+	signer jose.Signer
+	// rsSigner signs RS256 for the clients that ask (nil: no RS256 key).
+	rsSigner jose.Signer
+	signKID  string
+	rsKID    string
+	alg      string
+	jwks     []byte
+	keys     map[string]verify.Key // published keys, and the HS256 secret
+	all      []material
 }
 
 var (
@@ -236,14 +241,50 @@ func choose(ms []material, now time.Time) ([]material, int, error) {
 	return ms, sign, nil
 }
 
-// build decides which key signs at now and which are published.
-func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
+// families splits keys into the issuer's algorithm's (EdDSA or HS256) and
+// the RS256 ones kept beside them: each family takes over within itself.
+func families(all []material) (main, rs []material) {
+	for _, m := range all {
+		if m.alg == RS256 {
+			rs = append(rs, m)
+		} else {
+			main = append(main, m)
+		}
+	}
+	return main, rs
+}
+
+// build decides which key signs at now and which are published, in each
+// family.
+func build(all []material, now time.Time, ttl time.Duration) (*state, error) {
+	ms, rs := families(all)
 	ms, sign, err := choose(ms, now)
 	if err != nil {
 		return nil, err
 	}
 	cur := ms[sign]
 	st := &state{signKID: cur.id, alg: cur.alg, keys: map[string]verify.Key{}, all: ms}
+	var rsPublished []jose.JSONWebKey
+	if len(rs) > 0 {
+		rs, rsign, err := choose(rs, now)
+		if err != nil {
+			return nil, err
+		}
+		rcur := rs[rsign]
+		for i, m := range rs {
+			if i < rsign && !publishedAt(rs, i, now, ttl) {
+				continue
+			}
+			rsPublished = append(rsPublished, jose.JSONWebKey{Key: &m.rsa.PublicKey, KeyID: m.id, Algorithm: RS256, Use: "sig"})
+		}
+		st.rsSigner, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: rcur.rsa},
+			(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), rcur.id))
+		if err != nil {
+			return nil, &authd.Error{Code: authd.EINTERNAL, Message: "cannot make the RS256 signer", Err: err}
+		}
+		st.rsKID = rcur.id
+		st.all = append(st.all, rs...)
+	}
 	var published []jose.JSONWebKey
 	for i, m := range ms {
 		if m.alg == verify.HS256 {
@@ -270,7 +311,7 @@ func build(ms []material, now time.Time, ttl time.Duration) (*state, error) {
 	})
 	jwks, err := json.Marshal(struct {
 		Keys []jose.JSONWebKey `json:"keys"`
-	}{Keys: append([]jose.JSONWebKey{}, published...)})
+	}{Keys: append(append([]jose.JSONWebKey{}, published...), rsPublished...)})
 	if err != nil {
 		return nil, &authd.Error{Code: authd.EINTERNAL, Message: "cannot encode the JWKS", Err: err}
 	}
@@ -318,6 +359,16 @@ type claims struct {
 	Expiry        int64  `json:"exp"`
 	ID            string `json:"jti"`
 	Nonce         string `json:"nonce,omitempty"`
+	// The hosted sign-in's (OIDC Core §2); absent from the v2 API's.
+	AuthTime int64    `json:"auth_time,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+}
+
+func (c claims) withAuthTime(t time.Time) claims {
+	if !t.IsZero() {
+		c.AuthTime = t.Unix()
+	}
+	return c
 }
 
 // IssueToken signs c with the current key.
@@ -341,12 +392,19 @@ func (s *Set) IssueToken(ctx context.Context, c authd.TokenClaims) (authd.Token,
 	payload, err := json.Marshal(claims{
 		Issuer: s.opts.Issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email,
 		EmailVerified: true, IssuedAt: iat, Expiry: iat + int64(s.opts.TTL/time.Second),
-		ID: hex.EncodeToString(jti[:]), Nonce: c.Nonce,
-	})
+		ID: hex.EncodeToString(jti[:]), Nonce: c.Nonce, AMR: c.AMR,
+	}.withAuthTime(c.AuthTime))
 	if err != nil {
 		return authd.Token{}, &authd.Error{Code: authd.EINTERNAL, Message: "cannot encode the claims", Err: err}
 	}
-	jws, err := st.signer.Sign(payload)
+	signer, kid := st.signer, st.signKID
+	if c.Algorithm == RS256 {
+		if st.rsSigner == nil {
+			return authd.Token{}, &authd.Error{Code: authd.EUNAVAILABLE, Message: "no RS256 signing key"}
+		}
+		signer, kid = st.rsSigner, st.rsKID
+	}
+	jws, err := signer.Sign(payload)
 	if err != nil {
 		return authd.Token{}, &authd.Error{Code: authd.EINTERNAL, Message: "cannot sign the token", Err: err}
 	}
@@ -354,7 +412,7 @@ func (s *Set) IssueToken(ctx context.Context, c authd.TokenClaims) (authd.Token,
 	if err != nil {
 		return authd.Token{}, &authd.Error{Code: authd.EINTERNAL, Message: "cannot serialise the token", Err: err}
 	}
-	return authd.Token{Raw: raw, KeyID: st.signKID, ExpiresIn: s.opts.TTL}, nil
+	return authd.Token{Raw: raw, KeyID: kid, ExpiresIn: s.opts.TTL}, nil
 }
 
 // Key returns the published key kid (or the HS256 secret), from memory.
@@ -395,6 +453,12 @@ func (s *Set) SigningKeyID() string {
 	return ""
 }
 
+// SignsRS256 reports whether RS256 keys are held beside the EdDSA ones.
+func (s *Set) SignsRS256() bool {
+	st := s.state.Load()
+	return st != nil && st.rsSigner != nil
+}
+
 // Issuer returns the iss of the tokens.
 func (s *Set) Issuer() string { return s.opts.Issuer }
 
@@ -418,8 +482,18 @@ type KeyInfo struct {
 	RetiresAt time.Time
 }
 
-// describe lists ms's keys and their states at now.
+// describe lists ms's keys and their states at now, each family's apart.
 func describe(ms []material, now time.Time, ttl time.Duration) ([]KeyInfo, error) {
+	main, rs := families(ms)
+	out, err := describeFamily(main, now, ttl)
+	if err != nil || len(rs) == 0 {
+		return out, err
+	}
+	more, err := describeFamily(rs, now, ttl)
+	return append(out, more...), err
+}
+
+func describeFamily(ms []material, now time.Time, ttl time.Duration) ([]KeyInfo, error) {
 	all, sign, err := choose(ms, now)
 	if err != nil {
 		return nil, err

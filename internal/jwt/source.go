@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +35,9 @@ type StoreSource struct {
 	Old   [][]byte         // authd.Keys.OldToken: open, never seal
 	Now   func() time.Time // nil: time.Now
 	Rand  io.Reader        // nil: crypto/rand
+	// RS256 keeps RSA keys beside the EdDSA ones, made at the first load
+	// that finds none: a client of the registry asks for RS256 ID tokens.
+	RS256 bool
 
 	mu     sync.Mutex
 	opened map[string]material // by kid: each key is opened once
@@ -52,7 +57,7 @@ func (s *StoreSource) keys() [][]byte { return append([][]byte{s.Key}, s.Old...)
 // was changed), or one naming kid when others do (its row was altered).
 func (s *StoreSource) notOpened(kid string, stored []authd.SigningKey, err error) error {
 	for _, k := range stored {
-		if _, _, err := open(s.keys(), k.ID, k.SealedPrivateKey); err == nil {
+		if _, _, err := openRaw(s.keys(), k.ID, k.SealedPrivateKey); err == nil {
 			return wrapf(authd.EINTERNAL, err, "signing key %s does not open under AUTHD_MASTER_KEY or AUTHD_MASTER_KEY_PREVIOUS, while others do: "+
 				"keep the master key it was sealed under in AUTHD_MASTER_KEY_PREVIOUS until `authd keys reseal` has run (README, \"Rotating the master key\")", kid)
 		}
@@ -74,7 +79,7 @@ func (s *StoreSource) Check(ctx context.Context) (int, error) {
 	}
 	under := -1
 	for i, k := range keys {
-		_, u, err := open(s.keys(), k.ID, k.SealedPrivateKey)
+		_, u, err := openRaw(s.keys(), k.ID, k.SealedPrivateKey)
 		if err != nil {
 			return -1, s.notOpened(k.ID, keys, err)
 		}
@@ -96,7 +101,7 @@ func (s *StoreSource) Reseal(ctx context.Context) (resealed, current int, err er
 		return 0, 0, err
 	}
 	for _, k := range keys {
-		priv, under, err := open(s.keys(), k.ID, k.SealedPrivateKey)
+		priv, under, err := openRaw(s.keys(), k.ID, k.SealedPrivateKey)
 		if err != nil {
 			return resealed, current, s.notOpened(k.ID, keys, err)
 		}
@@ -104,7 +109,7 @@ func (s *StoreSource) Reseal(ctx context.Context) (resealed, current int, err er
 			current++
 			continue
 		}
-		next, err := seal(s.Key, k.ID, priv, s.rand())
+		next, err := sealRaw(s.Key, k.ID, priv, s.rand())
 		if err != nil {
 			return resealed, current, wrapf(authd.EINTERNAL, err, "cannot seal the signing key")
 		}
@@ -137,6 +142,20 @@ func (s *StoreSource) load(ctx context.Context) ([]material, error) {
 			return nil, err
 		}
 	}
+	if s.RS256 && !slices.ContainsFunc(keys, func(k authd.SigningKey) bool { return k.Algorithm == RS256 }) {
+		// The first RS256 key, once a client asks for RS256. Instances
+		// starting together may each add one: all are published, the
+		// last made signs.
+		now := s.now()
+		k, err := NewRSASigningKey(s.Key, now, now, s.rand())
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Store.AddSigningKey(ctx, k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened == nil {
@@ -145,6 +164,21 @@ func (s *StoreSource) load(ctx context.Context) ([]material, error) {
 	out := make([]material, 0, len(keys))
 	for _, k := range keys {
 		if m, ok := s.opened[k.ID]; ok && m.activeFrom.Equal(k.ActiveFrom) {
+			out = append(out, m)
+			continue
+		}
+		if k.Algorithm == RS256 {
+			der, _, err := openRaw(s.keys(), k.ID, k.SealedPrivateKey)
+			if err != nil {
+				return nil, s.notOpened(k.ID, keys, err)
+			}
+			pk, err := x509.ParsePKCS8PrivateKey(der)
+			rk, ok := pk.(*rsa.PrivateKey)
+			if err != nil || !ok {
+				return nil, wrapf(authd.EINTERNAL, err, "signing key %s: not an RSA private key", k.ID)
+			}
+			m := material{id: k.ID, alg: RS256, signs: true, rsa: rk, createdAt: k.CreatedAt, activeFrom: k.ActiveFrom}
+			s.opened[k.ID] = m
 			out = append(out, m)
 			continue
 		}
@@ -183,7 +217,44 @@ func NewSigningKey(key []byte, now, activeFrom time.Time, r io.Reader) (authd.Si
 	}, nil
 }
 
-func thumbprint(pub ed25519.PublicKey) (string, error) {
+// RS256 is the algorithm of the RSA keys kept for the clients that ask
+// for RS256 ID tokens (OIDC Discovery requires an OP to offer it).
+const RS256 = "RS256"
+
+// RSABits is the size of the RSA keys authd makes.
+const RSABits = 2048
+
+// NewRSASigningKey generates an RSA key that signs RS256 from activeFrom,
+// sealed under key (its PKCS #8 DER). Its kid is the RFC 7638 thumbprint
+// of its public key.
+func NewRSASigningKey(key []byte, now, activeFrom time.Time, r io.Reader) (authd.SigningKey, error) {
+	priv, err := rsa.GenerateKey(r, RSABits)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot generate an RSA signing key")
+	}
+	kid, err := thumbprint(&priv.PublicKey)
+	if err != nil {
+		return authd.SigningKey{}, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot encode the RSA signing key")
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot encode the RSA public key")
+	}
+	sealed, err := sealRaw(key, kid, der, r)
+	if err != nil {
+		return authd.SigningKey{}, wrapf(authd.EINTERNAL, err, "cannot seal the signing key")
+	}
+	return authd.SigningKey{
+		ID: kid, Algorithm: RS256, PublicKey: pub, SealedPrivateKey: sealed,
+		CreatedAt: now.UTC(), ActiveFrom: activeFrom.UTC(),
+	}, nil
+}
+
+func thumbprint(pub any) (string, error) {
 	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
 	if err != nil {
 		return "", wrapf(authd.EINTERNAL, err, "cannot compute the kid")
@@ -209,6 +280,20 @@ func (src *StoreSource) Rotate(ctx context.Context, delay, ttl time.Duration) (a
 	}
 	if err := src.Store.AddSigningKey(ctx, k); err != nil {
 		return authd.SigningKey{}, err
+	}
+	// The RS256 keys, when kept, rotate with the EdDSA ones.
+	stored, err := src.Store.SigningKeys(ctx)
+	if err != nil {
+		return k, err
+	}
+	if slices.ContainsFunc(stored, func(k authd.SigningKey) bool { return k.Algorithm == RS256 }) {
+		rk, err := NewRSASigningKey(src.Key, now, now.Add(delay), src.rand())
+		if err != nil {
+			return k, err
+		}
+		if err := src.Store.AddSigningKey(ctx, rk); err != nil {
+			return k, err
+		}
 	}
 	if err := src.Prune(ctx, now, ttl); err != nil {
 		return k, err

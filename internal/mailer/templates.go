@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/authd/authd"
+	"github.com/authd/authd/locale"
 )
 
 // The embedded templates; a directory given to LoadTemplates may replace
@@ -22,6 +23,41 @@ import (
 //
 //go:embed templates/subject.txt templates/body.txt templates/body.html
 var embedded embed.FS
+
+// The hosted sign-in's mail, code and link, in the language of its page
+// (signin.go); its words come from the locale catalogue.
+//
+//go:embed templates/signin.txt templates/signin.html
+var signinFiles embed.FS
+
+var (
+	signinText = texttemplate.Must(texttemplate.New("signin.txt").Option("missingkey=error").ParseFS(signinFiles, "templates/signin.txt"))
+	signinHTML = htmltemplate.Must(htmltemplate.New("signin.html").Option("missingkey=error").ParseFS(signinFiles, "templates/signin.html"))
+)
+
+// signinData is what the sign-in mail's templates are executed with.
+type signinData struct {
+	ProjectName string
+	Code        string
+	Link        string
+	Minutes     int
+	Lang        string
+	L           locale.Lang
+}
+
+// renderSignIn renders a hosted sign-in's mail: the code and the link.
+func renderSignIn(m authd.Message) (Rendered, error) {
+	l := locale.Of(m.Lang)
+	d := signinData{ProjectName: headerText(m.ProjectName), Code: m.Code, Link: m.Link, Minutes: minutes(m.TTL), Lang: string(l), L: l}
+	var text, html bytes.Buffer
+	if err := signinText.Execute(&text, d); err != nil {
+		return Rendered{}, err
+	}
+	if err := signinHTML.Execute(&html, d); err != nil {
+		return Rendered{}, err
+	}
+	return Rendered{Subject: headerText(l.T("mail.subject", "project", d.ProjectName)), Text: text.String(), HTML: html.String()}, nil
+}
 
 const (
 	subjectFile = "subject.txt" // text/template; one line, control characters removed
@@ -133,6 +169,9 @@ func LoadTemplates(dir string) (*Templates, error) {
 
 // Render renders the mail for m.
 func (t *Templates) Render(m authd.Message) (Rendered, error) {
+	if m.Link != "" {
+		return renderSignIn(m)
+	}
 	return t.render(TemplateData{
 		ProjectName: headerText(m.ProjectName),
 		Code:        m.Code,

@@ -268,3 +268,14 @@ func TestRedisDown(t *testing.T) {
 
 // addrOf is the store's name of an address whose mailbox is its own.
 func addrOf(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }
+
+func TestSignInStore(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			storetest.SignInStore(t, func(t *testing.T) authd.SignInStore {
+				s, _ := m.store(t, redis.Options{})
+				return s
+			})
+		})
+	}
+}

@@ -1,0 +1,237 @@
+package authd_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/inmem"
+	"github.com/authd/authd/internal/jwt"
+)
+
+// The hosted sign-in's rules on the embedded backends and a fake clock.
+
+const testRedirect = "https://app.example.com/cb"
+
+type signIn struct {
+	*flow
+	store *inmem.SignInStore
+}
+
+func newSignIn(t *testing.T) *signIn {
+	t.Helper()
+	f := newFlow(t, nil)
+	reg, err := authd.NewRegistry([]authd.Project{{ID: "app", DisplayName: "App", RedirectURIs: []string{testRedirect}, Policy: f.Policy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := jwt.New(t.Context(), jwt.Secret("0123456789abcdef0123456789abcdef"), jwt.Options{Issuer: "https://auth.example.com", Alg: "HS256", TTL: time.Hour,
+		Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &signIn{flow: f, store: inmem.NewSignInStore()}
+	f.Projects, f.SignIns, f.Issuer, f.Tokens = reg, s.store, "https://auth.example.com", set
+	return s
+}
+
+// start begins a sign-in with a fresh PKCE pair: the flow, the browser's
+// cookie, the verifier.
+func (s *signIn) start(t *testing.T) (authd.SignInFlow, string, string) {
+	t.Helper()
+	verifier := strings.Repeat("v", 43) + randomSuffix()
+	sum := sha256.Sum256([]byte(verifier))
+	f, secret, err := s.StartSignIn(t.Context(), authd.AuthorizeRequest{
+		ClientID: "app", RedirectURI: testRedirect, ResponseType: "code", Scope: "openid email", State: "st",
+		Nonce: "n1", CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), CodeChallengeMethod: "S256",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, secret, verifier
+}
+
+var suffix int
+
+func randomSuffix() string { suffix++; return strings.Repeat("x", suffix%10) }
+
+// mail sends the sign-in's mail and returns its code and link.
+func (s *signIn) mail(t *testing.T, f authd.SignInFlow, secret, email string) (string, string) {
+	t.Helper()
+	if _, err := s.SignInSend(t.Context(), f.ID, secret, email, "192.0.2.1", "en"); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := s.codes.Claim(t.Context(), "test", 100, time.Minute, s.now)
+	if err != nil || len(jobs) == 0 {
+		t.Fatalf("no mail queued: %v", err)
+	}
+	j := jobs[len(jobs)-1]
+	m, err := s.sealer.Open(j.DeliveryID, j.Sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.codes.Finish(t.Context(), j, authd.DeliverySent, 1, s.now)
+	if m.Link == "" || !strings.Contains(m.Link, "c="+m.Code) {
+		t.Fatalf("the mail's link %q does not carry its code", m.Link)
+	}
+	return m.Code, m.Link
+}
+
+func codeOf(t *testing.T, redirect string) string {
+	t.Helper()
+	u, err := url.Parse(redirect)
+	if err != nil || u.Query().Get("code") == "" {
+		t.Fatalf("redirect %q has no code", redirect)
+	}
+	if u.Query().Get("iss") != "https://auth.example.com" || u.Query().Get("state") != "st" {
+		t.Fatalf("redirect %q lacks iss or state", redirect)
+	}
+	return u.Query().Get("code")
+}
+
+func oauthCode(err error) string {
+	var oe *authd.OAuthError
+	if errors.As(err, &oe) {
+		return oe.Code
+	}
+	return ""
+}
+
+// A sign-in lives SignInTTL; an authorization code GrantTTL (60 s).
+func TestSignInLifetimes(t *testing.T) {
+	s := newSignIn(t)
+	f, secret, _ := s.start(t)
+	code, _ := s.mail(t, f, secret, "ana@example.com")
+	s.advance(authd.SignInTTL)
+	if _, err := s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1"); !errors.Is(err, authd.ErrSignInGone) {
+		t.Fatalf("after SignInTTL: %v", err)
+	}
+
+	f, secret, verifier := s.start(t)
+	s.advance(time.Minute) // past the resend cooldown
+	code, _ = s.mail(t, f, secret, "ana@example.com")
+	to, err := s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.advance(authd.GrantTTL)
+	_, err = s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
+	if oauthCode(err) != "invalid_grant" {
+		t.Fatalf("a code past 60 s: %v", err)
+	}
+}
+
+// The link and the code are one credential with one budget: wrong codes
+// through the link count against the code's tries, until the typed right
+// code is refused too.
+func TestLinkAndCodeShareTries(t *testing.T) {
+	s := newSignIn(t)
+	f, secret, _ := s.start(t)
+	code, _ := s.mail(t, f, secret, "bo@example.com")
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	for i := range s.Policy.AttemptsPerCode {
+		if _, err := s.SignInConfirm(t.Context(), f.ID, secret, wrong, "192.0.2.1", 0); authd.ErrorCode(err) != authd.ECODE {
+			t.Fatalf("wrong link try %d: %v", i, err)
+		}
+	}
+	if _, err := s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1"); authd.ErrorCode(err) != authd.ECODE {
+		t.Fatalf("the right code after the link's tries burnt it: %v", err)
+	}
+}
+
+// Reading the link's page changes nothing stored, however often.
+func TestLinkPageChangesNothing(t *testing.T) {
+	s := newSignIn(t)
+	f, secret, _ := s.start(t)
+	s.mail(t, f, secret, "cy@example.com")
+	before, _ := s.store.SignIn(context.Background(), f.ID)
+	for range 10 {
+		if _, err := s.SignInLinkPage(t.Context(), f.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ := s.store.SignIn(context.Background(), f.ID)
+	if string(before) != string(after) {
+		t.Fatal("reading the link's page changed the sign-in")
+	}
+}
+
+// Number matching: the choices are fixed per sign-in (a page fetched again
+// tells nothing), a wrong pick refuses the sign-in for good, and the
+// approving device gets no redirect.
+func TestNumberMatching(t *testing.T) {
+	s := newSignIn(t)
+	f, secret, _ := s.start(t)
+	code, _ := s.mail(t, f, secret, "di@example.com")
+	p1, _ := s.SignInLinkPage(t.Context(), f.ID, "")
+	p2, _ := s.SignInLinkPage(t.Context(), f.ID, "")
+	if p1.Flow.Choices != p2.Flow.Choices || p1.SameBrowser {
+		t.Fatalf("choices %v then %v", p1.Flow.Choices, p2.Flow.Choices)
+	}
+	wrong := 0
+	for _, c := range p1.Flow.Choices {
+		if c != f.Match {
+			wrong = c
+		}
+	}
+	if _, err := s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.9", wrong); !errors.Is(err, authd.ErrWrongNumber) {
+		t.Fatalf("wrong pick: %v", err)
+	}
+	if _, err := s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.9", f.Match); !errors.Is(err, authd.ErrSignInGone) {
+		t.Fatalf("right pick after a wrong one: %v", err)
+	}
+	if _, _, err := s.SignInWait(t.Context(), f.ID, secret); !errors.Is(err, authd.ErrWrongNumber) {
+		t.Fatalf("the waiting browser: %v", err)
+	}
+
+	s.advance(time.Minute)
+	f, secret, verifier := s.start(t)
+	code, _ = s.mail(t, f, secret, "di@example.com")
+	to, err := s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.9", f.Match)
+	if err != nil || to != "" {
+		t.Fatalf("right pick: %q %v", to, err)
+	}
+	if to, _, err = s.SignInWait(t.Context(), f.ID, "not-the-cookie"); !errors.Is(err, authd.ErrOtherBrowser) {
+		t.Fatalf("another browser collecting the approval: %q %v", to, err)
+	}
+	to, _, err = s.SignInWait(t.Context(), f.ID, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
+	if err != nil || res.IDToken == "" {
+		t.Fatalf("redeem: %v", err)
+	}
+	if _, _, err := s.SignInWait(t.Context(), f.ID, secret); !errors.Is(err, authd.ErrSignInGone) {
+		t.Fatalf("a second collection: %v", err)
+	}
+}
+
+// The registry refuses what may not be a client's redirect URI, and
+// matches loopback IP literals on any port only.
+func TestRedirectURIs(t *testing.T) {
+	for _, bad := range []string{"http://app.example.com/cb", "https://app.example.com/cb#x", "javascript:alert(1)", "/cb", "https://u:p@app.example.com/cb"} {
+		if _, err := authd.NewRegistry([]authd.Project{{ID: "a", DisplayName: "A", RedirectURIs: []string{bad}}}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	p := authd.Project{RedirectURIs: []string{"http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost:8080/cb", "com.example.app:/cb"}}
+	for uri, want := range map[string]bool{
+		"http://127.0.0.1/cb": true, "http://127.0.0.1:51234/cb": true, "http://[::1]:7/cb": true,
+		"http://127.0.0.1:5/cb/x": false, "http://127.0.0.1:5/cb?x=1": false, "http://localhost:9/cb": false,
+		"http://localhost:8080/cb": true, "com.example.app:/cb": true, "https://127.0.0.1/cb": false,
+	} {
+		if got := p.MatchRedirectURI(uri); got != want {
+			t.Errorf("MatchRedirectURI(%q) = %v, want %v", uri, got, want)
+		}
+	}
+}
