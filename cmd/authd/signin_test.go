@@ -689,11 +689,11 @@ func TestSignInPagesHeaders(t *testing.T) {
 			t.Errorf("flow cookie %q lacks %s", cookie, want)
 		}
 	}
-	if first.Status != http.StatusSeeOther || !strings.HasPrefix(first.Location, "/signin?f=") {
+	if first.Status != http.StatusOK || !strings.Contains(first.Body, `action="/signin/email"`) {
 		t.Fatalf("authorize: %d %q", first.Status, first.Location)
 	}
 	email := uniqueEmail("headers")
-	p := b.follow(first)
+	p := first
 	csp := p.Header.Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "form-action 'self';", "frame-ancestors 'none'", "base-uri 'none'"} {
 		if !strings.Contains(csp, want) {
@@ -751,5 +751,65 @@ func TestSignInPagesHeaders(t *testing.T) {
 	if d["authorization_endpoint"] != iss+"/oauth2/authorize" || fmt.Sprint(d["code_challenge_methods_supported"]) != "[S256]" ||
 		fmt.Sprint(d["id_token_signing_alg_values_supported"]) != "[EdDSA RS256]" || d["authorization_response_iss_parameter_supported"] != true {
 		t.Errorf("discovery %v", d)
+	}
+}
+
+// The limits of the API hold on the pages, as readable messages with the
+// API's statuses: a second address within the per-IP budget's minute is
+// 429 with Retry-After, said in the page's language. login_hint prefills
+// the address; the mail speaks the page's language.
+func TestSignInLimitsAndLanguage(t *testing.T) {
+	e := startSignIn(t, map[string]string{"LIMIT_SEND_CODE_PER_IP": "1/m"})
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("limits")
+	f := newFlow()
+	p := b.get(r.authURL(f, oauth2.SetAuthURLParam("login_hint", email), oauth2.SetAuthURLParam("ui_locales", "fr")))
+	if !strings.Contains(p.Body, `value="`+email+`"`) || !strings.Contains(p.Body, `lang="fr"`) {
+		t.Fatalf("login_hint / ui_locales: %d\n%s", p.Status, p.Body)
+	}
+	n := len(e.smtp.Messages())
+	form := hidden(t, p)
+	form.Set("email", email)
+	if p := b.post("/signin/email", form); p.Status != 200 {
+		t.Fatalf("first address: %d", p.Status)
+	}
+	msgs := e.smtp.Wait(t, n+1, 10*time.Second)
+	if subj := msgs[len(msgs)-1].Subject; subj != "Se connecter à Example App" {
+		t.Errorf("the mail's subject %q is not French", subj)
+	}
+	p = b.get(r.authURL(newFlow(), oauth2.SetAuthURLParam("ui_locales", "fr")))
+	form = hidden(t, p)
+	form.Set("email", uniqueEmail("limits2"))
+	p = b.post("/signin/email", form)
+	if p.Status != http.StatusTooManyRequests || p.Header.Get("Retry-After") == "" || !strings.Contains(p.Body, "Trop de tentatives") {
+		t.Fatalf("over the limit: %d %q\n%s", p.Status, p.Header.Get("Retry-After"), p.Body)
+	}
+	form = hidden(t, p)
+	form.Set("email", "not an address")
+	if p := b.post("/signin/email", form); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, `role="alert"`) {
+		t.Fatalf("a bad address: %d\n%s", p.Status, p.Body)
+	}
+}
+
+// RP-Initiated Logout: a registered post_logout_redirect_uri gets the
+// browser back with state; an unregistered one is a page, never a
+// redirect; without one, a page says the user is signed out.
+func TestSignInLogout(t *testing.T) {
+	e := startSignIn(t, nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	p := b.do(http.MethodGet, iss+"/oauth2/logout?client_id=app&state=s1&post_logout_redirect_uri="+url.QueryEscape("http://127.0.0.1/bye"), nil)
+	if p.Status != http.StatusSeeOther || p.Location != "http://127.0.0.1/bye?state=s1" {
+		t.Fatalf("registered: %d %q", p.Status, p.Location)
+	}
+	p = b.do(http.MethodGet, iss+"/oauth2/logout?client_id=app&post_logout_redirect_uri="+url.QueryEscape("https://evil.example/"), nil)
+	if p.Status != http.StatusBadRequest || p.Location != "" {
+		t.Fatalf("unregistered: %d %q", p.Status, p.Location)
+	}
+	p = b.do(http.MethodGet, iss+"/oauth2/logout", nil)
+	if p.Status != 200 || !strings.Contains(p.Body, "signed out") {
+		t.Fatalf("plain: %d\n%s", p.Status, p.Body)
 	}
 }

@@ -25,7 +25,7 @@ var authorizeParams = []string{"client_id", "redirect_uri", "response_type", "sc
 // handleAuthorize starts a sign-in. An unknown client or an unregistered
 // redirect_uri is an error page, never a redirect (RFC 6749 §4.1.2.1);
 // every other error goes back to the client's redirect_uri with error,
-// state and iss.
+// state and iss. Success is the address form of the new sign-in.
 func handleAuthorize(si SignIn, p *pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -84,8 +84,10 @@ func handleAuthorize(si SignIn, p *pages) http.Handler {
 			http.Redirect(w, r, authd.AuthorizationRedirect(req.RedirectURI, params), http.StatusSeeOther)
 			return
 		}
+		// The address form at once: its POST goes to /signin/email, which
+		// the cookie is scoped to.
 		p.setFlowCookie(w, f, secret)
-		http.Redirect(w, r, "/signin?f="+f.ID, http.StatusSeeOther)
+		p.formPage(w, r, si, f, http.StatusOK, "", false)
 	})
 }
 
