@@ -62,6 +62,7 @@ func TestReadmeSignInExample(t *testing.T) {
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 
@@ -84,8 +85,12 @@ func main() {
 		fmt.Println("signed in:", email)
 		fmt.Fprintln(w, "hello", email)
 	})
+	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Args[3])
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("listening")
-	panic(http.ListenAndServe("127.0.0.1:"+os.Args[3], nil))
+	panic(http.Serve(ln, nil))
 }
 `)
 	e := startSignIn(t, nil)

@@ -580,6 +580,29 @@ func TestSignInRefusals(t *testing.T) {
 		return s
 	}
 
+	if got := token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, true); got.Status != 400 || errOf(t, got) != "unsupported_grant_type" {
+		t.Fatalf("refresh_token grant: %d %s", got.Status, got.Body)
+	}
+	if got := token(url.Values{"code": {"x"}}, true); got.Status != 400 || errOf(t, got) != "invalid_request" {
+		t.Fatalf("no grant_type: %d %s", got.Status, got.Body)
+	}
+	if got := token(url.Values{"grant_type": {"authorization_code", "authorization_code"}}, true); got.Status != 400 || errOf(t, got) != "invalid_request" {
+		t.Fatalf("a repeated parameter: %d %s", got.Status, got.Body)
+	}
+	{
+		req, _ := http.NewRequest(http.MethodPost, iss+"/oauth2/token", strings.NewReader("grant_type=authorization_code&code=x&redirect_uri=x&code_verifier=x"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("app", "wrong-secret")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Fatalf("client_secret_basic, wrong secret: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+
 	f := newFlow()
 	code := signIn(f)
 	if got := token(base(code, ""), true); got.Status != 400 || errOf(t, got) != "invalid_grant" {
@@ -773,11 +796,14 @@ func TestSignInLimitsAndLanguage(t *testing.T) {
 	form := hidden(t, p)
 	form.Set("email", email)
 	if p := b.post("/signin/email", form); p.Status != 200 {
-		t.Fatalf("first address: %d", p.Status)
+		t.Fatalf("first address: %d %s", p.Status, p.Body)
 	}
 	msgs := e.smtp.Wait(t, n+1, 10*time.Second)
 	if subj := msgs[len(msgs)-1].Subject; subj != "Se connecter à Example App" {
 		t.Errorf("the mail's subject %q is not French", subj)
+	}
+	if link := linkRE.FindString(msgs[len(msgs)-1].Text); !strings.HasPrefix(link, iss+"/signin/link?") {
+		t.Errorf("link %q is not built from AUTHD_ISSUER", link)
 	}
 	p = b.get(r.authURL(newFlow(), oauth2.SetAuthURLParam("ui_locales", "fr")))
 	form = hidden(t, p)
