@@ -454,7 +454,8 @@ func TestSignInLinkOtherDevice(t *testing.T) {
 			if p.Status != 200 || strings.Contains(p.Body, "code=") || p.Location != "" {
 				t.Fatalf("approval: %d %q\n%s", p.Status, p.Location, p.Body)
 			}
-			w := b.get(iss + "/signin/wait?f=" + form.Get("f"))
+			// The code page, reloaded, goes on as the waiting page does.
+			w := b.get(iss + "/signin?f=" + form.Get("f"))
 			if w.Status != http.StatusSeeOther {
 				t.Fatalf("waiting browser after approval: %d\n%s", w.Status, w.Body)
 			}

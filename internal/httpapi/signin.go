@@ -269,6 +269,12 @@ func handleSignInPage(si SignIn, p *pages) http.Handler {
 			p.failure(w, r, lang(r, f.Lang), p.projectName(f.Client), err)
 			return
 		}
+		if f.Status != authd.SignInPending {
+			// Approved (or refused) on another device meanwhile: the
+			// page, reloaded, goes on as the waiting page does.
+			handleWait(si, p).ServeHTTP(w, r)
+			return
+		}
 		p.formPage(w, r, si, f, http.StatusOK, "", r.URL.Query().Get("change") != "")
 	})
 }
