@@ -61,8 +61,9 @@ type SignInFlow struct {
 	LoginHint   string   `json:"h,omitempty"`
 	Browser     string   `json:"b"` // hex SHA-256 of the flow cookie's secret
 	Email       string   `json:"e,omitempty"`
-	Match       int      `json:"m"`  // the number the starting browser shows
-	Choices     [3]int   `json:"mc"` // what another device offers, Match among them: fixed, so a page fetched again tells nothing
+	CodeID      string   `json:"ci,omitempty"` // the mailed code's, to tell a link whose code is spent
+	Match       int      `json:"m"`            // the number the starting browser shows
+	Choices     [3]int   `json:"mc"`           // what another device offers, Match among them: fixed, so a page fetched again tells nothing
 	Agent       string   `json:"ua,omitempty"`
 	IP          string   `json:"ip,omitempty"`
 	Created     int64    `json:"t"`
@@ -444,7 +445,7 @@ func (s *Service) SignInSend(ctx context.Context, id, secret, email, clientIP, l
 	if f.Status != SignInPending {
 		return f, ErrSignInGone
 	}
-	_, err = s.SendCode(ctx, SendRequest{
+	res, err := s.SendCode(ctx, SendRequest{
 		Email: norm, ProjectID: f.Client, ClientIP: clientIP, Lang: lang,
 		Link: func(code string) string { return s.SignInLink(id, code) },
 	})
@@ -452,7 +453,7 @@ func (s *Service) SignInSend(ctx context.Context, id, secret, email, clientIP, l
 		return f, err
 	}
 	return s.updateFlow(ctx, id, func(f *SignInFlow) error {
-		f.Email = norm
+		f.Email, f.CodeID = norm, res.CodeID
 		return nil
 	})
 }
@@ -507,6 +508,19 @@ func (s *Service) SignInLinkPage(ctx context.Context, id, secret string) (LinkPa
 		return LinkPage{}, err
 	}
 	if f.Email == "" || f.Status != SignInPending {
+		return LinkPage{}, ErrSignInGone
+	}
+	// A link whose code has expired, was used or was replaced says so
+	// before anyone confirms: a read, nothing counted.
+	keys, err := s.Keys.Current()
+	if err != nil {
+		return LinkPage{}, err
+	}
+	live, err := s.Codes.IsCurrent(ctx, keys.AddressOf(f.Email), f.Client, f.CodeID, s.now())
+	if err != nil {
+		return LinkPage{}, err
+	}
+	if !live {
 		return LinkPage{}, ErrSignInGone
 	}
 	return LinkPage{Flow: f, SameBrowser: f.SameBrowser(secret)}, nil

@@ -840,3 +840,20 @@ func TestSignInLogout(t *testing.T) {
 		t.Fatalf("plain: %d\n%s", p.Status, p.Body)
 	}
 }
+
+// A link whose code has expired is a page that says so, on GET already;
+// nothing is counted.
+func TestSignInLinkExpired(t *testing.T) {
+	e := startSignIn(t, map[string]string{"OTP_EXPIRE_SECONDS": "2"})
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("expired")
+	n := len(e.smtp.Messages())
+	toCodePage(t, b, r.authURL(newFlow()), email)
+	_, link := signInMail(t, e.smtp, email, n)
+	time.Sleep(2100 * time.Millisecond) // the code's own lifetime, on authd's clock
+	if p := b.get(link); p.Status != http.StatusGone || !strings.Contains(p.Body, "expired") {
+		t.Fatalf("expired link: %d\n%s", p.Status, p.Body)
+	}
+}
