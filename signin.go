@@ -205,6 +205,8 @@ func (s *Service) StartSignIn(ctx context.Context, req AuthorizeRequest) (SignIn
 		return SignInFlow{}, "", oauthErr("invalid_request", "code_challenge must be 43 base64url characters (S256)")
 	case len(req.State) > 1024 || len(req.Nonce) > 1024:
 		return SignInFlow{}, "", oauthErr("invalid_request", "state and nonce are at most 1024 characters")
+	case len(req.UILocales) > 200:
+		return SignInFlow{}, "", oauthErr("invalid_request", "ui_locales is at most 200 characters")
 	}
 	if req.MaxAge != "" {
 		if n, err := strconv.Atoi(req.MaxAge); err != nil || n < 0 {
