@@ -235,3 +235,44 @@ func TestRedirectURIs(t *testing.T) {
 		}
 	}
 }
+
+// A client's registry entry: a bad secret hash, algorithm or accent stops
+// start-up with a line naming the field.
+func TestClientRegistry(t *testing.T) {
+	for _, tc := range []struct {
+		p    authd.Project
+		want string
+	}{
+		{authd.Project{ClientSecretSHA256: "abc"}, "client_secret_sha256"},
+		{authd.Project{IDTokenAlg: "HS256"}, "id_token_signed_response_alg"},
+		{authd.Project{IDTokenAlg: "none"}, "id_token_signed_response_alg"},
+		{authd.Project{Accent: "red"}, "accent_color"},
+		{authd.Project{PostLogoutRedirectURIs: []string{"http://evil.example/"}}, "post_logout_redirect_uris"},
+	} {
+		tc.p.ID, tc.p.DisplayName = "a", "A"
+		if _, err := authd.NewRegistry([]authd.Project{tc.p}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error naming %s", tc.p, err, tc.want)
+		}
+	}
+	sum := sha256.Sum256([]byte("s"))
+	reg, err := authd.NewRegistry([]authd.Project{{ID: "a", DisplayName: "A", RedirectURIs: []string{"https://a.example/cb"},
+		ClientSecretSHA256: strings.ToUpper(hexOf(sum[:])), IDTokenAlg: "RS256", Accent: "#0f766e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := reg.Lookup("a"); !p.Confidential() || p.ClientSecretSHA256 != hexOf(sum[:]) {
+		t.Fatalf("the secret's hash is not kept lowercased: %+v", p)
+	}
+	if !reg.AllowsClientOrigin("https://a.example") || reg.AllowsOrigin("https://a.example") {
+		t.Fatal("a redirect URI's origin is for the token endpoint only, not the API")
+	}
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
