@@ -215,7 +215,12 @@ func (s *Service) StartSignIn(ctx context.Context, req AuthorizeRequest) (SignIn
 		// authd keeps no session: every sign-in proves the mailbox now,
 		// so any max_age is met.
 	}
-	for _, p := range strings.Fields(req.Prompt) {
+	prompts := strings.Fields(req.Prompt)
+	if slices.Contains(prompts, "none") && len(prompts) > 1 {
+		// OIDC Core §3.1.2.1: none with any other value is an error.
+		return SignInFlow{}, "", oauthErr("invalid_request", "prompt=none cannot be combined with other values")
+	}
+	for _, p := range prompts {
 		switch p {
 		case "none":
 			// No session, so none to reuse without the user (README,

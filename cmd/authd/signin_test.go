@@ -520,6 +520,8 @@ func TestSignInRefusals(t *testing.T) {
 		{"token flow", "unsupported_response_type", func(q url.Values) { q.Set("response_type", "token") }},
 		{"no openid", "invalid_scope", func(q url.Values) { q.Set("scope", "email") }},
 		{"prompt none", "login_required", func(q url.Values) { q.Set("prompt", "none") }},
+		{"prompt none login", "invalid_request", func(q url.Values) { q.Set("prompt", "none login") }},
+		{"repeated state", "invalid_request", func(q url.Values) { q.Add("state", "again") }},
 	} {
 		f := newFlow()
 		u, _ := url.Parse(r.authURL(f))
