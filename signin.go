@@ -120,6 +120,13 @@ type SignInStore interface {
 	//
 	// Errors: EUNAVAILABLE.
 	DeleteAccess(ctx context.Context, key string) error
+
+	// TakeSignIn counts one new sign-in of clientIP against r (GCRA, as
+	// the code store's other limits, shared by every instance); a refusal
+	// counts nothing.
+	//
+	// Errors: ERATELIMITED (Limit "signin_per_ip"), EUNAVAILABLE.
+	TakeSignIn(ctx context.Context, clientIP string, r Rate, now time.Time) error
 }
 
 // OAuthError is a refusal of the OAuth/OIDC endpoints, with its RFC 6749
@@ -230,6 +237,12 @@ func (s *Service) StartSignIn(ctx context.Context, req AuthorizeRequest) (SignIn
 		default:
 			return SignInFlow{}, "", oauthErr("invalid_request", "prompt has an unknown value")
 		}
+	}
+	// Every sign-in is a record in the code store until it expires: a
+	// client IP starts them at the verify-code rate, in a bucket of its
+	// own.
+	if err := s.SignIns.TakeSignIn(ctx, req.ClientIP, s.Policy.VerifyPerIP, s.now()); err != nil {
+		return SignInFlow{}, "", err
 	}
 	granted := "openid"
 	if slices.Contains(scopes, "email") {

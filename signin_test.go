@@ -36,7 +36,7 @@ func newSignIn(t *testing.T) *signIn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &signIn{flow: f, store: inmem.NewSignInStore()}
+	s := &signIn{flow: f, store: inmem.NewSignInStore(f.codes)}
 	f.Projects, f.SignIns, f.Issuer, f.Tokens = reg, s.store, "https://auth.example.com", set
 	return s
 }

@@ -859,3 +859,21 @@ func TestSignInLinkExpired(t *testing.T) {
 		t.Fatalf("expired link: %d\n%s", p.Status, p.Body)
 	}
 }
+
+// Starting sign-ins is limited per client IP (every one is a record until
+// it expires): over LIMIT_VERIFY_CODE_PER_IP's rate, a readable 429 page.
+func TestSignInStartLimited(t *testing.T) {
+	e := startSignIn(t, map[string]string{"LIMIT_VERIFY_CODE_PER_IP": "2/m"})
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	for i := range 2 {
+		if p := b.do(http.MethodGet, r.authURL(newFlow()), nil); p.Status != 200 {
+			t.Fatalf("sign-in %d: %d", i, p.Status)
+		}
+	}
+	p := b.do(http.MethodGet, r.authURL(newFlow()), nil)
+	if p.Status != http.StatusTooManyRequests || p.Header.Get("Retry-After") == "" || p.Location != "" || !strings.Contains(p.Body, "Too many attempts") {
+		t.Fatalf("third: %d %q %q\n%s", p.Status, p.Header.Get("Retry-After"), p.Location, p.Body)
+	}
+}

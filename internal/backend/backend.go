@@ -76,7 +76,8 @@ type Codes struct {
 // answer yet does not stop it: readiness says so until it does.
 func OpenCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (Codes, error) {
 	if cfg.RedisURL == "" {
-		return Codes{CodeStore: inmem.NewCodeStore(), SignIns: inmem.NewSignInStore(), Close: func() {}}, nil
+		codes := inmem.NewCodeStore()
+		return Codes{CodeStore: codes, SignIns: inmem.NewSignInStore(codes), Close: func() {}}, nil
 	}
 	redis.SetLogger(log)
 	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster,

@@ -68,6 +68,12 @@ func handleAuthorize(si SignIn, p *pages) http.Handler {
 			}
 		}
 		f, secret, err := si.StartSignIn(r.Context(), req)
+		if authd.ErrorCode(err) == authd.ERATELIMITED {
+			// Too many sign-ins from this IP: said to the person, as the
+			// API's 429 (RFC 6749 has no error for it).
+			p.failure(w, r, l, proj.DisplayName, err)
+			return
+		}
 		if err != nil {
 			var oe *authd.OAuthError
 			params := url.Values{"state": {req.State}, "iss": {p.issuer}}

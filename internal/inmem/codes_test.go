@@ -97,5 +97,5 @@ func TestMailQueue(t *testing.T) {
 func addrOf(key string) authd.Address { return authd.Address{Key: key, Mailbox: key} }
 
 func TestSignInStore(t *testing.T) {
-	storetest.SignInStore(t, func(t *testing.T) authd.SignInStore { return inmem.NewSignInStore() })
+	storetest.SignInStore(t, func(t *testing.T) authd.SignInStore { return inmem.NewSignInStore(inmem.NewCodeStore()) })
 }

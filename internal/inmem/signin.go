@@ -14,6 +14,7 @@ import (
 // keys with a TTL. Its TTLs run on the wall clock: they only reclaim
 // memory, the records carry their own expiry.
 type SignInStore struct {
+	codes   *CodeStore // its GCRA limits: TakeSignIn is take.lua on them
 	mu      sync.Mutex
 	records map[string]entry // "s:" sign-ins, "g:" grants, "a:" access tokens
 	now     func() time.Time
@@ -28,9 +29,24 @@ type entry struct {
 
 var _ authd.SignInStore = (*SignInStore)(nil)
 
-// NewSignInStore returns an empty SignInStore.
-func NewSignInStore() *SignInStore {
-	return &SignInStore{records: map[string]entry{}, now: time.Now}
+// NewSignInStore returns an empty SignInStore whose limits live in codes,
+// beside the code store's own.
+func NewSignInStore(codes *CodeStore) *SignInStore {
+	return &SignInStore{codes: codes, records: map[string]entry{}, now: time.Now}
+}
+
+// TakeSignIn implements authd.SignInStore: take.lua.
+func (s *SignInStore) TakeSignIn(_ context.Context, clientIP string, r authd.Rate, now time.Time) error {
+	c := s.codes
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := limitKey{kind: "signin", name: clientIP}
+	ok, tat, wait := c.gcraCheck(k, now, r)
+	if !ok {
+		return authd.RateLimited("signin_per_ip", wait)
+	}
+	c.gcraSet(k, r, tat)
+	return nil
 }
 
 // get returns the live entry of key; the caller holds mu.

@@ -17,6 +17,7 @@ import (
 //	P{si:<id>}:flow     string: a sealed sign-in
 //	P{gr:<key>}:grant   hash: d (the sealed grant), u (set once redeemed)
 //	P{at:<key>}:access  string: a sealed access token record
+//	P{ip:<ip>}:signin   GCRA: sign-ins started per client IP (take.lua)
 //
 // Ids and keys are authd's hex (random ids, SHA-256 hashes): no ':' or
 // braces. TTLs only reclaim memory; the records carry their own expiry.
@@ -139,4 +140,11 @@ func (s *Store) DeleteAccess(ctx context.Context, key string) error {
 		return unavailable(err)
 	}
 	return nil
+}
+
+// TakeSignIn implements authd.SignInStore: take.lua on the client IP's
+// own bucket.
+func (s *Store) TakeSignIn(ctx context.Context, clientIP string, r authd.Rate, now time.Time) error {
+	_, err := s.takeLimits(ctx, now.UnixMicro(), []limit{{key: s.ipKey(clientIP, "signin"), name: "signin_per_ip", rate: r}})
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,6 +170,38 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 		if _, err := s.Access(ctx, key); code(t, err) != authd.ENOTFOUND {
 			t.Fatalf("after delete: %v", err)
+		}
+	})
+
+	// Sign-ins per client IP: a burst of N, then a refusal with the wait,
+	// which counts nothing; another IP has its own bucket; 0 is off.
+	t.Run("TakeSignIn", func(t *testing.T) {
+		s := open(t)
+		ip := "198.51.100." + randomKey()[:2]
+		now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+		r := authd.Rate{N: 3, Period: time.Minute}
+		for i := range 3 {
+			if err := s.TakeSignIn(ctx, ip, r, now); err != nil {
+				t.Fatalf("sign-in %d: %v", i, err)
+			}
+		}
+		for range 2 {
+			err := s.TakeSignIn(ctx, ip, r, now)
+			var e *authd.Error
+			if !errors.As(err, &e) || e.Code != authd.ERATELIMITED || e.Limit != "signin_per_ip" || e.RetryAfter != 20*time.Second {
+				t.Fatalf("over the burst: %v", err)
+			}
+		}
+		if err := s.TakeSignIn(ctx, ip, r, now.Add(20*time.Second)); err != nil {
+			t.Fatalf("after the wait: %v", err)
+		}
+		if err := s.TakeSignIn(ctx, ip+"1", r, now); err != nil {
+			t.Fatalf("another IP: %v", err)
+		}
+		for range 10 {
+			if err := s.TakeSignIn(ctx, ip, authd.Rate{}, now); err != nil {
+				t.Fatalf("off: %v", err)
+			}
 		}
 	})
 
