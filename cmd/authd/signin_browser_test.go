@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,6 +246,16 @@ func TestSignInInBrowser(t *testing.T) {
 				return state, email, code, link
 			}
 
+			// 0. A redirect_uri the client has not registered: an error
+			// page, and the browser stays on authd.
+			bad, _ := party.start(lang)
+			bad = strings.Replace(bad, url.QueryEscape(party.srv.URL+"/callback"), url.QueryEscape("https://evil.example/callback"), 1)
+			b.do(chromedp.Navigate(bad), chromedp.WaitVisible(".error"))
+			b.check("bad-redirect")
+			if loc, _ := chromedp.Run(b.ctx, chromedp.Location()); !strings.HasPrefix(loc, iss+"/oauth2/authorize") {
+				t.Fatalf("a wrong redirect_uri took the browser to %s", loc)
+			}
+
 			// 1. The code typed; a wrong one first, announced.
 			state, email, code, _ := toCode("code")
 			b.do(chromedp.SendKeys("#code", wrongCode(code, 1)), chromedp.Click("button[type=submit]"), chromedp.WaitVisible("#error"))
@@ -315,7 +326,7 @@ func TestSignInInBrowser(t *testing.T) {
 			}
 		})
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) < 4*9 {
-		t.Errorf("%d screenshots in %s, want 9 per language", len(entries), dir)
+	if entries, _ := os.ReadDir(dir); len(entries) < 4*10 {
+		t.Errorf("%d screenshots in %s, want 10 per language", len(entries), dir)
 	}
 }
