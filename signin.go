@@ -107,6 +107,12 @@ type SignInStore interface {
 	//
 	// Errors: ENOTFOUND, EUNAVAILABLE.
 	RedeemGrant(ctx context.Context, key string) (rec []byte, replay bool, err error)
+	// GrantReplayed reports whether the grant under key has been redeemed
+	// more than once: what the first redemption asks once its access token
+	// is stored, so that a replay racing it revokes it all the same.
+	//
+	// Errors: ENOTFOUND, EUNAVAILABLE.
+	GrantReplayed(ctx context.Context, key string) (bool, error)
 
 	// PutAccess stores an access token's record under key for ttl.
 	//
@@ -817,6 +823,17 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	}
 	if err := s.SignIns.PutAccess(ctx, hashHex(tok), arec, ttl); err != nil {
 		return TokenResponse{}, err
+	}
+	// A replay that came while this redemption ran deleted nothing yet:
+	// its token is deleted here, and this answer refused too.
+	if replayed, err := s.SignIns.GrantReplayed(ctx, key); err != nil || replayed {
+		if derr := s.SignIns.DeleteAccess(ctx, hashHex(tok)); derr != nil {
+			s.logger().ErrorContext(ctx, "access token of a replayed code not revoked", "err", derr)
+		}
+		if err != nil {
+			return TokenResponse{}, err
+		}
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
 	return TokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(ttl / time.Second), IDToken: idt.Raw, Scope: g.Scope}, nil
 }

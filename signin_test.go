@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -275,4 +276,44 @@ func hexOf(b []byte) string {
 		out = append(out, digits[c>>4], digits[c&15])
 	}
 	return string(out)
+}
+
+// A code redeemed by many at once: at most one gets tokens, and since
+// the others are replays, no access token it issued works afterwards,
+// however the redemptions interleaved.
+func TestConcurrentReplayRevokes(t *testing.T) {
+	for range 20 {
+		s := newSignIn(t)
+		f, secret, verifier := s.start(t)
+		code, _ := s.mail(t, f, secret, "eve@example.com")
+		to, err := s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var issued []string
+		for range 8 {
+			wg.Go(func() {
+				res, err := s.Redeem(context.Background(), req)
+				if err == nil {
+					mu.Lock()
+					issued = append(issued, res.AccessToken)
+					mu.Unlock()
+				} else if oauthCode(err) != "invalid_grant" {
+					t.Errorf("redeem: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(issued) > 1 {
+			t.Fatalf("%d redemptions got tokens", len(issued))
+		}
+		for _, at := range issued {
+			if _, err := s.UserInfo(t.Context(), at); oauthCode(err) != "invalid_token" {
+				t.Fatalf("the access token of a replayed code still works: %v", err)
+			}
+		}
+	}
 }

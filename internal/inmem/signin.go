@@ -23,7 +23,7 @@ type SignInStore struct {
 
 type entry struct {
 	rec      []byte
-	redeemed bool // grants
+	redeemed int // grants: how many redemptions
 	until    time.Time
 }
 
@@ -123,10 +123,20 @@ func (s *SignInStore) RedeemGrant(_ context.Context, key string) ([]byte, bool, 
 	if !ok {
 		return nil, false, errNotFound
 	}
-	replay := e.redeemed
-	e.redeemed = true
+	e.redeemed++
 	s.records["g:"+key] = e
-	return bytes.Clone(e.rec), replay, nil
+	return bytes.Clone(e.rec), e.redeemed > 1, nil
+}
+
+// GrantReplayed implements authd.SignInStore.
+func (s *SignInStore) GrantReplayed(_ context.Context, key string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.get("g:" + key)
+	if !ok {
+		return false, errNotFound
+	}
+	return e.redeemed > 1, nil
 }
 
 // PutAccess implements authd.SignInStore.

@@ -15,7 +15,7 @@ import (
 // Cluster alike:
 //
 //	P{si:<id>}:flow     string: a sealed sign-in
-//	P{gr:<key>}:grant   hash: d (the sealed grant), u (set once redeemed)
+//	P{gr:<key>}:grant   hash: d (the sealed grant), u (how many redemptions)
 //	P{at:<key>}:access  string: a sealed access token record
 //	P{ip:<ip>}:signin   GCRA: sign-ins started per client IP (take.lua)
 //
@@ -38,13 +38,13 @@ if v ~= ARGV[1] then return 1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 2`)
 
-// redeemScript returns the grant and whether it had been redeemed,
-// marking it redeemed: false when there is none.
+// redeemScript returns the grant and how many times it has been redeemed,
+// this time included: false when there is none.
 var redeemScript = goredis.NewScript(`
 local d = redis.call('HGET', KEYS[1], 'd')
 if not d then return false end
-local first = redis.call('HSETNX', KEYS[1], 'u', '1')
-return {d, first}`)
+local n = redis.call('HINCRBY', KEYS[1], 'u', 1)
+return {d, n}`)
 
 // PutSignIn implements authd.SignInStore.
 func (s *Store) PutSignIn(ctx context.Context, id string, rec []byte, ttl time.Duration) error {
@@ -114,11 +114,24 @@ func (s *Store) RedeemGrant(ctx context.Context, key string) ([]byte, bool, erro
 		return nil, false, badReply(v)
 	}
 	d, ok1 := r[0].(string)
-	first, ok2 := r[1].(int64)
+	n, ok2 := r[1].(int64)
 	if !ok1 || !ok2 {
 		return nil, false, badReply(v)
 	}
-	return []byte(d), first == 0, nil
+	return []byte(d), n > 1, nil
+}
+
+// GrantReplayed implements authd.SignInStore.
+func (s *Store) GrantReplayed(ctx context.Context, key string) (bool, error) {
+	vs, err := s.client.HMGet(ctx, s.grantKey(key), "d", "u").Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if vs[0] == nil {
+		return false, &authd.Error{Code: authd.ENOTFOUND, Message: "not found"}
+	}
+	n, _ := vs[1].(string)
+	return n != "" && n != "0" && n != "1", nil
 }
 
 // PutAccess implements authd.SignInStore.

@@ -117,8 +117,14 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		if _, _, err := s.RedeemGrant(ctx, key); code(t, err) != authd.ENOTFOUND {
 			t.Fatalf("missing grant: %v", err)
 		}
+		if _, err := s.GrantReplayed(ctx, key); code(t, err) != authd.ENOTFOUND {
+			t.Fatalf("GrantReplayed of a missing grant: %v", err)
+		}
 		if err := s.PutGrant(ctx, key, []byte("grant\x00"), time.Minute); err != nil {
 			t.Fatal(err)
+		}
+		if replayed, err := s.GrantReplayed(ctx, key); err != nil || replayed {
+			t.Fatalf("GrantReplayed before any redemption: %v %v", replayed, err)
 		}
 		var first atomic.Int32
 		var wg sync.WaitGroup
@@ -140,6 +146,9 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		if _, replay, err := s.RedeemGrant(ctx, key); err != nil || !replay {
 			t.Fatalf("later redemption: replay %v, %v", replay, err)
 		}
+		if replayed, err := s.GrantReplayed(ctx, key); err != nil || !replayed {
+			t.Fatalf("GrantReplayed after replays: %v %v", replayed, err)
+		}
 		// Put again (a new code can never have the same key, but a store
 		// must not keep the old mark if one did).
 		if err := s.PutGrant(ctx, key, []byte("new"), time.Minute); err != nil {
@@ -147,6 +156,9 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 		if rec, replay, err := s.RedeemGrant(ctx, key); err != nil || replay || string(rec) != "new" {
 			t.Fatalf("after put again: %q %v %v", rec, replay, err)
+		}
+		if replayed, err := s.GrantReplayed(ctx, key); err != nil || replayed {
+			t.Fatalf("GrantReplayed after one redemption: %v %v", replayed, err)
 		}
 	})
 
