@@ -126,8 +126,10 @@ func benchCeiling(b *testing.B) (*httptest.Server, *ceiling) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	opt.PoolSize = 64 // authd's REDIS_POOL_SIZE
 	rdb := goredis.NewClient(opt)
-	users, err := postgres.Open(context.Background(), env["DATABASE_URL"], nil)
+	// A pool for 64 connections' worth of upserts, not pgx's default of 4.
+	users, err := postgres.OpenPool(context.Background(), env["DATABASE_URL"], 32, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
