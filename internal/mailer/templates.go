@@ -42,6 +42,7 @@ type Templates struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
+	cache   renderCache // each kind of mail executed once (render_cache.go)
 }
 
 // Rendered is one mail's subject and bodies.
@@ -133,7 +134,7 @@ func LoadTemplates(dir string) (*Templates, error) {
 
 // Render renders the mail for m.
 func (t *Templates) Render(m authd.Message) (Rendered, error) {
-	return t.render(TemplateData{
+	return t.cache.render(t, TemplateData{
 		ProjectName: headerText(m.ProjectName),
 		Code:        m.Code,
 		Minutes:     minutes(m.TTL),
