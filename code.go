@@ -5,8 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -213,12 +213,15 @@ func ValidCode(code string, n int) bool {
 // (project, address) never matches another's.
 func CodeHash(key []byte, project, address, code string) []byte {
 	m := hmac.New(sha256.New, key)
-	// Length-prefixed fields: no two (project, address, code) triples share
-	// an input.
+	// Length-prefixed fields ("%d:%s" each): no two (project, address,
+	// code) triples share an input.
+	buf := make([]byte, 0, 128)
 	for _, f := range []string{project, address, code} {
-		fmt.Fprintf(m, "%d:%s", len(f), f)
+		buf = append(strconv.AppendInt(buf, int64(len(f)), 10), ':')
+		buf = append(buf, f...)
 	}
-	return m.Sum(nil)
+	m.Write(buf)
+	return m.Sum(make([]byte, 0, sha256.Size))
 }
 
 // NewID returns 128 random bits from r, hex-encoded: a code's id.

@@ -2,8 +2,12 @@ package authd_test
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/authd/authd"
@@ -57,6 +61,21 @@ func TestCodeHashBindsProjectAndAddress(t *testing.T) {
 	} {
 		if bytes.Equal(base, other) {
 			t.Fatal("two different inputs share a code hash")
+		}
+	}
+}
+
+// The hashes of the codes live in Redis across upgrades: CodeHash is
+// HMAC-SHA256 over "%d:%s" of each field, byte for byte.
+func TestCodeHashBytes(t *testing.T) {
+	key := []byte("k")
+	for _, f := range [][3]string{{"shop", "ana@example.com", "123456"}, {"", "", ""}, {strings.Repeat("p", 64), strings.Repeat("a", 254), "000000"}} {
+		m := hmac.New(sha256.New, key)
+		for _, s := range f {
+			fmt.Fprintf(m, "%d:%s", len(s), s)
+		}
+		if got := authd.CodeHash(key, f[0], f[1], f[2]); !bytes.Equal(got, m.Sum(nil)) {
+			t.Errorf("CodeHash%q = %x, want %x", f, got, m.Sum(nil))
 		}
 	}
 }
