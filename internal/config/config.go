@@ -196,7 +196,7 @@ var settings = []setting{
 		parse: text(func(c *Config, v string) { c.pg.db = v })},
 	{name: "POSTGRES_PORT", def: "5432", need: Database, help: "PostgreSQL's port",
 		parse: integer(1, 65535, func(c *Config, n int) { c.pg.port = strconv.Itoa(n) })},
-	{name: "POSTGRES_POOL_SIZE", def: "16", need: Database, help: "PostgreSQL connections per instance at most (pgx's own default, `max(4, CPUs)`, held verify-code to a fraction of what PostgreSQL serves); verify-code's upsert is the only hot use. Keep instances × this under the server's `max_connections`. A `pool_max_conns` in `DATABASE_URL` wins",
+	{name: "POSTGRES_POOL_SIZE", def: "16", need: Database, help: "PostgreSQL connections per instance at most (pgx's own default, `max(4, CPUs)`, held verify-code to a fraction of what PostgreSQL serves); verify-code's upsert is the only hot use, and the upserts of concurrent verifications share statements. Keep instances × this under the server's `max_connections`. A `pool_max_conns` in `DATABASE_URL` wins",
 		parse: integer(1, 10000, func(c *Config, n int) { c.PostgresPoolSize = n })},
 	{name: "AUTHD_DATA_DIR", def: "./data", need: Database | ProofKey | MasterKey, help: "the SQLite database and the development secrets when no PostgreSQL is set",
 		parse: text(func(c *Config, v string) { c.DataDir = v })},

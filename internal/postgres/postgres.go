@@ -19,6 +19,7 @@ import (
 type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
+	batch  batcher // UpsertVerified's queue (batch.go)
 }
 
 var _ authd.UserStore = (*Store)(nil)
