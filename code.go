@@ -2,9 +2,9 @@ package authd
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"io"
 	"strconv"
 	"time"
@@ -212,7 +212,6 @@ func ValidCode(code string, n int) bool {
 // CodeHash binds a code to its project and address: a hash taken for one
 // (project, address) never matches another's.
 func CodeHash(key []byte, project, address, code string) []byte {
-	m := hmac.New(sha256.New, key)
 	// Length-prefixed fields ("%d:%s" each): no two (project, address,
 	// code) triples share an input.
 	buf := make([]byte, 0, 128)
@@ -220,8 +219,12 @@ func CodeHash(key []byte, project, address, code string) []byte {
 		buf = append(strconv.AppendInt(buf, int64(len(f)), 10), ':')
 		buf = append(buf, f...)
 	}
-	m.Write(buf)
-	return m.Sum(make([]byte, 0, sha256.Size))
+	out := make([]byte, 0, sha256.Size)
+	withMAC(key, func(m hash.Hash) {
+		m.Write(buf)
+		out = m.Sum(out)
+	})
+	return out
 }
 
 // NewID returns 128 random bits from r, hex-encoded: a code's id.

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -76,6 +77,21 @@ func TestCodeHashBytes(t *testing.T) {
 		}
 		if got := authd.CodeHash(key, f[0], f[1], f[2]); !bytes.Equal(got, m.Sum(nil)) {
 			t.Errorf("CodeHash%q = %x, want %x", f, got, m.Sum(nil))
+		}
+	}
+}
+
+// Address keys name what Redis holds across upgrades, and the same key
+// serves many addresses in turn (its state is reused): each is
+// hex(HMAC-SHA256(key, address)[:16]).
+func TestAddressKeyBytes(t *testing.T) {
+	for _, key := range [][]byte{[]byte("k"), bytes.Repeat([]byte{7}, 32)} {
+		for _, a := range []string{"ana@example.com", "", strings.Repeat("b", 300) + "@example.com", "ana@example.com"} {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte(a))
+			if got, want := authd.AddressKey(key, a), hex.EncodeToString(m.Sum(nil)[:16]); got != want {
+				t.Errorf("AddressKey(%q) = %s, want %s", a, got, want)
+			}
 		}
 	}
 }
