@@ -475,6 +475,11 @@ func (w *Worker) fetch() {
 
 // hand gives h to a worker; false when Close came first (h stays claimed).
 func (w *Worker) hand(h *heldJob) bool {
+	// The channel holds jobs ready for busy workers: after Close none
+	// goes in, where no worker would take it and Close would not see it.
+	if w.stopping() {
+		return false
+	}
 	select {
 	case w.ready <- h:
 		return true
