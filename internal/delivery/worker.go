@@ -121,8 +121,8 @@ type Worker struct {
 	sendCtx  context.Context // cancelled when Close's ctx ends: cuts sends in flight
 	cutSends context.CancelFunc
 	wg       sync.WaitGroup // workers, fetcher and keeper
-	idle     atomic.Int64   // workers waiting for a job
-	wake     chan struct{}  // a worker fell idle: the fetcher claims at once
+	active   atomic.Int64   // jobs handed to the workers, ready or being attempted
+	wake     chan struct{}  // an attempt ended: the fetcher claims at once
 
 	mu   sync.Mutex
 	held map[string]*heldJob // by Ref
@@ -153,6 +153,10 @@ type heldJob struct {
 	// wait, its retries included, says nothing of the mail behind it, so
 	// Lag leaves it out.
 	ownWait atomic.Bool
+	// taken is set once a worker has taken the job: one claimed ahead and
+	// waiting for a worker is in the backlog, as if still queued, and Lag
+	// leaves it out until then.
+	taken atomic.Bool
 }
 
 // NewWorker returns a Worker; call Start.
@@ -351,7 +355,7 @@ func (w *Worker) measureLag() {
 	var lag time.Duration
 	w.mu.Lock()
 	for _, h := range w.held {
-		if !h.ownWait.Load() && !h.job.QueuedAt.IsZero() {
+		if h.taken.Load() && !h.ownWait.Load() && !h.job.QueuedAt.IsZero() {
 			lag = max(lag, now.Sub(h.job.QueuedAt))
 		}
 	}
@@ -392,7 +396,7 @@ func (w *Worker) sleep(d time.Duration) bool {
 	}
 }
 
-// sleepOrWake is sleep, cut short when a worker falls idle.
+// sleepOrWake is sleep, cut short when an attempt ends.
 func (w *Worker) sleepOrWake(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -405,17 +409,17 @@ func (w *Worker) sleepOrWake(d time.Duration) bool {
 	return true
 }
 
-// fetch claims as many jobs as there are idle workers, and as many again
-// to wait ready for the workers that are busy (a worker that ends a send
-// takes its next job at once, not after a claim's round trip), and hands
-// them over.
+// fetch claims jobs for the workers and hands them over: one for each
+// worker and one more ready for each (a worker that ends a send takes its
+// next job at once, not after a claim's round trip), counting those
+// handed and not yet attempted to the end.
 func (w *Worker) fetch() {
 	var failing time.Duration // the wait after a failed claim; 0 while the queue answers
 	for !w.stopping() {
-		n := int(w.idle.Load()) + cap(w.ready) - len(w.ready)
-		if n == 0 {
-			// Until a worker falls idle: a job is claimed for it at once,
-			// not at the next look.
+		n := 2*w.opts.Workers - int(w.active.Load())
+		if n <= 0 {
+			// Until an attempt ends: a job is claimed in its place at
+			// once, not at the next look.
 			if !w.sleepOrWake(w.opts.PollInterval / 5) {
 				return
 			}
@@ -480,10 +484,12 @@ func (w *Worker) hand(h *heldJob) bool {
 	if w.stopping() {
 		return false
 	}
+	w.active.Add(1)
 	select {
 	case w.ready <- h:
 		return true
 	case <-w.stop:
+		w.active.Add(-1)
 		return false
 	}
 }
@@ -512,17 +518,16 @@ func (w *Worker) keep() {
 
 func (w *Worker) work() {
 	for {
-		w.idle.Add(1)
-		select {
-		case w.wake <- struct{}{}:
-		default: // the fetcher has been woken already
-		}
 		select {
 		case h := <-w.ready:
-			w.idle.Add(-1)
+			h.taken.Store(true)
 			w.attempt(h)
+			w.active.Add(-1)
+			select {
+			case w.wake <- struct{}{}:
+			default: // the fetcher has been woken already
+			}
 		case <-w.stop:
-			w.idle.Add(-1)
 			return
 		}
 	}
