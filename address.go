@@ -2,6 +2,7 @@ package authd
 
 import (
 	"strings"
+	"sync"
 
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
@@ -48,32 +49,80 @@ func NormalizeEmail(s string) (string, error) {
 	if err := checkDotAtom(local); err != "" {
 		return fail(err)
 	}
-	ascii, err := idnaProfile.ToASCII(norm.NFC.String(domain))
-	if err != nil || ascii == "" {
+	d := domainOf(domain)
+	if d.invalid != "" {
+		return fail(d.invalid)
+	}
+	if len(local)+1+d.asciiLen > MaxEmailLength {
+		return fail("The email address is too long.")
+	}
+	if d.noUnicode {
 		return fail("The domain name is not valid.")
 	}
+	return strings.ToLower(local) + "@" + d.stored, nil
+}
+
+// normDomain is what NormalizeEmail makes of a domain as given.
+type normDomain struct {
+	invalid   string // why it is refused before the length check; "" if not
+	asciiLen  int    // its punycode form's length
+	noUnicode bool   // refused after the length check: no Unicode form
+	stored    string // lowercased Unicode NFC
+}
+
+// domains caches normalizeDomain: the IDNA and NFC passes are most of an
+// address's check, and a service sees few domains many times. Bounded:
+// once full, further domains are worked out every time.
+var domains struct {
+	sync.RWMutex
+	m map[string]normDomain
+}
+
+const maxCachedDomains = 4096
+
+func domainOf(domain string) normDomain {
+	domains.RLock()
+	d, ok := domains.m[domain]
+	domains.RUnlock()
+	if ok {
+		return d
+	}
+	d = normalizeDomain(domain)
+	domains.Lock()
+	if domains.m == nil {
+		domains.m = make(map[string]normDomain)
+	}
+	if len(domains.m) < maxCachedDomains {
+		domains.m[strings.Clone(domain)] = d
+	}
+	domains.Unlock()
+	return d
+}
+
+func normalizeDomain(domain string) normDomain {
+	ascii, err := idnaProfile.ToASCII(norm.NFC.String(domain))
+	if err != nil || ascii == "" {
+		return normDomain{invalid: "The domain name is not valid."}
+	}
 	if !strings.Contains(ascii, ".") || strings.HasSuffix(ascii, ".") {
-		return fail("The domain name must contain a dot and not end with one.")
+		return normDomain{invalid: "The domain name must contain a dot and not end with one."}
 	}
 	for _, label := range strings.Split(ascii, ".") {
 		if label == "" || len(label) > 63 {
-			return fail("The domain name is not valid.")
+			return normDomain{invalid: "The domain name is not valid."}
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fail("The domain name contains invalid characters.")
+				return normDomain{invalid: "The domain name contains invalid characters."}
 			}
 		}
 	}
-	if len(local)+1+len(ascii) > MaxEmailLength {
-		return fail("The email address is too long.")
-	}
 	uni, err := idnaProfile.ToUnicode(ascii)
 	if err != nil {
-		return fail("The domain name is not valid.")
+		return normDomain{asciiLen: len(ascii), noUnicode: true}
 	}
-	return strings.ToLower(local) + "@" + norm.NFC.String(strings.ToLower(uni)), nil
+	return normDomain{asciiLen: len(ascii), stored: norm.NFC.String(strings.ToLower(uni))}
 }
 
 // checkDotAtom returns why local is not an RFC 5322 dot-atom of ASCII atext,

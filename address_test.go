@@ -148,3 +148,37 @@ func TestMailbox(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizeEmailCached: the domains NormalizeEmail remembers give the
+// same answers as the first time, message for message, whatever local
+// part comes with them (the length check counts both).
+func TestNormalizeEmailCached(t *testing.T) {
+	long := strings.Repeat("d", 63) + "." + strings.Repeat("e", 63) + "." + strings.Repeat("f", 63) + ".com" // 195
+	inputs := []string{
+		"ana@example.com", "Ana@EXAMPLE.com", "ana@exämple.com", "ana@xn--exmple-cua.com", "ana@exa\u0308mple.com",
+		"ana@example", "ana@example.com.", "ana@-example.com", "ana@exa_mple.com", "ana@[127.0.0.1]", "ana@xn--a.com",
+		"a@" + long, strings.Repeat("a", 64) + "@" + long, strings.Repeat("a", 20) + "@" + long,
+	}
+	type answer struct{ out, err string }
+	ask := func(in string) answer {
+		out, err := authd.NormalizeEmail(in)
+		if err != nil {
+			return answer{out, err.Error()}
+		}
+		return answer{out, ""}
+	}
+	first := map[string]answer{}
+	for _, in := range inputs {
+		first[in] = ask(in)
+	}
+	if first["a@"+long].err != "" || first[strings.Repeat("a", 64)+"@"+long].err == "" {
+		t.Fatalf("the length check: %+v, %+v", first["a@"+long], first[strings.Repeat("a", 64)+"@"+long])
+	}
+	for range 2 {
+		for _, in := range inputs {
+			if got := ask(in); got != first[in] {
+				t.Errorf("NormalizeEmail(%q) = %+v, then %+v", in, first[in], got)
+			}
+		}
+	}
+}

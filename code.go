@@ -2,11 +2,11 @@ package authd
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"hash"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -212,13 +212,19 @@ func ValidCode(code string, n int) bool {
 // CodeHash binds a code to its project and address: a hash taken for one
 // (project, address) never matches another's.
 func CodeHash(key []byte, project, address, code string) []byte {
-	m := hmac.New(sha256.New, key)
-	// Length-prefixed fields: no two (project, address, code) triples share
-	// an input.
+	// Length-prefixed fields ("%d:%s" each): no two (project, address,
+	// code) triples share an input.
+	buf := make([]byte, 0, 128)
 	for _, f := range []string{project, address, code} {
-		fmt.Fprintf(m, "%d:%s", len(f), f)
+		buf = append(strconv.AppendInt(buf, int64(len(f)), 10), ':')
+		buf = append(buf, f...)
 	}
-	return m.Sum(nil)
+	out := make([]byte, 0, sha256.Size)
+	withMAC(key, func(m hash.Hash) {
+		m.Write(buf)
+		out = m.Sum(out)
+	})
+	return out
 }
 
 // NewID returns 128 random bits from r, hex-encoded: a code's id.

@@ -97,6 +97,14 @@ type MailQueue interface {
 	// Errors: EUNAVAILABLE.
 	Finish(ctx context.Context, job ClaimedJob, status string, attempts int, now time.Time) error
 
+	// FinishAll is Finish for many jobs in one step: what the workers of
+	// one instance finish at the same time shares a round trip. On an
+	// error some may be finished and some not: finishing one again is
+	// harmless (its status is written only while it is queued).
+	//
+	// Errors: EUNAVAILABLE.
+	FinishAll(ctx context.Context, jobs []FinishedJob, now time.Time) error
+
 	// Delivery returns the status of the mail named id while its code
 	// lives.
 	//
@@ -111,6 +119,14 @@ type MailQueue interface {
 	//
 	// Errors: EUNAVAILABLE.
 	OldestQueued(ctx context.Context) (time.Time, error)
+}
+
+// FinishedJob is a job for FinishAll with its final status (sent, failed
+// or superseded) and the attempts made.
+type FinishedJob struct {
+	Job      ClaimedJob
+	Status   string
+	Attempts int
 }
 
 // Partitions is how many parts the code store may split its state into:

@@ -3,12 +3,12 @@ package authd
 import (
 	"context"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync/atomic"
 
@@ -89,9 +89,13 @@ func derive(secret []byte, label string) []byte {
 // AddressKey names a normalised address in the code store without revealing
 // it: a leaked store dump shows neither codes nor addresses.
 func AddressKey(key []byte, address string) string {
-	m := hmac.New(sha256.New, key)
-	io.WriteString(m, address)
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	buf := make([]byte, 0, 256)
+	withMAC(key, func(m hash.Hash) {
+		m.Write(append(buf, address...))
+		m.Sum(sum[:0])
+	})
+	return hex.EncodeToString(sum[:16])
 }
 
 // DataKeyStore keeps the wrapped data key in the database, one for every

@@ -2,8 +2,13 @@ package authd_test
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/authd/authd"
@@ -57,6 +62,36 @@ func TestCodeHashBindsProjectAndAddress(t *testing.T) {
 	} {
 		if bytes.Equal(base, other) {
 			t.Fatal("two different inputs share a code hash")
+		}
+	}
+}
+
+// The hashes of the codes live in Redis across upgrades: CodeHash is
+// HMAC-SHA256 over "%d:%s" of each field, byte for byte.
+func TestCodeHashBytes(t *testing.T) {
+	key := []byte("k")
+	for _, f := range [][3]string{{"shop", "ana@example.com", "123456"}, {"", "", ""}, {strings.Repeat("p", 64), strings.Repeat("a", 254), "000000"}} {
+		m := hmac.New(sha256.New, key)
+		for _, s := range f {
+			fmt.Fprintf(m, "%d:%s", len(s), s)
+		}
+		if got := authd.CodeHash(key, f[0], f[1], f[2]); !bytes.Equal(got, m.Sum(nil)) {
+			t.Errorf("CodeHash%q = %x, want %x", f, got, m.Sum(nil))
+		}
+	}
+}
+
+// Address keys name what Redis holds across upgrades, and the same key
+// serves many addresses in turn (its state is reused): each is
+// hex(HMAC-SHA256(key, address)[:16]).
+func TestAddressKeyBytes(t *testing.T) {
+	for _, key := range [][]byte{[]byte("k"), bytes.Repeat([]byte{7}, 32)} {
+		for _, a := range []string{"ana@example.com", "", strings.Repeat("b", 300) + "@example.com", "ana@example.com"} {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte(a))
+			if got, want := authd.AddressKey(key, a), hex.EncodeToString(m.Sum(nil)[:16]); got != want {
+				t.Errorf("AddressKey(%q) = %s, want %s", a, got, want)
+			}
 		}
 	}
 }

@@ -46,7 +46,7 @@ var (
 // or SQLite in AUTHD_DATA_DIR.
 func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (Database, error) {
 	if cfg.DatabaseURL != "" {
-		s, err := postgres.Open(ctx, cfg.DatabaseURL, log)
+		s, err := postgres.OpenPool(ctx, cfg.DatabaseURL, cfg.PostgresPoolSize, log)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
@@ -80,7 +80,7 @@ func OpenCodes(ctx context.Context, cfg config.Config, log *slog.Logger) (Codes,
 		return Codes{CodeStore: codes, SignIns: inmem.NewSignInStore(codes), Close: func() {}}, nil
 	}
 	redis.SetLogger(log)
-	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster,
+	s, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Cluster: cfg.RedisCluster, PoolSize: cfg.RedisPoolSize,
 		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		return Codes{}, fmt.Errorf("config: REDIS_URL: %v", err)

@@ -51,6 +51,10 @@ type Config struct {
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
 
+	// PostgresPoolSize and RedisPoolSize bound each pool's connections
+	// (a pool_max_conns / pool_size in the URL wins).
+	PostgresPoolSize, RedisPoolSize int
+
 	MailBackend                    string // "smtp" or "log"
 	SMTPHost, SMTPUser             string
 	SMTPPassword                   string // never logged
@@ -192,6 +196,8 @@ var settings = []setting{
 		parse: text(func(c *Config, v string) { c.pg.db = v })},
 	{name: "POSTGRES_PORT", def: "5432", need: Database, help: "PostgreSQL's port",
 		parse: integer(1, 65535, func(c *Config, n int) { c.pg.port = strconv.Itoa(n) })},
+	{name: "POSTGRES_POOL_SIZE", def: "16", need: Database, help: "PostgreSQL connections per instance at most (pgx's own default, `max(4, CPUs)`, held verify-code to a fraction of what PostgreSQL serves); verify-code's upsert is the only hot use, and the upserts of concurrent verifications share statements. Keep instances × this under the server's `max_connections`. A `pool_max_conns` in `DATABASE_URL` wins",
+		parse: integer(1, 10000, func(c *Config, n int) { c.PostgresPoolSize = n })},
 	{name: "AUTHD_DATA_DIR", def: "./data", need: Database | ProofKey | MasterKey, help: "the SQLite database and the development secrets when no PostgreSQL is set",
 		parse: text(func(c *Config, v string) { c.DataDir = v })},
 	{name: "REDIS_URL", need: Redis, help: "the whole Redis URL; wins over `REDIS_*`; a `master_name` query parameter means Sentinel",
@@ -214,6 +220,8 @@ var settings = []setting{
 			c.RedisPrefix = v
 			return nil
 		})},
+	{name: "REDIS_POOL_SIZE", def: "64", need: Redis, help: "Redis connections per instance (per node of a cluster) at most, opened as needed (go-redis's own default is 10 per CPU): each request in flight and each of the `MAIL_WORKERS` holds one for a round trip. A `pool_size` in `REDIS_URL` wins",
+		parse: integer(1, 100000, func(c *Config, n int) { c.RedisPoolSize = n })},
 	{name: "REDIS_WAIT_REPLICAS", def: "0", need: Redis, help: "send-code answers 200 only once this many replicas have acknowledged the code and its mail job (Redis `WAIT`, on the node that took the write), else 503 with the code kept; narrows what a failover can lose, does not make a write durable: see [Redis replication](#redis-replication). `0`: off",
 		parse: integer(0, 16, func(c *Config, n int) { c.RedisWaitReplicas = n })},
 	{name: "REDIS_WAIT_TIMEOUT", def: "100ms", need: Redis, help: "how long a send-code waits for those acknowledgements: the most `REDIS_WAIT_REPLICAS` adds to a send-code when a replica lags or is down",

@@ -121,12 +121,14 @@ type Worker struct {
 	sendCtx  context.Context // cancelled when Close's ctx ends: cuts sends in flight
 	cutSends context.CancelFunc
 	wg       sync.WaitGroup // workers, fetcher and keeper
-	idle     atomic.Int64   // workers waiting for a job
+	active   atomic.Int64   // jobs handed to the workers, ready or being attempted
+	wake     chan struct{}  // an attempt ended: the fetcher claims at once
 
 	mu   sync.Mutex
 	held map[string]*heldJob // by Ref
 
-	health *health
+	health    *health
+	finishing *finisher
 
 	lag      atomic.Int64 // Lag, in nanoseconds, as watchLag last measured it
 	lagging  bool         // watchLag's: over MaxLag at its last look
@@ -151,6 +153,10 @@ type heldJob struct {
 	// wait, its retries included, says nothing of the mail behind it, so
 	// Lag leaves it out.
 	ownWait atomic.Bool
+	// taken is set once a worker has taken the job: one claimed ahead and
+	// waiting for a worker is in the backlog, as if still queued, and Lag
+	// leaves it out until then.
+	taken atomic.Bool
 }
 
 // NewWorker returns a Worker; call Start.
@@ -194,12 +200,14 @@ func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSeale
 		logger = slog.Default()
 	}
 	sendCtx, cut := context.WithCancel(context.Background())
-	return &Worker{
+	w := &Worker{
 		queue: queue, current: current, sealer: sealer, sender: sender, opts: opts, log: logger,
-		ready: make(chan *heldJob), stop: make(chan struct{}),
+		ready: make(chan *heldJob, opts.Workers), stop: make(chan struct{}), wake: make(chan struct{}, 1),
 		sendCtx: sendCtx, cutSends: cut, held: make(map[string]*heldJob),
 		health: &health{after: opts.DegradedAfter, log: logger},
 	}
+	w.finishing = &finisher{write: w.finishAll, spawn: w.wg.Go}
+	return w
 }
 
 // Start starts the workers, the fetcher that claims jobs for them, and the
@@ -347,7 +355,7 @@ func (w *Worker) measureLag() {
 	var lag time.Duration
 	w.mu.Lock()
 	for _, h := range w.held {
-		if !h.ownWait.Load() && !h.job.QueuedAt.IsZero() {
+		if h.taken.Load() && !h.ownWait.Load() && !h.job.QueuedAt.IsZero() {
 			lag = max(lag, now.Sub(h.job.QueuedAt))
 		}
 	}
@@ -388,13 +396,31 @@ func (w *Worker) sleep(d time.Duration) bool {
 	}
 }
 
-// fetch claims as many jobs as there are idle workers and hands them over.
+// sleepOrWake is sleep, cut short when an attempt ends.
+func (w *Worker) sleepOrWake(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.wake:
+	case <-w.stop:
+		return false
+	}
+	return true
+}
+
+// fetch claims jobs for the workers and hands them over: one for each
+// worker and one more ready for each (a worker that ends a send takes its
+// next job at once, not after a claim's round trip), counting those
+// handed and not yet attempted to the end.
 func (w *Worker) fetch() {
 	var failing time.Duration // the wait after a failed claim; 0 while the queue answers
 	for !w.stopping() {
-		n := int(w.idle.Load())
-		if n == 0 {
-			if !w.sleep(w.opts.PollInterval / 5) {
+		n := 2*w.opts.Workers - int(w.active.Load())
+		if n <= 0 {
+			// Until an attempt ends: a job is claimed in its place at
+			// once, not at the next look.
+			if !w.sleepOrWake(w.opts.PollInterval / 5) {
 				return
 			}
 			continue
@@ -453,10 +479,17 @@ func (w *Worker) fetch() {
 
 // hand gives h to a worker; false when Close came first (h stays claimed).
 func (w *Worker) hand(h *heldJob) bool {
+	// The channel holds jobs ready for busy workers: after Close none
+	// goes in, where no worker would take it and Close would not see it.
+	if w.stopping() {
+		return false
+	}
+	w.active.Add(1)
 	select {
 	case w.ready <- h:
 		return true
 	case <-w.stop:
+		w.active.Add(-1)
 		return false
 	}
 }
@@ -485,13 +518,16 @@ func (w *Worker) keep() {
 
 func (w *Worker) work() {
 	for {
-		w.idle.Add(1)
 		select {
 		case h := <-w.ready:
-			w.idle.Add(-1)
+			h.taken.Store(true)
 			w.attempt(h)
+			w.active.Add(-1)
+			select {
+			case w.wake <- struct{}{}:
+			default: // the fetcher has been woken already
+			}
 		case <-w.stop:
-			w.idle.Add(-1)
 			return
 		}
 	}
@@ -507,7 +543,7 @@ func (w *Worker) attempt(h *heldJob) {
 		return
 	}
 	j := h.job
-	logger := w.log.With(slog.String("delivery_id", j.DeliveryID), slog.String("project", j.Project))
+	logger := jobLog{log: w.log, attrs: []slog.Attr{slog.String("delivery_id", j.DeliveryID), slog.String("project", j.Project)}}
 	now := w.opts.Now()
 	if j.DeliveryID == "" {
 		w.unreadable.Add(1)
@@ -537,7 +573,7 @@ func (w *Worker) attempt(h *heldJob) {
 	}
 	m.ProjectID, m.Address, m.CodeID = j.Project, j.Address, j.CodeID
 	m.ExpiresAt, m.ReplaceableAt = j.ExpiresAt, j.ReplaceableAt
-	logger = logger.With(slog.String("to", authd.MaskEmail(m.To)))
+	logger = logger.with(slog.String("to", authd.MaskEmail(m.To)))
 
 	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
 	defer cancel()
@@ -611,7 +647,7 @@ func (w *Worker) attempt(h *heldJob) {
 
 // retry schedules the next attempt at h after a temporary failure, unless
 // Close has come or the code would expire first.
-func (w *Worker) retry(h *heldJob, logger *slog.Logger, reason slog.Attr) {
+func (w *Worker) retry(h *heldJob, logger jobLog, reason slog.Attr) {
 	now := w.opts.Now()
 	wait := backoff(w.opts.Backoff, w.opts.MaxBackoff, max(h.attempts, 1))
 	next := now.Add(wait)
@@ -641,28 +677,60 @@ func (w *Worker) retry(h *heldJob, logger *slog.Logger, reason slog.Attr) {
 	})
 }
 
-// finish records the job's final status and deletes it from the queue.
-// Tried a few times: a job not finished is sent again by another instance
-// after the claim timeout.
+// finish records the job's final status and deletes it from the queue:
+// the finisher does, with the other jobs finished meanwhile
+// (finishing.go), and the job is held until then. Tried a few times: a
+// job not finished is sent again by another instance after the claim
+// timeout.
 func (w *Worker) finish(h *heldJob, status string) {
+	w.finishing.finish(authd.FinishedJob{Job: h.job, Status: status, Attempts: h.attempts}, func(err error) {
+		if err != nil {
+			w.log.Error("mail queue: finishing a job failed; it may be sent again", slog.String("delivery_id", h.job.DeliveryID), slog.Any("err", err))
+		}
+		w.mu.Lock()
+		delete(w.held, h.job.Ref)
+		w.mu.Unlock()
+	})
+}
+
+// finishAll writes jobs' final statuses, tried a few times.
+func (w *Worker) finishAll(jobs []authd.FinishedJob) error {
 	var err error
 	for try := 0; try < 3; try++ {
 		if try > 0 && !w.sleep(200*time.Millisecond) {
 			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = w.queue.Finish(ctx, h.job, status, h.attempts, w.opts.Now())
+		err = w.queue.FinishAll(ctx, jobs, w.opts.Now())
 		cancel()
 		if err == nil {
 			break
 		}
 	}
-	if err != nil {
-		w.log.Error("mail queue: finishing a job failed; it may be sent again", slog.String("delivery_id", h.job.DeliveryID), slog.Any("err", err))
+	return err
+}
+
+// jobLog writes a job's lines with its attributes first, as a logger
+// made With them would, without making a handler for every job.
+type jobLog struct {
+	log   *slog.Logger
+	attrs []slog.Attr
+}
+
+func (l jobLog) with(a slog.Attr) jobLog {
+	return jobLog{log: l.log, attrs: append(l.attrs[:len(l.attrs):len(l.attrs)], a)}
+}
+
+func (l jobLog) Info(msg string, attrs ...slog.Attr)  { l.emit(slog.LevelInfo, msg, attrs) }
+func (l jobLog) Warn(msg string, attrs ...slog.Attr)  { l.emit(slog.LevelWarn, msg, attrs) }
+func (l jobLog) Error(msg string, attrs ...slog.Attr) { l.emit(slog.LevelError, msg, attrs) }
+
+func (l jobLog) emit(level slog.Level, msg string, attrs []slog.Attr) {
+	ctx := context.Background()
+	if !l.log.Enabled(ctx, level) {
+		return
 	}
-	w.mu.Lock()
-	delete(w.held, h.job.Ref)
-	w.mu.Unlock()
+	l.log.LogAttrs(ctx, level, msg, append(l.attrs[:len(l.attrs):len(l.attrs)], attrs...)...)
 }
 
 // backoff is the wait after the given failed attempt: base doubled per

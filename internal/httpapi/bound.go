@@ -45,7 +45,7 @@ func newBounds(o Options) *bounds {
 // restored with a context of its own).
 func (b *bounds) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = preread(r.Body)
+		r.Body = preread(r.Body, r.ContentLength)
 		n := b.inflight.Add(1)
 		defer b.inflight.Add(-1)
 		if b.maxInflight > 0 && n > b.maxInflight {
@@ -69,19 +69,53 @@ func (b *bounds) wrap(next http.Handler) http.Handler {
 
 // preread reads body (up to one byte over MaxBodyBytes, which readBody
 // refuses) and returns a body that gives the same bytes, then the same
-// error, to whoever reads it next.
-func preread(body io.ReadCloser) io.ReadCloser {
+// error, to whoever reads it next; readBody takes them as they are.
+func preread(body io.ReadCloser, size int64) io.ReadCloser {
 	if body == nil || body == http.NoBody {
 		return body
 	}
-	b, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
-	body.Close()
-	if err == nil {
-		err = io.EOF
+	// A buffer the declared length fits, and its EOF (no growing).
+	buf := make([]byte, 0, min(max(size+1, 512), MaxBodyBytes+1))
+	lr := io.LimitReader(body, MaxBodyBytes+1)
+	var err error
+	for err == nil {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		var n int
+		n, err = lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 	}
-	return io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+	body.Close()
+	return &prereadBody{Reader: bytes.NewReader(buf), all: buf, err: err}
 }
 
-type errReader struct{ err error }
+// prereadBody is a body read whole: its bytes, then the read's error.
+type prereadBody struct {
+	*bytes.Reader
+	all []byte
+	err error
+}
 
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+func (p *prereadBody) Read(b []byte) (int, error) {
+	n, err := p.Reader.Read(b)
+	if err == io.EOF {
+		err = p.err
+	}
+	return n, err
+}
+
+func (p *prereadBody) Close() error { return nil }
+
+// whole returns the body's bytes and the read's error (nil for a body
+// read to its end), when nothing has read from it yet (ok).
+func (p *prereadBody) whole() (body []byte, ok bool, err error) {
+	if p.Reader.Len() != len(p.all) {
+		return nil, false, nil
+	}
+	p.Reader.Reset(nil)
+	if p.err == io.EOF {
+		return p.all, true, nil
+	}
+	return p.all, true, p.err
+}

@@ -20,7 +20,16 @@ import (
 // The rest of an oversized body is left unread: net/http discards a little
 // of it and closes the connection.
 func readBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	var body []byte
+	var err error
+	if p, ok := r.Body.(*prereadBody); ok {
+		var whole bool
+		if body, whole, err = p.whole(); !whole {
+			body, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		}
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	}
 	switch {
 	case len(body) > MaxBodyBytes:
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, Detail: msgBodyTooLarge}

@@ -93,7 +93,7 @@ func handleVerifyV2(flow Flow, org *origins, log *slog.Logger) http.Handler {
 func send(r *http.Request, flow Flow, org *origins, log *slog.Logger) (authd.SendResult, error) {
 	body, err := readBody(r)
 	if err == nil {
-		err = org.forProject(r, projectOf(body, "project_id"))
+		err = org.forBody(r, body, "project_id")
 	}
 	if err != nil {
 		return authd.SendResult{}, err
@@ -116,7 +116,7 @@ func send(r *http.Request, flow Flow, org *origins, log *slog.Logger) (authd.Sen
 func verifyCode(r *http.Request, flow Flow, org *origins, log *slog.Logger, v2 bool) (authd.VerifyResult, error) {
 	body, err := readBody(r)
 	if err == nil {
-		err = org.forProject(r, projectOf(body, "project_id"))
+		err = org.forBody(r, body, "project_id")
 	}
 	if err != nil {
 		return authd.VerifyResult{}, err

@@ -194,6 +194,16 @@ func (s *CodeStore) Finish(ctx context.Context, job authd.ClaimedJob, status str
 	return nil
 }
 
+// FinishAll implements authd.MailQueue: Finish for each job.
+func (s *CodeStore) FinishAll(ctx context.Context, jobs []authd.FinishedJob, now time.Time) error {
+	for _, f := range jobs {
+		if err := s.Finish(ctx, f.Job, f.Status, f.Attempts, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delivery implements authd.MailQueue. An id that is not a delivery id
 // (authd.DeliveryPartition) has no status, as on Redis.
 func (s *CodeStore) Delivery(ctx context.Context, id string, now time.Time) (authd.Delivery, error) {

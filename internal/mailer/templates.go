@@ -78,6 +78,7 @@ type Templates struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
+	cache   renderCache // each kind of mail executed once (render_cache.go)
 }
 
 // Rendered is one mail's subject and bodies.
@@ -172,7 +173,7 @@ func (t *Templates) Render(m authd.Message) (Rendered, error) {
 	if m.Link != "" {
 		return renderSignIn(m)
 	}
-	return t.render(TemplateData{
+	return t.cache.render(t, TemplateData{
 		ProjectName: headerText(m.ProjectName),
 		Code:        m.Code,
 		Minutes:     minutes(m.TTL),

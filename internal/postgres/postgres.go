@@ -6,6 +6,8 @@ package postgres
 import (
 	"context"
 	"log/slog"
+	"math"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,6 +19,7 @@ import (
 type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
+	batch  batcher // UpsertVerified's queue (batch.go)
 }
 
 var _ authd.UserStore = (*Store)(nil)
@@ -28,11 +31,20 @@ var _ authd.UserStore = (*Store)(nil)
 // it. The error, an EINVALID *authd.Error, never repeats the URL, which may
 // hold a password.
 func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	return OpenPool(ctx, url, 0, logger)
+}
+
+// OpenPool is Open with a pool of at most maxConns connections (0: pgx's
+// default), unless url sets pool_max_conns itself, which wins.
+func OpenPool(ctx context.Context, url string, maxConns int, logger *slog.Logger) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's message may quote the URL, password included: keep it out of
 		// Message and let only the log see it through Err.
 		return nil, &authd.Error{Code: authd.EINVALID, Field: "DATABASE_URL", Message: "cannot parse the PostgreSQL URL", Err: err}
+	}
+	if maxConns > 0 && !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = int32(min(maxConns, math.MaxInt32))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

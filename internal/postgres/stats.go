@@ -5,6 +5,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// MaxConns is the pool's size.
+func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
+
 // Collector returns the connection pool's metrics, read at scrape time.
 func (s *Store) Collector() prometheus.Collector { return poolCollector{s.pool} }
 

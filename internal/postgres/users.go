@@ -49,8 +49,14 @@ SELECT id, email, created_at, last_verified_at FROM inserted`
 // lowercase lookups.
 //
 // Errors: EUNAVAILABLE.
+//
+// Concurrent calls share statements (batch.go).
 func (s *Store) UpsertVerified(ctx context.Context, email string, at time.Time) (authd.User, error) {
-	email = strings.ToLower(email)
+	return s.upsertShared(ctx, strings.ToLower(email), at)
+}
+
+// upsertOne is one address's upsertVerified.
+func (s *Store) upsertOne(ctx context.Context, email string, at time.Time) (authd.User, error) {
 	// timestamp columns are naive UTC, and pgx writes a time.Time's wall
 	// clock in its own location: convert first.
 	row := s.pool.QueryRow(ctx, upsertVerified, email, at.UTC(), uuid.NewString())

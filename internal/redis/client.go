@@ -33,6 +33,11 @@ func Open(rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: not a URL")
 	}
+	// The URL's own pool_size wins; go-redis has read it.
+	poolSize := opts.PoolSize
+	if u.Query().Has("pool_size") {
+		poolSize = 0
+	}
 	var client goredis.UniversalClient
 	switch {
 	case opts.Cluster:
@@ -50,6 +55,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		// try and every CLUSTERDOWN's wait.
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = -1, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		if poolSize > 0 {
+			o.PoolSize = poolSize
+		}
 		cc := goredis.NewClusterClient(o)
 		hook := newReloadHook(cc) // a dead master's slots move (topology.go)
 		cc.AddHook(hook)
@@ -67,6 +75,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled = timeout, timeout, timeout, true
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		if poolSize > 0 {
+			o.PoolSize = poolSize
+		}
 		client = goredis.NewFailoverClient(o)
 	default:
 		o, err := goredis.ParseURL(rawURL)
@@ -76,6 +87,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled = timeout, timeout, timeout, true
 		o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff = retries, minBackoff, maxBackoff
 		o.DialerRetries, o.DialerRetryTimeout = dials, dialWait
+		if poolSize > 0 {
+			o.PoolSize = poolSize
+		}
 		client = goredis.NewClient(o)
 	}
 	return New(client, opts), nil

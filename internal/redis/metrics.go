@@ -8,6 +8,18 @@ import (
 // PoolStats reports the client's connection pool.
 func (s *Store) PoolStats() *goredis.PoolStats { return s.client.PoolStats() }
 
+// PoolSize is the client's pool size (per node of a cluster); 0 for a
+// client of another kind.
+func (s *Store) PoolSize() int {
+	switch c := s.client.(type) {
+	case *goredis.Client:
+		return c.Options().PoolSize
+	case *goredis.ClusterClient:
+		return c.Options().PoolSize
+	}
+	return 0
+}
+
 // Collector exposes the client's connection pool to Prometheus, read at
 // scrape time, and the writes WAIT found short (wait.go).
 func (s *Store) Collector() prometheus.Collector { return poolCollector{s} }

@@ -310,16 +310,42 @@ func (s *Store) Retrying(ctx context.Context, job authd.ClaimedJob, attempts int
 // XACK, XDEL (the job's payload, sealed code included, leaves Redis) and
 // its claim.
 func (s *Store) Finish(ctx context.Context, job authd.ClaimedJob, status string, attempts int, now time.Time) error {
+	c, err := s.finishCall(job, status, attempts, now)
+	if err != nil {
+		return err
+	}
+	_, err = s.runAll(ctx, []scriptCall{c})
+	return err
+}
+
+// finishCall is finish.lua's call for job.
+func (s *Store) finishCall(job authd.ClaimedJob, status string, attempts int, now time.Time) (scriptCall, error) {
 	tag, st, id, ok := s.splitRef(job.Ref)
 	if !ok {
-		return badRef(job.Ref)
+		return scriptCall{}, badRef(job.Ref)
 	}
 	keys := []string{st, claimsKey(tag)}
 	if job.DeliveryID != "" {
 		keys = append(keys, statusKey(tag, job.DeliveryID))
 	}
-	_, err := s.runAll(ctx, []scriptCall{{finishScript, keys,
-		[]any{mailGroup, id, now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts}}})
+	return scriptCall{finishScript, keys, []any{mailGroup, id, now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts}}, nil
+}
+
+// FinishAll implements authd.MailQueue: Finish's finish.lua for each job,
+// all in one pipeline (a round trip per node).
+func (s *Store) FinishAll(ctx context.Context, jobs []authd.FinishedJob, now time.Time) error {
+	calls := make([]scriptCall, 0, len(jobs))
+	for _, f := range jobs {
+		c, err := s.finishCall(f.Job, f.Status, f.Attempts, now)
+		if err != nil {
+			return err
+		}
+		calls = append(calls, c)
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	_, err := s.runAll(ctx, calls)
 	return err
 }
 

@@ -79,6 +79,11 @@ type Options struct {
 	// WaitTimeout is EUNAVAILABLE, nothing undone. 0: no WAIT.
 	WaitReplicas int
 
+	// PoolSize bounds Open's client's connections (per node of a
+	// cluster), unless the URL sets pool_size itself, which wins. 0:
+	// go-redis's default, 10 per CPU. New ignores it: the client says.
+	PoolSize int
+
 	// WaitTimeout bounds that wait. Default DefaultWaitTimeout; it should
 	// stay well below the client's read timeout.
 	WaitTimeout time.Duration

@@ -36,6 +36,7 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"Retrying", testQueueRetrying},
 		{"FinishRemoves", testQueueFinishRemoves},
 		{"FinishedStatusStays", testQueueFinishedStatusStays},
+		{"FinishAll", testQueueFinishAll},
 		{"StatusLivesWithCode", testQueueStatusLivesWithCode},
 		{"UnknownDelivery", testQueueUnknownDelivery},
 		{"ManyJobsEachOnce", testQueueManyJobsEachOnce},
@@ -304,6 +305,43 @@ func testQueueFinishRemoves(t *testing.T, s QueueStore) {
 		if got := claimAll(t, s, "b", time.Millisecond, now.Add(time.Minute)); len(got) != 0 {
 			t.Fatalf("%s: a finished job was claimed again: %+v", status, got)
 		}
+	}
+}
+
+// testQueueFinishAll: jobs of several partitions finished in one call,
+// each with its own status and attempts, are all gone; finishing them
+// again (a retried call) changes nothing; an empty call is no error.
+func testQueueFinishAll(t *testing.T, s QueueStore) {
+	ctx := context.Background()
+	now := codeT0
+	statuses := []string{authd.DeliverySent, authd.DeliveryFailed, authd.DeliverySuperseded, authd.DeliverySent, authd.DeliverySent}
+	ids := map[string]int{} // delivery id -> its index in statuses
+	for i := range statuses {
+		ids[issueWithJob(t, s, now).DeliveryID] = i
+	}
+	held := claimAll(t, s, "a", time.Minute, now)
+	if len(held) != len(statuses) {
+		t.Fatalf("claimed %d jobs, want %d", len(held), len(statuses))
+	}
+	var done []authd.FinishedJob
+	for _, j := range held {
+		i := ids[j.DeliveryID]
+		done = append(done, authd.FinishedJob{Job: j, Status: statuses[i], Attempts: i + 1})
+	}
+	if err := s.FinishAll(ctx, done, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAll(ctx, done, now.Add(time.Second)); err != nil {
+		t.Fatalf("FinishAll again: %v", err)
+	}
+	if err := s.FinishAll(ctx, nil, now); err != nil {
+		t.Fatalf("FinishAll of nothing: %v", err)
+	}
+	for id, i := range ids {
+		wantDelivery(t, s, id, now, statuses[i], i+1)
+	}
+	if got := claimAll(t, s, "b", time.Millisecond, now.Add(time.Minute)); len(got) != 0 {
+		t.Fatalf("finished jobs were claimed again: %+v", got)
 	}
 }
 

@@ -1,0 +1,119 @@
+package mailer
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// renderCache executes the templates once per mail of a kind (everything
+// a template sees but the code: project name, lifetime, language...)
+// rather than once per mail: a mail is then its kind's rendering with the
+// code put in. A kind is cached only when that is provably the same as
+// executing the templates: at its first mail they are executed twice,
+// with two placeholder codes and expiry times far apart, and the two
+// renderings must differ by the code alone. Templates that name
+// .ExpiresAt, or that transform the code, are therefore executed for
+// every mail, as are kinds past the cache's bound.
+type renderCache struct {
+	once   sync.Once
+	expiry bool // a template names .ExpiresAt: every mail is its own kind
+
+	mu    sync.RWMutex
+	kinds map[TemplateData]*renderedKind
+}
+
+// renderedKind is a kind's rendering split around its code; nil parts
+// when the kind is not cacheable.
+type renderedKind struct {
+	subject, text, html []string
+}
+
+// maxKinds bounds the cache: a kind per project and language is far
+// under it; a field that differs per mail fills it, and then the
+// templates are executed for every mail, as without a cache.
+const maxKinds = 1024
+
+// Two placeholders no real code of a kind can be confused with: the check
+// below fails if a rendering holds either anywhere else.
+const placeholderA, placeholderB = "918273", "364510"
+
+// expiryShift moves a placeholder's expiry by more than every unit a
+// template could print of it.
+const expiryShift = 400*24*time.Hour + 13*time.Hour + 7*time.Minute + 11*time.Second
+
+func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
+	c.once.Do(func() {
+		var srcs []string
+		for _, tt := range append(t.subject.Templates(), t.text.Templates()...) {
+			if tt.Tree != nil {
+				srcs = append(srcs, tt.Root.String())
+			}
+		}
+		for _, tt := range t.html.Templates() {
+			if tt.Tree != nil {
+				srcs = append(srcs, tt.Tree.Root.String())
+			}
+		}
+		for _, src := range srcs {
+			c.expiry = c.expiry || strings.Contains(src, "ExpiresAt")
+		}
+		c.kinds = make(map[TemplateData]*renderedKind)
+	})
+	if c.expiry {
+		return t.render(d)
+	}
+	code := d.Code
+	key := d
+	key.Code, key.ExpiresAt = "", time.Time{}
+	c.mu.RLock()
+	k, ok := c.kinds[key]
+	full := len(c.kinds) >= maxKinds
+	c.mu.RUnlock()
+	if !ok {
+		if full {
+			return t.render(d)
+		}
+		var err error
+		if k, err = kindOf(t, d); err != nil {
+			return Rendered{}, err
+		}
+		c.mu.Lock()
+		if len(c.kinds) < maxKinds {
+			c.kinds[key] = k
+		}
+		c.mu.Unlock()
+	}
+	if k.subject == nil {
+		return t.render(d)
+	}
+	return Rendered{
+		Subject: strings.Join(k.subject, code), Text: strings.Join(k.text, code), HTML: strings.Join(k.html, code),
+	}, nil
+}
+
+// kindOf renders d's kind with the placeholders and checks that the two
+// renderings differ by the code alone.
+func kindOf(t *Templates, d TemplateData) (*renderedKind, error) {
+	a, b := d, d
+	a.Code, b.Code = placeholderA, placeholderB
+	b.ExpiresAt = d.ExpiresAt.Add(expiryShift)
+	ra, err := t.render(a)
+	if err != nil {
+		return nil, err
+	}
+	rb, err := t.render(b)
+	if err != nil {
+		return nil, err
+	}
+	same := func(x, y string) bool { return strings.ReplaceAll(x, placeholderA, placeholderB) == y }
+	if !same(ra.Subject, rb.Subject) || !same(ra.Text, rb.Text) || !same(ra.HTML, rb.HTML) ||
+		strings.Contains(ra.Subject+ra.Text+ra.HTML, placeholderB) {
+		return &renderedKind{}, nil
+	}
+	return &renderedKind{
+		subject: strings.Split(ra.Subject, placeholderA),
+		text:    strings.Split(ra.Text, placeholderA),
+		html:    strings.Split(ra.HTML, placeholderA),
+	}, nil
+}
