@@ -157,7 +157,17 @@ type heldJob struct {
 	// waiting for a worker is in the backlog, as if still queued, and Lag
 	// leaves it out until then.
 	taken atomic.Bool
+	// handed is when the fetcher handed the job over: one that waited for
+	// a worker longer than heldTooLong is checked against the store before
+	// its first attempt, as a retry is (it may have been erased meanwhile).
+	handed time.Time
 }
+
+// heldTooLong is how long a job claimed ahead may wait for a worker and
+// still be sent without asking the store whether its code lives: about
+// the time a job waited unclaimed in the queue before claims ran ahead,
+// so that erasing an address stops its mail as it did then.
+const heldTooLong = 20 * time.Millisecond
 
 // NewWorker returns a Worker; call Start.
 func NewWorker(queue authd.MailQueue, current CurrentFunc, sealer authd.JobSealer, sender authd.Sender, opts WorkerOptions) *Worker {
@@ -485,6 +495,7 @@ func (w *Worker) hand(h *heldJob) bool {
 		return false
 	}
 	w.active.Add(1)
+	h.handed = w.opts.Now()
 	select {
 	case w.ready <- h:
 		return true
@@ -581,8 +592,9 @@ func (w *Worker) attempt(h *heldJob) {
 	// the first attempt skips the store's round trip. A retry checks all
 	// the same: it is rare, and the code may have been erased meanwhile
 	// (EraseAddress deletes the queued job, but not from this worker's
-	// hands).
-	if w.current != nil && (h.attempts > 0 || !now.Before(j.ReplaceableAt)) {
+	// hands); so does a job claimed ahead that waited for a worker.
+	waited := now.Sub(h.handed) > heldTooLong
+	if w.current != nil && (h.attempts > 0 || waited || !now.Before(j.ReplaceableAt)) {
 		ok, err := w.current(ctx, j.Address, j.Project, j.CodeID, now)
 		if err == nil && !ok {
 			w.superseded.Add(1)
