@@ -877,3 +877,26 @@ func TestSignInStartLimited(t *testing.T) {
 		t.Fatalf("third: %d %q %q\n%s", p.Status, p.Header.Get("Retry-After"), p.Location, p.Body)
 	}
 }
+
+// `authd clients secret` makes a 32-byte secret and prints the SHA-256
+// the registry takes.
+func TestClientsSecretCommand(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"clients", "secret"}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	var secret, sum string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		switch k {
+		case "client_secret":
+			secret = v
+		case "client_secret_sha256":
+			sum = v
+		}
+	}
+	got := sha256.Sum256([]byte(secret))
+	if len(secret) != 64 || hex.EncodeToString(got[:]) != sum {
+		t.Fatalf("output %q", out.String())
+	}
+}
