@@ -140,7 +140,8 @@ func (r *Readiness) MarkDraining() { r.draining.Store(true) }
 type ReadyBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
-	// MailLagSeconds is the mail lag, to a tenth of a second (nil without
+	// MailLagSeconds is the mail lag, rounded up to a tenth of a second,
+	// so that a lag over MAIL_MAX_LAG never reads as at it (nil without
 	// Readiness.Mail).
 	MailLagSeconds *float64 `json:"mail_lag_seconds,omitempty"`
 }
@@ -157,7 +158,7 @@ func (r *Readiness) evaluate(ctx context.Context, log *slog.Logger) (bool, Ready
 	if r.Mail != nil {
 		// Not a Check: its log line is the worker's, once a minute, not
 		// one a probe.
-		lag := math.Round(r.Mail.Lag().Seconds()*10) / 10
+		lag := math.Ceil(r.Mail.Lag().Seconds()*10) / 10
 		body.MailLagSeconds = &lag
 		body.Checks["mail_lag"] = "ok"
 		if r.Mail.Behind() > 0 {

@@ -292,7 +292,7 @@ func TestQueueOlderVersion(t *testing.T) {
 				t.Errorf("%s: status of %s in its stream's partition = %q, want %q", split, id, got, want)
 			}
 		}
-		if keys := allKeys(t, f.c, f.prefix+"*dlv*"); len(keys) != 2 {
+		if keys := allKeys(t, f.c, f.prefix+"*:dlv:*"); len(keys) != 2 {
 			t.Errorf("%s: status keys %q, want two, in partition 7", split, keys)
 		}
 	}

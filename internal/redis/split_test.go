@@ -572,7 +572,7 @@ func TestRefusedSendNeverQueued(t *testing.T) {
 				}
 				return true
 			})
-			if keys := allKeys(t, f.c, f.prefix+"*dlv*"); len(keys) != 1 {
+			if keys := allKeys(t, f.c, f.prefix+"*:dlv:*"); len(keys) != 1 {
 				t.Errorf("status keys %q, want only the first code's", keys)
 			}
 			// Nothing of the refused sends was left taken either.
