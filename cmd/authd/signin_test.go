@@ -846,15 +846,22 @@ func TestSignInLogout(t *testing.T) {
 // A link whose code has expired is a page that says so, on GET already;
 // nothing is counted.
 func TestSignInLinkExpired(t *testing.T) {
-	e := startSignIn(t, map[string]string{"OTP_EXPIRE_SECONDS": "2"})
+	// Long enough for the mail to arrive under load (a mail whose code
+	// has expired is not sent), short enough to wait out.
+	const ttl = 4 * time.Second
+	e := startSignIn(t, map[string]string{"OTP_EXPIRE_SECONDS": "4"})
 	iss := e.inst.Env["AUTHD_ISSUER"]
 	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
 	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
 	email := uniqueEmail("expired")
 	n := len(e.smtp.Messages())
+	sent := time.Now()
 	toCodePage(t, b, r.authURL(newFlow()), email)
 	_, link := signInMail(t, e.smtp, email, n)
-	time.Sleep(2100 * time.Millisecond) // the code's own lifetime, on authd's clock
+	if p := b.get(link); p.Status != 200 {
+		t.Fatalf("the link before its code expired: %d", p.Status)
+	}
+	time.Sleep(time.Until(sent.Add(ttl + 200*time.Millisecond))) // the code's own lifetime, on authd's clock
 	if p := b.get(link); p.Status != http.StatusGone || !strings.Contains(p.Body, "expired") {
 		t.Fatalf("expired link: %d\n%s", p.Status, p.Body)
 	}
