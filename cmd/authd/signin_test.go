@@ -907,3 +907,33 @@ func TestClientsSecretCommand(t *testing.T) {
 		t.Fatalf("output %q", out.String())
 	}
 }
+
+// The embedded mode (SQLite, codes and sign-ins in memory, mail to the
+// log): the hosted sign-in works there too, the code read from the log.
+func TestSignInDevelopmentMode(t *testing.T) {
+	projects := filepath.Join(t.TempDir(), "projects.yaml")
+	os.WriteFile(projects, []byte("- id: app\n  display_name: Dev App\n  redirect_uris: [http://127.0.0.1/callback]\n"), 0o600)
+	port := strconv.Itoa(freePort(t))
+	iss := "http://127.0.0.1:" + port
+	inst := start(t, map[string]string{"PORT": port, "AUTHD_ISSUER": iss, "PROJECTS_FILE": projects})
+	r := newRP(t, iss, "app", "", "http://127.0.0.1:40002/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	f := newFlow()
+	p := toCodePage(t, b, r.authURL(f), "dev@example.com")
+	form := hidden(t, p)
+	form.Set("code", waitLogCode(t, inst, "dev@example.com"))
+	p = b.post("/signin/code", form)
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("code: %d\n%s", p.Status, p.Body)
+	}
+	idt, _, err := r.finish(t, p.Location, f)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if c := claimsOf(t, idt); c["email"] != "dev@example.com" {
+		t.Fatalf("claims %v", c)
+	}
+	if !strings.Contains(inst.Logs.String(), `link="`+iss+"/signin/link?") {
+		t.Fatal("the development mail's log line has no link")
+	}
+}
