@@ -48,7 +48,12 @@ type signinEnv struct {
 
 func startSignIn(t *testing.T, extra map[string]string) signinEnv {
 	t.Helper()
-	env := newProduction(t)
+	return startSignInOn(t, newProduction(t), extra)
+}
+
+// startSignInOn is startSignIn on env's backends.
+func startSignInOn(t *testing.T, env production, extra map[string]string) signinEnv {
+	t.Helper()
 	sum := sha256.Sum256([]byte(rpSecret))
 	projects := filepath.Join(t.TempDir(), "projects.yaml")
 	os.WriteFile(projects, []byte(`
@@ -935,5 +940,40 @@ func TestSignInDevelopmentMode(t *testing.T) {
 	}
 	if !strings.Contains(inst.Logs.String(), `link="`+iss+"/signin/link?") {
 		t.Fatal("the development mail's log line has no link")
+	}
+}
+
+// On a Redis Cluster, behind a balancer: the sign-in starts on one
+// instance, the code is typed on another, and the code redeems at the
+// first; its replay at the second is refused.
+func TestSignInOnClusterTwoInstances(t *testing.T) {
+	e := startSignInOn(t, clusterProduction(t), nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	other := cloneEnv(e.inst.Env)
+	other["PORT"], other["METRICS_ADDR"] = strconv.Itoa(freePort(t)), "127.0.0.1:0"
+	second := start(t, other)
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("cluster")
+	f := newFlow()
+	n := len(e.smtp.Messages())
+	p := toCodePage(t, b, r.authURL(f), email)
+	code, _ := signInMail(t, e.smtp, email, n)
+	form := hidden(t, p)
+	form.Set("code", code)
+	p = b.do(http.MethodPost, second.URL+"/signin/code", form)
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("the code at the second instance: %d\n%s", p.Status, p.Body)
+	}
+	idt, _, err := r.finish(t, p.Location, f)
+	if err != nil || claimsOf(t, idt)["email"] != email {
+		t.Fatalf("client: %v", err)
+	}
+	u, _ := url.Parse(p.Location)
+	replay := post(t, second.URL+"/oauth2/token", "application/x-www-form-urlencoded", url.Values{"grant_type": {"authorization_code"},
+		"code": {u.Query().Get("code")}, "redirect_uri": {"http://127.0.0.1/callback"}, "code_verifier": {f.verifier},
+		"client_id": {"app"}, "client_secret": {rpSecret}}.Encode())
+	if replay.Status != 400 || replay.json(t)["error"] != "invalid_grant" {
+		t.Fatalf("replay at the second instance: %d %s", replay.Status, replay.Body)
 	}
 }
