@@ -977,3 +977,36 @@ func TestSignInOnClusterTwoInstances(t *testing.T) {
 		t.Fatalf("replay at the second instance: %d %s", replay.Status, replay.Body)
 	}
 }
+
+// The sign-in counts in the metrics as the API does: its mail as a code
+// sent, its typed code as a verification, its route and status.
+func TestSignInMetrics(t *testing.T) {
+	mport := freePort(t)
+	e := startSignIn(t, map[string]string{"METRICS_ADDR": "127.0.0.1:" + strconv.Itoa(mport)})
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("metrics")
+	n := len(e.smtp.Messages())
+	p := toCodePage(t, b, r.authURL(newFlow()), email)
+	code, _ := signInMail(t, e.smtp, email, n)
+	form := hidden(t, p)
+	form.Set("code", wrongCode(code, 5))
+	b.post("/signin/code", form)
+	form.Set("code", code)
+	if p := b.post("/signin/code", form); p.Status != http.StatusSeeOther {
+		t.Fatalf("code: %d", p.Status)
+	}
+	body := getText(t, "http://127.0.0.1:"+strconv.Itoa(mport)+"/metrics", 200)
+	for _, want := range []string{
+		`authd_codes_sent_total 1`,
+		`authd_verifications_total{outcome="success"} 1`,
+		`authd_verifications_total{outcome="wrong"} 1`,
+		`authd_http_requests_total{route="POST /signin/code",status="303"} 1`,
+		`authd_http_requests_total{route="POST /signin/code",status="401"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(body, "authd_"))
+		}
+	}
+}
