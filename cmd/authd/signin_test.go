@@ -879,6 +879,12 @@ func TestSignInStartLimited(t *testing.T) {
 	iss := e.inst.Env["AUTHD_ISSUER"]
 	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
 	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	// HEADs start nothing and count nothing.
+	for range 5 {
+		if p := b.do(http.MethodHead, r.authURL(newFlow()), nil); p.Status != 200 || p.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("HEAD: %d %q", p.Status, p.Header.Get("Set-Cookie"))
+		}
+	}
 	for i := range 2 {
 		if p := b.do(http.MethodGet, r.authURL(newFlow()), nil); p.Status != 200 {
 			t.Fatalf("sign-in %d: %d", i, p.Status)

@@ -55,6 +55,14 @@ func handleAuthorize(si SignIn, p *pages) http.Handler {
 			p.message(w, r, http.StatusBadRequest, l, proj.DisplayName, l.T("error.title"), text, "")
 			return
 		}
+		if r.Method == http.MethodHead {
+			// A HEAD (a link checker, a scanner) starts nothing: every
+			// sign-in is a record, and a limited one.
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		req := authd.AuthorizeRequest{
 			ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), ResponseType: q.Get("response_type"),
 			Scope: q.Get("scope"), State: q.Get("state"), Nonce: q.Get("nonce"), CodeChallenge: q.Get("code_challenge"),
