@@ -317,3 +317,61 @@ func TestConcurrentReplayRevokes(t *testing.T) {
 		}
 	}
 }
+
+// A code redeems only for the client, redirect_uri and verifier it was
+// issued with; userinfo gives the address only with the email scope.
+func TestRedeemBindings(t *testing.T) {
+	s := newSignIn(t)
+	reg, err := authd.NewRegistry([]authd.Project{
+		{ID: "app", DisplayName: "App", RedirectURIs: []string{testRedirect, "https://app.example.com/other"}, Policy: s.Policy},
+		{ID: "spa", DisplayName: "SPA", RedirectURIs: []string{"https://spa.example.com/cb"}, Policy: s.Policy},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Projects = reg
+	issue := func(scope string) (string, string) {
+		t.Helper()
+		s.advance(time.Minute)
+		verifier := strings.Repeat("w", 43) + randomSuffix()
+		sum := sha256.Sum256([]byte(verifier))
+		f, secret, err := s.StartSignIn(t.Context(), authd.AuthorizeRequest{
+			ClientID: "app", RedirectURI: testRedirect, ResponseType: "code", Scope: scope, State: "st",
+			CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), CodeChallengeMethod: "S256",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := s.mail(t, f, secret, "fe@example.com")
+		to, err := s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return codeOf(t, to), verifier
+	}
+	for name, edit := range map[string]func(*authd.TokenRequest){
+		"another client":       func(r *authd.TokenRequest) { r.ClientID, r.RedirectURI = "spa", "https://spa.example.com/cb" },
+		"another redirect_uri": func(r *authd.TokenRequest) { r.RedirectURI = "https://app.example.com/other" },
+		"short verifier":       func(r *authd.TokenRequest) { r.CodeVerifier = "short" },
+	} {
+		code, verifier := issue("openid email")
+		req := authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		edit(&req)
+		if _, err := s.Redeem(t.Context(), req); oauthCode(err) != "invalid_grant" {
+			t.Errorf("%s: %v, want invalid_grant", name, err)
+		}
+	}
+	code, verifier := issue("openid")
+	res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
+	if err != nil || res.Scope != "openid" {
+		t.Fatalf("redeem: %+v %v", res, err)
+	}
+	info, err := s.UserInfo(t.Context(), res.AccessToken)
+	if err != nil || info.Subject == "" || info.Email != "" {
+		t.Fatalf("userinfo without the email scope: %+v %v", info, err)
+	}
+	s.advance(s.AccessTTL + time.Hour)
+	if _, err := s.UserInfo(t.Context(), res.AccessToken); oauthCode(err) != "invalid_token" {
+		t.Fatalf("an expired access token: %v", err)
+	}
+}

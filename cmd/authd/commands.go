@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +87,9 @@ var commands = []command{
 		},
 		about:   "Checks a v1 proof (the verify-code JSON, with SECRET_KEY) or a v2 token (the published\nkeys, or TOKEN_HS256_SECRET) read on stdin; a refusal prints its reason.",
 		example: "authd proof verify --audience shop < proof.json", run: cmdProofVerify},
+	{name: "clients secret", needs: config.Nothing, summary: "make a client secret for the hosted sign-in, and its hash for PROJECTS_FILE",
+		about:   "Prints a new random client secret (32 bytes, hex), for a confidential client of the hosted\nsign-in, and the client_secret_sha256 line its project in PROJECTS_FILE takes: authd keeps\nthe hash only.",
+		example: "authd clients secret", run: cmdClientsSecret},
 	{name: "healthcheck", needs: config.HTTP, summary: "ask the server at HOST:PORT for readiness (exit 0 ready, 1 not)",
 		about:   "Asks the server at HOST:PORT for readiness: the image's HEALTHCHECK (it has no curl).",
 		example: "authd healthcheck", run: cmdHealthcheck},
@@ -381,5 +387,18 @@ func cmdHealthcheck(ctx context.Context, x *invocation) error {
 		return fmt.Errorf("authd healthcheck: %v", err)
 	}
 	fmt.Fprintf(x.stdout, "ready: %s\n", body)
+	return nil
+}
+
+// cmdClientsSecret makes a client secret and the registry line of its
+// hash (README, "Sign in with authd").
+func cmdClientsSecret(_ context.Context, x *invocation) error {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	secret := hex.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(secret))
+	fmt.Fprintf(x.stdout, "client_secret: %s\nclient_secret_sha256: %s\n", secret, hex.EncodeToString(sum[:]))
 	return nil
 }

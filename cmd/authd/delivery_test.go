@@ -355,11 +355,11 @@ func TestDeliveryNoPlaintextInRedis(t *testing.T) {
 					dump.WriteString(f + "=" + fmt.Sprint(v) + "\n")
 				}
 			}
-		case "zset": // a stream's claims: job ids and their deadlines
+		case "zset": // a partition's claims, once the worker has tried the mail
 			for _, m := range rdb.ZRange(ctx, k, 0, -1).Val() {
 				dump.WriteString(m + "\n")
 			}
-		case "none": // expired since KEYS listed it (a limit's short-lived state)
+		case "none": // a limit's bucket that filled up again since KEYS listed it
 		default:
 			t.Errorf("key %s of unexpected type %s", k, rdb.Type(ctx, k).Val())
 		}

@@ -48,7 +48,12 @@ type signinEnv struct {
 
 func startSignIn(t *testing.T, extra map[string]string) signinEnv {
 	t.Helper()
-	env := newProduction(t)
+	return startSignInOn(t, newProduction(t), extra)
+}
+
+// startSignInOn is startSignIn on env's backends.
+func startSignInOn(t *testing.T, env production, extra map[string]string) signinEnv {
+	t.Helper()
 	sum := sha256.Sum256([]byte(rpSecret))
 	projects := filepath.Join(t.TempDir(), "projects.yaml")
 	os.WriteFile(projects, []byte(`
@@ -846,15 +851,22 @@ func TestSignInLogout(t *testing.T) {
 // A link whose code has expired is a page that says so, on GET already;
 // nothing is counted.
 func TestSignInLinkExpired(t *testing.T) {
-	e := startSignIn(t, map[string]string{"OTP_EXPIRE_SECONDS": "2"})
+	// Long enough for the mail to arrive under load (a mail whose code
+	// has expired is not sent), short enough to wait out.
+	const ttl = 4 * time.Second
+	e := startSignIn(t, map[string]string{"OTP_EXPIRE_SECONDS": "4"})
 	iss := e.inst.Env["AUTHD_ISSUER"]
 	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
 	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
 	email := uniqueEmail("expired")
 	n := len(e.smtp.Messages())
+	sent := time.Now()
 	toCodePage(t, b, r.authURL(newFlow()), email)
 	_, link := signInMail(t, e.smtp, email, n)
-	time.Sleep(2100 * time.Millisecond) // the code's own lifetime, on authd's clock
+	if p := b.get(link); p.Status != 200 {
+		t.Fatalf("the link before its code expired: %d", p.Status)
+	}
+	time.Sleep(time.Until(sent.Add(ttl + 200*time.Millisecond))) // the code's own lifetime, on authd's clock
 	if p := b.get(link); p.Status != http.StatusGone || !strings.Contains(p.Body, "expired") {
 		t.Fatalf("expired link: %d\n%s", p.Status, p.Body)
 	}
@@ -867,6 +879,12 @@ func TestSignInStartLimited(t *testing.T) {
 	iss := e.inst.Env["AUTHD_ISSUER"]
 	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
 	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	// HEADs start nothing and count nothing.
+	for range 5 {
+		if p := b.do(http.MethodHead, r.authURL(newFlow()), nil); p.Status != 200 || p.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("HEAD: %d %q", p.Status, p.Header.Get("Set-Cookie"))
+		}
+	}
 	for i := range 2 {
 		if p := b.do(http.MethodGet, r.authURL(newFlow()), nil); p.Status != 200 {
 			t.Fatalf("sign-in %d: %d", i, p.Status)
@@ -875,5 +893,126 @@ func TestSignInStartLimited(t *testing.T) {
 	p := b.do(http.MethodGet, r.authURL(newFlow()), nil)
 	if p.Status != http.StatusTooManyRequests || p.Header.Get("Retry-After") == "" || p.Location != "" || !strings.Contains(p.Body, "Too many attempts") {
 		t.Fatalf("third: %d %q %q\n%s", p.Status, p.Header.Get("Retry-After"), p.Location, p.Body)
+	}
+}
+
+// `authd clients secret` makes a 32-byte secret and prints the SHA-256
+// the registry takes.
+func TestClientsSecretCommand(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"clients", "secret"}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	var secret, sum string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		switch k {
+		case "client_secret":
+			secret = v
+		case "client_secret_sha256":
+			sum = v
+		}
+	}
+	got := sha256.Sum256([]byte(secret))
+	if len(secret) != 64 || hex.EncodeToString(got[:]) != sum {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+// The embedded mode (SQLite, codes and sign-ins in memory, mail to the
+// log): the hosted sign-in works there too, the code read from the log.
+func TestSignInDevelopmentMode(t *testing.T) {
+	projects := filepath.Join(t.TempDir(), "projects.yaml")
+	os.WriteFile(projects, []byte("- id: app\n  display_name: Dev App\n  redirect_uris: [http://127.0.0.1/callback]\n"), 0o600)
+	port := strconv.Itoa(freePort(t))
+	iss := "http://127.0.0.1:" + port
+	inst := start(t, map[string]string{"PORT": port, "AUTHD_ISSUER": iss, "PROJECTS_FILE": projects})
+	r := newRP(t, iss, "app", "", "http://127.0.0.1:40002/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	f := newFlow()
+	p := toCodePage(t, b, r.authURL(f), "dev@example.com")
+	form := hidden(t, p)
+	form.Set("code", waitLogCode(t, inst, "dev@example.com"))
+	p = b.post("/signin/code", form)
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("code: %d\n%s", p.Status, p.Body)
+	}
+	idt, _, err := r.finish(t, p.Location, f)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if c := claimsOf(t, idt); c["email"] != "dev@example.com" {
+		t.Fatalf("claims %v", c)
+	}
+	if !strings.Contains(inst.Logs.String(), `link="`+iss+"/signin/link?") {
+		t.Fatal("the development mail's log line has no link")
+	}
+}
+
+// On a Redis Cluster, behind a balancer: the sign-in starts on one
+// instance, the code is typed on another, and the code redeems at the
+// first; its replay at the second is refused.
+func TestSignInOnClusterTwoInstances(t *testing.T) {
+	e := startSignInOn(t, clusterProduction(t), nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	other := cloneEnv(e.inst.Env)
+	other["PORT"], other["METRICS_ADDR"] = strconv.Itoa(freePort(t)), "127.0.0.1:0"
+	second := start(t, other)
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("cluster")
+	f := newFlow()
+	n := len(e.smtp.Messages())
+	p := toCodePage(t, b, r.authURL(f), email)
+	code, _ := signInMail(t, e.smtp, email, n)
+	form := hidden(t, p)
+	form.Set("code", code)
+	p = b.do(http.MethodPost, second.URL+"/signin/code", form)
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("the code at the second instance: %d\n%s", p.Status, p.Body)
+	}
+	idt, _, err := r.finish(t, p.Location, f)
+	if err != nil || claimsOf(t, idt)["email"] != email {
+		t.Fatalf("client: %v", err)
+	}
+	u, _ := url.Parse(p.Location)
+	replay := post(t, second.URL+"/oauth2/token", "application/x-www-form-urlencoded", url.Values{"grant_type": {"authorization_code"},
+		"code": {u.Query().Get("code")}, "redirect_uri": {"http://127.0.0.1/callback"}, "code_verifier": {f.verifier},
+		"client_id": {"app"}, "client_secret": {rpSecret}}.Encode())
+	if replay.Status != 400 || replay.json(t)["error"] != "invalid_grant" {
+		t.Fatalf("replay at the second instance: %d %s", replay.Status, replay.Body)
+	}
+}
+
+// The sign-in counts in the metrics as the API does: its mail as a code
+// sent, its typed code as a verification, its route and status.
+func TestSignInMetrics(t *testing.T) {
+	mport := freePort(t)
+	e := startSignIn(t, map[string]string{"METRICS_ADDR": "127.0.0.1:" + strconv.Itoa(mport)})
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 Firefox/140.0")
+	email := uniqueEmail("metrics")
+	n := len(e.smtp.Messages())
+	p := toCodePage(t, b, r.authURL(newFlow()), email)
+	code, _ := signInMail(t, e.smtp, email, n)
+	form := hidden(t, p)
+	form.Set("code", wrongCode(code, 5))
+	b.post("/signin/code", form)
+	form.Set("code", code)
+	if p := b.post("/signin/code", form); p.Status != http.StatusSeeOther {
+		t.Fatalf("code: %d", p.Status)
+	}
+	body := getText(t, "http://127.0.0.1:"+strconv.Itoa(mport)+"/metrics", 200)
+	for _, want := range []string{
+		`authd_codes_sent_total 1`,
+		`authd_verifications_total{outcome="success"} 1`,
+		`authd_verifications_total{outcome="wrong"} 1`,
+		`authd_http_requests_total{route="POST /signin/code",status="303"} 1`,
+		`authd_http_requests_total{route="POST /signin/code",status="401"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(body, "authd_"))
+		}
 	}
 }

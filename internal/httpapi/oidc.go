@@ -8,6 +8,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,6 +53,14 @@ func handleAuthorize(si SignIn, p *pages) http.Handler {
 				text = l.T("error.redirect")
 			}
 			p.message(w, r, http.StatusBadRequest, l, proj.DisplayName, l.T("error.title"), text, "")
+			return
+		}
+		if r.Method == http.MethodHead {
+			// A HEAD (a link checker, a scanner) starts nothing: every
+			// sign-in is a record, and a limited one.
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
 			return
 		}
 		req := authd.AuthorizeRequest{
@@ -147,9 +156,7 @@ func noStore(w http.ResponseWriter) {
 // handleToken redeems an authorization code. A form body (RFC 6749
 // §4.1.3), not JSON; no cross-origin protection: it carries no ambient
 // credential, and CORS answers registered origins only (hardening).
-func handleToken(si SignIn, log interface {
-	Warn(string, ...any)
-}) http.Handler {
+func handleToken(si SignIn, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noStore(w)
 		fail := func(status int, code, desc string) {
@@ -244,9 +251,7 @@ func basicAuth(r *http.Request) (string, string, bool) {
 
 // handleUserInfo answers the claims of an access token (a Bearer token in
 // the Authorization header, RFC 6750 §2.1).
-func handleUserInfo(si SignIn, log interface {
-	Warn(string, ...any)
-}) http.Handler {
+func handleUserInfo(si SignIn, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noStore(w)
 		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")

@@ -322,7 +322,10 @@ func handleSignInEmail(si SignIn, p *pages, cop *http.CrossOriginProtection) htt
 			return
 		}
 		email := strings.TrimSpace(r.PostForm.Get("email"))
+		noteEmail(r.Context(), email)
 		nf, err := si.SignInSend(r.Context(), id, secret, email, clientIPFrom(r.Context()), string(l))
+		// The metrics and the access line count it as a send-code.
+		noteOutcome(r.Context(), "send", err)
 		if err != nil {
 			status, text := p.explain(l, p.projectName(f.Client), err)
 			if errors.Is(err, authd.ErrSignInGone) || errors.Is(err, authd.ErrOtherBrowser) {
@@ -365,6 +368,7 @@ func handleSignInCode(si SignIn, p *pages, cop *http.CrossOriginProtection) http
 		}
 		code := strings.TrimSpace(r.PostForm.Get("code"))
 		to, err := si.SignInCode(r.Context(), id, secret, code, clientIPFrom(r.Context()))
+		noteOutcome(r.Context(), "verify", err)
 		if err != nil {
 			if errors.Is(err, authd.ErrSignInGone) || errors.Is(err, authd.ErrOtherBrowser) {
 				p.failure(w, r, l, p.projectName(f.Client), err)
@@ -443,6 +447,7 @@ func handleLinkPost(si SignIn, p *pages, cop *http.CrossOriginProtection) http.H
 		}
 		pick, _ := strconv.Atoi(r.PostForm.Get("pick"))
 		to, err := si.SignInConfirm(r.Context(), id, secret, code, clientIPFrom(r.Context()), pick)
+		noteOutcome(r.Context(), "verify", err)
 		if err != nil {
 			p.failure(w, r, l, p.projectName(lp.Flow.Client), err)
 			return
