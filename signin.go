@@ -70,6 +70,7 @@ type SignInFlow struct {
 	Expires     int64    `json:"x"`
 	Status      string   `json:"st,omitempty"`
 	Subject     string   `json:"sub,omitempty"`
+	Verified    string   `json:"ve,omitempty"` // the address VerifyCode proved: the grant's email
 	AMR         []string `json:"amr,omitempty"`
 	AuthTime    int64    `json:"at,omitempty"`
 }
@@ -479,9 +480,26 @@ func (s *Service) SignInSend(ctx context.Context, id, secret, email, clientIP, l
 		return f, err
 	}
 	return s.updateFlow(ctx, id, func(f *SignInFlow) error {
+		// On the fresh read: a sign-in whose code was verified meanwhile
+		// keeps the address it verified.
+		if f.Status != SignInPending || f.Subject != "" {
+			return ErrSignInGone
+		}
 		f.Email, f.CodeID = norm, res.CodeID
 		return nil
 	})
+}
+
+// unchanged is the check every update after VerifyCode makes on the
+// fresh read of the sign-in: still pending, for the address and the code
+// that were verified, by nobody yet. An address sent to meanwhile (or a
+// code replaced) refuses the update, so that what VerifyCode proved for
+// one address is never recorded for another.
+func unchanged(f *SignInFlow, read SignInFlow, res VerifyResult) error {
+	if f.Status != SignInPending || f.Subject != "" || f.Email != read.Email || f.CodeID != read.CodeID || res.User.Email != read.Email {
+		return ErrSignInGone
+	}
+	return nil
 }
 
 // SignInLink is the mail's link: built from AUTHD_ISSUER, never from a
@@ -511,8 +529,11 @@ func (s *Service) verifyAndFinish(ctx context.Context, f SignInFlow, code, clien
 	if err != nil {
 		return "", err
 	}
-	return s.finish(ctx, f.ID, func(f *SignInFlow) error {
-		f.Subject, f.AMR, f.AuthTime = res.User.ID, []string{amr}, s.now().Unix()
+	return s.finish(ctx, f.ID, func(g *SignInFlow) error {
+		if err := unchanged(g, f, res); err != nil {
+			return err
+		}
+		g.Subject, g.Verified, g.AMR, g.AuthTime = res.User.ID, res.User.Email, []string{amr}, s.now().Unix()
 		return nil
 	})
 }
@@ -590,11 +611,11 @@ func (s *Service) SignInConfirm(ctx context.Context, id, secret, code, clientIP 
 	if err != nil {
 		return "", err
 	}
-	_, err = s.updateFlow(ctx, id, func(f *SignInFlow) error {
-		if f.Status != SignInPending {
-			return ErrSignInGone
+	_, err = s.updateFlow(ctx, id, func(g *SignInFlow) error {
+		if err := unchanged(g, f, res); err != nil {
+			return err
 		}
-		f.Status, f.Subject, f.AMR, f.AuthTime = SignInApproved, res.User.ID, []string{"link"}, s.now().Unix()
+		g.Status, g.Subject, g.Verified, g.AMR, g.AuthTime = SignInApproved, res.User.ID, res.User.Email, []string{"link"}, s.now().Unix()
 		return nil
 	})
 	return "", err
@@ -614,7 +635,12 @@ func (s *Service) SignInWait(ctx context.Context, id, secret string) (string, Si
 	case SignInDenied:
 		return "", f, ErrWrongNumber
 	case SignInApproved:
-		to, err := s.finish(ctx, id, func(*SignInFlow) error { return nil })
+		to, err := s.finish(ctx, id, func(g *SignInFlow) error {
+			if g.Status != SignInApproved || g.Subject == "" || g.Verified == "" {
+				return ErrSignInGone
+			}
+			return nil
+		})
 		return to, f, err
 	}
 	return "", f, nil
@@ -644,7 +670,8 @@ type access struct {
 }
 
 // finish ends sign-in id: once (the flow is done after), it issues the
-// authorization code and returns the redirect that carries it.
+// authorization code and returns the redirect that carries it. set checks
+// the fresh read of the sign-in and records who signed in.
 func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) error) (string, error) {
 	f, err := s.updateFlow(ctx, id, func(f *SignInFlow) error {
 		if f.Status != SignInPending && f.Status != SignInApproved {
@@ -672,7 +699,7 @@ func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) e
 	key := hashHex(code)
 	g := grant{
 		Client: f.Client, RedirectURI: f.RedirectURI, Challenge: f.Challenge, Nonce: f.Nonce, Scope: f.Scope,
-		Subject: f.Subject, Email: f.Email, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
+		Subject: f.Subject, Email: f.Verified, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
 	}
 	rec, err := sealJSON(keys.SignIn, "grant:"+key, g, s.rand())
 	if err != nil {

@@ -375,3 +375,86 @@ func TestRedeemBindings(t *testing.T) {
 		t.Fatalf("an expired access token: %v", err)
 	}
 }
+
+// hookedSignIns runs before once, on the next SwapSignIn: another
+// request's change landing between a read of the sign-in and its update.
+type hookedSignIns struct {
+	*inmem.SignInStore
+	mu     sync.Mutex
+	before func()
+}
+
+func (h *hookedSignIns) SwapSignIn(ctx context.Context, id string, prev, next []byte, ttl time.Duration) error {
+	h.mu.Lock()
+	fn := h.before
+	h.before = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return h.SignInStore.SwapSignIn(ctx, id, prev, next, ttl)
+}
+
+// An attacker verifies their own address while the same sign-in is sent
+// to the victim's: the update that records the verification finds the
+// address changed and refuses, and no grant ever names the victim. Both
+// orders are tried: the victim's address sent while the code is
+// verified (typed, and approved on another device), and sent after.
+func TestSignInAddressSwapRace(t *testing.T) {
+	for _, how := range []string{"code", "link on another device"} {
+		t.Run(how, func(t *testing.T) {
+			s := newSignIn(t)
+			h := &hookedSignIns{SignInStore: s.store}
+			s.SignIns = h
+			f, secret, _ := s.start(t)
+			code, _ := s.mail(t, f, secret, "attacker@example.com")
+			var sendErr error
+			h.before = func() {
+				_, sendErr = s.SignInSend(t.Context(), f.ID, secret, "victim@example.com", "192.0.2.1", "en")
+			}
+			var err error
+			if how == "code" {
+				_, err = s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1")
+			} else {
+				var g authd.SignInFlow
+				g, _ = s.SignInFlow(t.Context(), f.ID)
+				_, err = s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.1", g.Match)
+			}
+			if sendErr != nil {
+				t.Fatalf("the racing send: %v", sendErr)
+			}
+			if err != authd.ErrSignInGone {
+				t.Fatalf("verification raced by a change of address: %v, want ErrSignInGone", err)
+			}
+			if _, _, err := s.SignInWait(t.Context(), f.ID, secret); err != nil {
+				t.Fatalf("wait: %v", err)
+			}
+			if to, _, _ := s.SignInWait(t.Context(), f.ID, secret); to != "" {
+				t.Fatalf("the sign-in finished for the victim: %s", to)
+			}
+		})
+	}
+	t.Run("send after the verification", func(t *testing.T) {
+		s := newSignIn(t)
+		f, secret, verifier := s.start(t)
+		code, _ := s.mail(t, f, secret, "attacker@example.com")
+		g, _ := s.SignInFlow(t.Context(), f.ID)
+		if _, err := s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.1", g.Match); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SignInSend(t.Context(), f.ID, secret, "victim@example.com", "192.0.2.1", "en"); err != authd.ErrSignInGone {
+			t.Fatalf("an address sent to after the approval: %v, want ErrSignInGone", err)
+		}
+		to, _, err := s.SignInWait(t.Context(), f.ID, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := s.UserInfo(t.Context(), res.AccessToken); err != nil || info.Email != "attacker@example.com" {
+			t.Fatalf("userinfo: %+v %v, want the verified address", info, err)
+		}
+	})
+}
