@@ -473,7 +473,7 @@ func (s *Service) SignInSend(ctx context.Context, id, secret, email, clientIP, l
 		return f, ErrSignInGone
 	}
 	res, err := s.SendCode(ctx, SendRequest{
-		Email: norm, ProjectID: f.Client, ClientIP: clientIP, Lang: lang,
+		Email: norm, ProjectID: f.Client, ClientIP: clientIP, Lang: lang, SignIn: true,
 		Link: func(code string) string { return s.SignInLink(id, code) },
 	})
 	if err != nil {
@@ -525,7 +525,7 @@ func (s *Service) verifyAndFinish(ctx context.Context, f SignInFlow, code, clien
 	if f.Email == "" || f.Status != SignInPending {
 		return "", ErrSignInGone
 	}
-	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP})
+	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP, SignIn: true})
 	if err != nil {
 		return "", err
 	}
@@ -563,7 +563,7 @@ func (s *Service) SignInLinkPage(ctx context.Context, id, secret string) (LinkPa
 	if err != nil {
 		return LinkPage{}, err
 	}
-	live, err := s.Codes.IsCurrent(ctx, keys.AddressOf(f.Email), f.Client, f.CodeID, s.now())
+	live, err := s.Codes.IsCurrent(ctx, keys.AddressOf(f.Email), SignInProject(f.Client), f.CodeID, s.now())
 	if err != nil {
 		return LinkPage{}, err
 	}
@@ -607,7 +607,7 @@ func (s *Service) SignInConfirm(ctx context.Context, id, secret, code, clientIP 
 		}
 		return "", ErrWrongNumber
 	}
-	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP})
+	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP, SignIn: true})
 	if err != nil {
 		return "", err
 	}
