@@ -102,6 +102,12 @@ type SignInStore interface {
 	//
 	// Errors: EUNAVAILABLE.
 	PutGrant(ctx context.Context, key string, rec []byte, ttl time.Duration) error
+	// Grant returns the grant under key, redeemed or not, changing
+	// nothing: what the token endpoint checks a request against before it
+	// redeems.
+	//
+	// Errors: ENOTFOUND, EUNAVAILABLE.
+	Grant(ctx context.Context, key string) ([]byte, error)
 	// RedeemGrant returns the grant under key and marks it redeemed, in
 	// one atomic step; replay reports that it had been redeemed before.
 	// Of many concurrent calls, exactly one sees replay false.
@@ -792,7 +798,11 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 		return TokenResponse{}, oauthErr("invalid_request", "redirect_uri is required")
 	}
 	key := hashHex(req.Code)
-	rec, replay, err := s.SignIns.RedeemGrant(ctx, key)
+	// The request is checked against the grant before it is redeemed:
+	// one with another client, redirect_uri or verifier burns nothing
+	// (anyone who saw a code could otherwise spend it with a public
+	// client's id), and the code stays the rightful client's.
+	rec, err := s.SignIns.Grant(ctx, key)
 	if ErrorCode(err) == ENOTFOUND {
 		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
@@ -807,19 +817,7 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	if err := openJSON(keys.SignIn, "grant:"+key, rec, &g); err != nil {
 		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
-	tok := s.accessToken(keys, req.Code)
-	if replay {
-		// The code has leaked, or the client is confused: what its first
-		// use issued is not to be trusted either.
-		if err := s.SignIns.DeleteAccess(ctx, hashHex(tok)); err != nil {
-			s.logger().ErrorContext(ctx, "access token of a replayed code not revoked", "err", err)
-		}
-		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
-	}
-	now := s.now()
 	switch {
-	case now.Unix() >= g.Expires:
-		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	case g.Client != req.ClientID:
 		return TokenResponse{}, oauthErr("invalid_grant", "the code was issued to another client")
 	case g.RedirectURI != req.RedirectURI:
@@ -830,6 +828,23 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	sum := sha256.Sum256([]byte(req.CodeVerifier))
 	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(g.Challenge)) != 1 {
 		return TokenResponse{}, oauthErr("invalid_grant", "code_verifier does not match the code_challenge")
+	}
+	if _, replay, err := s.SignIns.RedeemGrant(ctx, key); ErrorCode(err) == ENOTFOUND {
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
+	} else if err != nil {
+		return TokenResponse{}, err
+	} else if replay {
+		// The code has leaked, or the client is confused: what its first
+		// use issued is not to be trusted either.
+		if err := s.SignIns.DeleteAccess(ctx, hashHex(s.accessToken(keys, req.Code))); err != nil {
+			s.logger().ErrorContext(ctx, "access token of a replayed code not revoked", "err", err)
+		}
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
+	}
+	tok := s.accessToken(keys, req.Code)
+	now := s.now()
+	if now.Unix() >= g.Expires {
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
 	if s.Tokens == nil {
 		return TokenResponse{}, Unavailable("token signer", nil)

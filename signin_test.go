@@ -319,7 +319,8 @@ func TestConcurrentReplayRevokes(t *testing.T) {
 }
 
 // A code redeems only for the client, redirect_uri and verifier it was
-// issued with; userinfo gives the address only with the email scope.
+// issued with, and an attempt with another (say a public client's id, by
+// someone who saw the code) leaves it redeemable by its own; userinfo gives the address only with the email scope.
 func TestRedeemBindings(t *testing.T) {
 	s := newSignIn(t)
 	reg, err := authd.NewRegistry([]authd.Project{
@@ -355,10 +356,19 @@ func TestRedeemBindings(t *testing.T) {
 		"short verifier":       func(r *authd.TokenRequest) { r.CodeVerifier = "short" },
 	} {
 		code, verifier := issue("openid email")
-		req := authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		right := authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		req := right
 		edit(&req)
 		if _, err := s.Redeem(t.Context(), req); oauthCode(err) != "invalid_grant" {
 			t.Errorf("%s: %v, want invalid_grant", name, err)
+		}
+		// The refused attempt burnt nothing: the rightful client redeems.
+		res, err := s.Redeem(t.Context(), right)
+		if err != nil {
+			t.Fatalf("%s: the code no longer redeems for its client: %v", name, err)
+		}
+		if _, err := s.UserInfo(t.Context(), res.AccessToken); err != nil {
+			t.Fatalf("%s: userinfo: %v", name, err)
 		}
 	}
 	code, verifier := issue("openid")

@@ -115,6 +115,9 @@ func (s *SignInStore) PutGrant(_ context.Context, key string, rec []byte, ttl ti
 	return nil
 }
 
+// Grant implements authd.SignInStore.
+func (s *SignInStore) Grant(_ context.Context, key string) ([]byte, error) { return s.read("g:" + key) }
+
 // RedeemGrant implements authd.SignInStore.
 func (s *SignInStore) RedeemGrant(_ context.Context, key string) ([]byte, bool, error) {
 	s.mu.Lock()

@@ -100,6 +100,18 @@ func (s *Store) PutGrant(ctx context.Context, key string, rec []byte, ttl time.D
 	return nil
 }
 
+// Grant implements authd.SignInStore.
+func (s *Store) Grant(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.client.HGet(ctx, s.grantKey(key), "d").Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, &authd.Error{Code: authd.ENOTFOUND, Message: "not found"}
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return b, nil
+}
+
 // RedeemGrant implements authd.SignInStore: redeemScript.
 func (s *Store) RedeemGrant(ctx context.Context, key string) ([]byte, bool, error) {
 	v, err := redeemScript.Run(ctx, s.client, []string{s.grantKey(key)}).Result()
