@@ -237,6 +237,50 @@ func TestRedirectURIs(t *testing.T) {
 	}
 }
 
+// A loopback redirect URI matches on any port, but only a TCP port (1 to
+// 65535), and on its path as sent: an escaped spelling of the registered
+// path is another path.
+func TestLoopbackRedirectStrict(t *testing.T) {
+	p := authd.Project{RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}}
+	for uri, want := range map[string]bool{
+		"http://127.0.0.1:5555/callback": true, "http://127.0.0.1:65535/callback": true, "http://[::1]:1/callback": true,
+		"http://127.0.0.1/%63allback": false, "http://127.0.0.1:5555/%63allback": false, "http://127.0.0.1:5555/callback%2F": false,
+		"http://127.0.0.1:0/callback": false, "http://127.0.0.1:99999/callback": false, "http://127.0.0.1:080/callback": false,
+		"http://[::1]:0/callback": false, "http://127.0.0.1:/callback": true,
+	} {
+		if got := p.MatchRedirectURI(uri); got != want {
+			t.Errorf("MatchRedirectURI(%q) = %v, want %v", uri, got, want)
+		}
+	}
+	for _, bad := range []string{"http://127.0.0.1:0/cb", "http://127.0.0.1:99999/cb", "https://app.example.com:70000/cb"} {
+		if _, err := authd.NewRegistry([]authd.Project{{ID: "a", DisplayName: "A", RedirectURIs: []string{bad}}}); err == nil {
+			t.Errorf("%q registered", bad)
+		}
+	}
+}
+
+// The token and userinfo endpoints answer a loopback app's origin on any
+// port, as its redirect URI matches on any port; not another host's, nor
+// a port out of range, nor the https one.
+func TestLoopbackClientOrigin(t *testing.T) {
+	reg, err := authd.NewRegistry([]authd.Project{
+		{ID: "native", DisplayName: "Native", RedirectURIs: []string{"http://127.0.0.1/cb", "http://[::1]/cb"}},
+		{ID: "spa", DisplayName: "SPA", RedirectURIs: []string{"https://spa.example.com/cb", "http://localhost:3000/cb"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[string]bool{
+		"http://127.0.0.1": true, "http://127.0.0.1:5555": true, "http://[::1]:8080": true, "https://spa.example.com": true,
+		"http://localhost:3000": true, "http://localhost:3001": false, "https://127.0.0.1:5555": false,
+		"http://127.0.0.2:5555": false, "http://127.0.0.1:0": false, "http://127.0.0.1:99999": false, "https://spa.example.com:444": false,
+	} {
+		if got := reg.AllowsClientOrigin(origin); got != want {
+			t.Errorf("AllowsClientOrigin(%q) = %v, want %v", origin, got, want)
+		}
+	}
+}
+
 // A client's registry entry: a bad secret hash, algorithm or accent stops
 // start-up with a line naming the field.
 func TestClientRegistry(t *testing.T) {

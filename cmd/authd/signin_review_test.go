@@ -38,3 +38,30 @@ func TestSignInCodeNotForAPI(t *testing.T) {
 		t.Fatalf("client: %v", err)
 	}
 }
+
+// A native or single page app on a loopback port: its redirect URI
+// (http://127.0.0.1/callback) matches on any port, and so does its origin
+// at the token and userinfo endpoints; another host or port 0 does not.
+func TestSignInLoopbackCORS(t *testing.T) {
+	e := startSignIn(t, nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	for origin, want := range map[string]string{
+		"http://127.0.0.1:5555": "http://127.0.0.1:5555", "http://127.0.0.1": "http://127.0.0.1",
+		"http://127.0.0.2:5555": "", "http://127.0.0.1:0": "", "https://evil.example": "",
+	} {
+		for _, path := range []string{"/oauth2/token", "/oauth2/userinfo"} {
+			req, _ := http.NewRequest(http.MethodOptions, iss+path, nil)
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "authorization")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+				t.Errorf("preflight of %s from %s: %d, ACAO %q, want %q", path, origin, resp.StatusCode, got, want)
+			}
+		}
+	}
+}
