@@ -73,6 +73,11 @@ type SignInFlow struct {
 	Verified    string   `json:"ve,omitempty"` // the address VerifyCode proved: the grant's email
 	AMR         []string `json:"amr,omitempty"`
 	AuthTime    int64    `json:"at,omitempty"`
+	// Once done: the redirect that carries the authorization code, and
+	// until when (the code's expiry) the starting browser gets it again.
+	Redirect      string `json:"rd,omitempty"`
+	RedirectUntil int64  `json:"rx,omitempty"`
+	GrantKey      string `json:"gk,omitempty"` // the code's: once redeemed, the redirect is no more given
 }
 
 func (f SignInFlow) expired(now time.Time) bool { return now.Unix() >= f.Expires }
@@ -102,12 +107,12 @@ type SignInStore interface {
 	//
 	// Errors: EUNAVAILABLE.
 	PutGrant(ctx context.Context, key string, rec []byte, ttl time.Duration) error
-	// Grant returns the grant under key, redeemed or not, changing
-	// nothing: what the token endpoint checks a request against before it
-	// redeems.
+	// Grant returns the grant under key, and whether it has been
+	// redeemed, changing nothing: what the token endpoint checks a request
+	// against before it redeems.
 	//
 	// Errors: ENOTFOUND, EUNAVAILABLE.
-	Grant(ctx context.Context, key string) ([]byte, error)
+	Grant(ctx context.Context, key string) (rec []byte, redeemed bool, err error)
 	// RedeemGrant returns the grant under key and marks it redeemed, in
 	// one atomic step; replay reports that it had been redeemed before.
 	// Of many concurrent calls, exactly one sees replay false.
@@ -171,6 +176,11 @@ type AuthorizeRequest struct {
 	ClientID, RedirectURI, ResponseType, Scope, State, Nonce string
 	CodeChallenge, CodeChallengeMethod, Prompt, MaxAge       string
 	LoginHint, UILocales                                     string
+	ResponseMode                                             string
+	// Request and RequestURI report that the request had a request or a
+	// request_uri parameter (request objects, OIDC Core §6: not
+	// supported).
+	Request, RequestURI bool
 	// Whether the request repeated a parameter (RFC 6749 §3.1: refused).
 	Repeated string
 	Agent    string // the requesting browser and OS, for another device's approval page
@@ -205,6 +215,12 @@ func (s *Service) StartSignIn(ctx context.Context, req AuthorizeRequest) (SignIn
 	switch {
 	case req.Repeated != "":
 		return SignInFlow{}, "", oauthErr("invalid_request", req.Repeated+" is given more than once")
+	case req.Request:
+		return SignInFlow{}, "", oauthErr("request_not_supported", "request objects are not supported")
+	case req.RequestURI:
+		return SignInFlow{}, "", oauthErr("request_uri_not_supported", "request_uri is not supported")
+	case req.ResponseMode != "" && req.ResponseMode != "query":
+		return SignInFlow{}, "", oauthErr("invalid_request", "only response_mode=query is supported")
 	case req.ResponseType == "":
 		return SignInFlow{}, "", oauthErr("invalid_request", "response_type is required")
 	case req.ResponseType != "code":
@@ -365,6 +381,15 @@ func (s *Service) SignInFlow(ctx context.Context, id string) (SignInFlow, error)
 }
 
 func (s *Service) loadFlow(ctx context.Context, id string) (SignInFlow, []byte, error) {
+	f, rec, err := s.loadAnyFlow(ctx, id)
+	if err == nil && f.Status == SignInDone {
+		return SignInFlow{}, nil, ErrSignInGone
+	}
+	return f, rec, err
+}
+
+// loadAnyFlow is loadFlow that returns a done sign-in too.
+func (s *Service) loadAnyFlow(ctx context.Context, id string) (SignInFlow, []byte, error) {
 	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		return SignInFlow{}, nil, ErrSignInGone
 	}
@@ -384,7 +409,7 @@ func (s *Service) loadFlow(ctx context.Context, id string) (SignInFlow, []byte, 
 		return SignInFlow{}, nil, err
 	}
 	f.ID = id
-	if f.expired(s.now()) || f.Status == SignInDone {
+	if f.expired(s.now()) {
 		return SignInFlow{}, nil, ErrSignInGone
 	}
 	return f, rec, nil
@@ -628,16 +653,37 @@ func (s *Service) SignInConfirm(ctx context.Context, id, secret, code, clientIP 
 }
 
 // SignInWait is the starting browser's wait for another device: the
-// redirect once approved, "" while pending.
+// redirect once approved, "" while pending. It is idempotent: once the
+// sign-in is done, the same browser gets the same redirect again while
+// its authorization code lives unredeemed (a page fetched twice, or a
+// HEAD before the GET, issues one code, and a browser that lost the
+// answer still gets it).
 //
 // Errors: ErrSignInGone, ErrOtherBrowser, ErrWrongNumber (refused on the
 // other device), EUNAVAILABLE.
 func (s *Service) SignInWait(ctx context.Context, id, secret string) (string, SignInFlow, error) {
-	f, err := s.ownFlow(ctx, id, secret)
+	f, _, err := s.loadAnyFlow(ctx, id)
 	if err != nil {
-		return "", f, err
+		return "", SignInFlow{}, err
+	}
+	if !f.SameBrowser(secret) {
+		return "", f, ErrOtherBrowser
 	}
 	switch f.Status {
+	case SignInDone:
+		if f.Redirect == "" || s.now().Unix() >= f.RedirectUntil {
+			return "", f, ErrSignInGone
+		}
+		// Not once the client has redeemed the code: the browser's back
+		// button would bring it a replay, which revokes its token.
+		_, redeemed, err := s.SignIns.Grant(ctx, f.GrantKey)
+		if ErrorCode(err) == ENOTFOUND || err == nil && redeemed {
+			return "", f, ErrSignInGone
+		}
+		if err != nil {
+			return "", f, err
+		}
+		return f.Redirect, f, nil
 	case SignInDenied:
 		return "", f, ErrWrongNumber
 	case SignInApproved:
@@ -679,19 +725,6 @@ type access struct {
 // authorization code and returns the redirect that carries it. set checks
 // the fresh read of the sign-in and records who signed in.
 func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) error) (string, error) {
-	f, err := s.updateFlow(ctx, id, func(f *SignInFlow) error {
-		if f.Status != SignInPending && f.Status != SignInApproved {
-			return ErrSignInGone
-		}
-		if err := set(f); err != nil {
-			return err
-		}
-		f.Status = SignInDone
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
 	var raw [32]byte
 	if _, err := io.ReadFull(s.rand(), raw[:]); err != nil {
 		return "", &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
@@ -701,22 +734,40 @@ func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) e
 	if err != nil {
 		return "", err
 	}
-	now := s.now()
 	key := hashHex(code)
-	g := grant{
-		Client: f.Client, RedirectURI: f.RedirectURI, Challenge: f.Challenge, Nonce: f.Nonce, Scope: f.Scope,
-		Subject: f.Subject, Email: f.Verified, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
-	}
-	rec, err := sealJSON(keys.SignIn, "grant:"+key, g, s.rand())
+	f, err := s.updateFlow(ctx, id, func(f *SignInFlow) error {
+		if f.Status != SignInPending && f.Status != SignInApproved {
+			return ErrSignInGone
+		}
+		if err := set(f); err != nil {
+			return err
+		}
+		// The grant is stored before the sign-in is done, so that the
+		// redirect the sign-in keeps always names a stored code; one put
+		// by a try that lost the swap names a code nobody was given.
+		now := s.now()
+		g := grant{
+			Client: f.Client, RedirectURI: f.RedirectURI, Challenge: f.Challenge, Nonce: f.Nonce, Scope: f.Scope,
+			Subject: f.Subject, Email: f.Verified, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
+		}
+		rec, err := sealJSON(keys.SignIn, "grant:"+key, g, s.rand())
+		if err != nil {
+			return err
+		}
+		// Kept as long as the access token it may issue lives: a replay
+		// within that time still finds it, and revokes the token.
+		if err := s.SignIns.PutGrant(ctx, key, rec, GrantTTL+s.accessTTL()); err != nil {
+			return err
+		}
+		f.Status = SignInDone
+		f.Redirect = AuthorizationRedirect(f.RedirectURI, url.Values{"code": {code}, "state": {f.State}, "iss": {s.Issuer}})
+		f.RedirectUntil, f.GrantKey = g.Expires, key
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	// Kept as long as the access token it may issue lives: a replay
-	// within that time still finds it, and revokes the token.
-	if err := s.SignIns.PutGrant(ctx, key, rec, GrantTTL+s.accessTTL()); err != nil {
-		return "", err
-	}
-	return AuthorizationRedirect(f.RedirectURI, url.Values{"code": {code}, "state": {f.State}, "iss": {s.Issuer}}), nil
+	return f.Redirect, nil
 }
 
 // AuthorizationRedirect is redirectURI with params added to its query
@@ -802,7 +853,7 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	// one with another client, redirect_uri or verifier burns nothing
 	// (anyone who saw a code could otherwise spend it with a public
 	// client's id), and the code stays the rightful client's.
-	rec, err := s.SignIns.Grant(ctx, key)
+	rec, _, err := s.SignIns.Grant(ctx, key)
 	if ErrorCode(err) == ENOTFOUND {
 		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}

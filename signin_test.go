@@ -208,6 +208,17 @@ func TestNumberMatching(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Collecting is idempotent until the code is redeemed: a page fetched
+	// again (a HEAD, a reload before the redirect was followed) gets the
+	// same redirect and issues no second code; another browser nothing.
+	for range 2 {
+		if again, _, err := s.SignInWait(t.Context(), f.ID, secret); err != nil || again != to {
+			t.Fatalf("a repeated collection: %q %v, want %q", again, err, to)
+		}
+	}
+	if again, _, err := s.SignInWait(t.Context(), f.ID, "not-the-cookie"); !errors.Is(err, authd.ErrOtherBrowser) || again != "" {
+		t.Fatalf("another browser after the collection: %q %v", again, err)
+	}
 	res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
 	if err != nil || res.IDToken == "" {
 		t.Fatalf("redeem: %v", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,91 @@ func TestSignInLoopbackCORS(t *testing.T) {
 				t.Errorf("preflight of %s from %s: %d, ACAO %q, want %q", path, origin, resp.StatusCode, got, want)
 			}
 		}
+	}
+}
+
+// Approved on another device, the waiting browser collects the sign-in
+// idempotently: HEAD, GET /signin/wait and GET /signin, repeated before the
+// client has the code, answer the same redirect (one code issued); once the
+// client redeemed it, the pages say the sign-in is over.
+func TestSignInWaitIdempotent(t *testing.T) {
+	e := startSignIn(t, nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/141.0 Safari/537.36")
+	phone := newBrowser(t, iss, "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Safari/604.1")
+	email := uniqueEmail("idem")
+	f := newFlow()
+	n := len(e.smtp.Messages())
+	toCodePage(t, b, r.authURL(f), email)
+	_, link := signInMail(t, e.smtp, email, n)
+	id := flowOf(link)
+	wait := b.get(iss + "/signin/wait?f=" + id)
+	m := numberRE.FindStringSubmatch(wait.Body)
+	if m == nil {
+		t.Fatalf("wait page: %d\n%s", wait.Status, wait.Body)
+	}
+	p := phone.get(link)
+	form := hidden(t, p)
+	form.Set("pick", m[1])
+	if p = phone.post("/signin/link", form); p.Status != 200 {
+		t.Fatalf("approval: %d\n%s", p.Status, p.Body)
+	}
+	first := b.do(http.MethodHead, iss+"/signin/wait?f="+id, nil)
+	if first.Status != http.StatusSeeOther || !strings.HasPrefix(first.Location, "http://127.0.0.1/callback?") {
+		t.Fatalf("HEAD after approval: %d %q", first.Status, first.Location)
+	}
+	for _, path := range []string{"/signin/wait?f=", "/signin/wait?f=", "/signin?f="} {
+		if again := b.get(iss + path + id); again.Status != http.StatusSeeOther || again.Location != first.Location {
+			t.Fatalf("GET %s again: %d %q, want %q", path, again.Status, again.Location, first.Location)
+		}
+	}
+	if other := phone.get(iss + "/signin/wait?f=" + id); other.Location != "" {
+		t.Fatalf("another browser collected: %d %q", other.Status, other.Location)
+	}
+	if _, _, err := r.finish(t, first.Location, f); err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if after := b.get(iss + "/signin/wait?f=" + id); after.Location != "" || after.Status != http.StatusGone {
+		t.Fatalf("after the redemption: %d %q", after.Status, after.Location)
+	}
+}
+
+// Request objects are not supported (OIDC Core §6: request_not_supported,
+// request_uri_not_supported), nor any response_mode but query: errors at
+// the redirect URI, with state and iss.
+func TestSignInRequestObjectsRefused(t *testing.T) {
+	e := startSignIn(t, nil)
+	iss := e.inst.Env["AUTHD_ISSUER"]
+	r := newRP(t, iss, "app", rpSecret, "http://127.0.0.1/callback")
+	b := newBrowser(t, iss, "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
+	for _, tc := range []struct {
+		name, want string
+		edit       func(url.Values)
+	}{
+		{"request", "request_not_supported", func(q url.Values) { q.Set("request", "eyJhbGciOiJub25lIn0.e30.") }},
+		{"request_uri", "request_uri_not_supported", func(q url.Values) { q.Set("request_uri", "https://app.example.com/r/1") }},
+		{"fragment", "invalid_request", func(q url.Values) { q.Set("response_mode", "fragment") }},
+		{"form_post", "invalid_request", func(q url.Values) { q.Set("response_mode", "form_post") }},
+	} {
+		f := newFlow()
+		u, _ := url.Parse(r.authURL(f))
+		q := u.Query()
+		tc.edit(q)
+		u.RawQuery = q.Encode()
+		p := b.do(http.MethodGet, u.String(), nil)
+		loc, _ := url.Parse(p.Location)
+		if p.Status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != tc.want ||
+			loc.Query().Get("state") != f.state || loc.Query().Get("iss") != iss {
+			t.Errorf("%s: %d %q, want error=%s", tc.name, p.Status, p.Location, tc.want)
+		}
+	}
+	f := newFlow()
+	u, _ := url.Parse(r.authURL(f))
+	q := u.Query()
+	q.Set("response_mode", "query")
+	u.RawQuery = q.Encode()
+	if p := b.get(u.String()); p.Status != 200 {
+		t.Fatalf("response_mode=query: %d %q", p.Status, p.Location)
 	}
 }

@@ -101,15 +101,17 @@ func (s *Store) PutGrant(ctx context.Context, key string, rec []byte, ttl time.D
 }
 
 // Grant implements authd.SignInStore.
-func (s *Store) Grant(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.client.HGet(ctx, s.grantKey(key), "d").Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return nil, &authd.Error{Code: authd.ENOTFOUND, Message: "not found"}
-	}
+func (s *Store) Grant(ctx context.Context, key string) ([]byte, bool, error) {
+	vs, err := s.client.HMGet(ctx, s.grantKey(key), "d", "u").Result()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, false, unavailable(err)
 	}
-	return b, nil
+	d, ok := vs[0].(string)
+	if !ok {
+		return nil, false, &authd.Error{Code: authd.ENOTFOUND, Message: "not found"}
+	}
+	n, _ := vs[1].(string)
+	return []byte(d), n != "" && n != "0", nil
 }
 
 // RedeemGrant implements authd.SignInStore: redeemScript.

@@ -120,7 +120,7 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		if _, err := s.GrantReplayed(ctx, key); code(t, err) != authd.ENOTFOUND {
 			t.Fatalf("GrantReplayed of a missing grant: %v", err)
 		}
-		if _, err := s.Grant(ctx, key); code(t, err) != authd.ENOTFOUND {
+		if _, _, err := s.Grant(ctx, key); code(t, err) != authd.ENOTFOUND {
 			t.Fatalf("Grant of a missing grant: %v", err)
 		}
 		if err := s.PutGrant(ctx, key, []byte("grant\x00"), time.Minute); err != nil {
@@ -128,8 +128,8 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 		// Reading redeems nothing.
 		for range 2 {
-			if rec, err := s.Grant(ctx, key); err != nil || !bytes.Equal(rec, []byte("grant\x00")) {
-				t.Fatalf("Grant: %q %v", rec, err)
+			if rec, redeemed, err := s.Grant(ctx, key); err != nil || redeemed || !bytes.Equal(rec, []byte("grant\x00")) {
+				t.Fatalf("Grant: %q %v %v", rec, redeemed, err)
 			}
 		}
 		if replayed, err := s.GrantReplayed(ctx, key); err != nil || replayed {
@@ -158,8 +158,8 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		if replayed, err := s.GrantReplayed(ctx, key); err != nil || !replayed {
 			t.Fatalf("GrantReplayed after replays: %v %v", replayed, err)
 		}
-		if rec, err := s.Grant(ctx, key); err != nil || !bytes.Equal(rec, []byte("grant\x00")) {
-			t.Fatalf("Grant after redemptions: %q %v", rec, err)
+		if rec, redeemed, err := s.Grant(ctx, key); err != nil || !redeemed || !bytes.Equal(rec, []byte("grant\x00")) {
+			t.Fatalf("Grant after redemptions: %q %v %v", rec, redeemed, err)
 		}
 		// Put again (a new code can never have the same key, but a store
 		// must not keep the old mark if one did).
