@@ -1,8 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -150,5 +155,50 @@ func TestSignInRequestObjectsRefused(t *testing.T) {
 	u.RawQuery = q.Encode()
 	if p := b.get(u.String()); p.Status != 200 {
 		t.Fatalf("response_mode=query: %d %q", p.Status, p.Location)
+	}
+}
+
+// OIDC Discovery 1.0 §3: id_token_signing_alg_values_supported MUST list
+// RS256. With the hosted sign-in on, it is listed, and an RSA key is
+// published, though no client of the registry asks for RS256; with
+// TOKEN_KEY_FILE, the sign-in is not in discovery.
+func TestSignInDiscoveryListsRS256(t *testing.T) {
+	env := newProduction(t)
+	projects := filepath.Join(t.TempDir(), "projects.yaml")
+	os.WriteFile(projects, []byte(`
+- id: app
+  display_name: Example App
+  redirect_uris: [http://127.0.0.1/callback]
+`), 0o600)
+	port := freePort(t)
+	env.Env["PORT"] = strconv.Itoa(port)
+	env.Env["AUTHD_ISSUER"] = "http://127.0.0.1:" + strconv.Itoa(port)
+	env.Env["PROJECTS_FILE"] = projects
+	inst := start(t, env.Env)
+	iss := env.Env["AUTHD_ISSUER"]
+	d := get(t, iss+"/.well-known/openid-configuration").json(t)
+	if fmt.Sprint(d["id_token_signing_alg_values_supported"]) != "[EdDSA RS256]" || d["authorization_endpoint"] == nil {
+		t.Fatalf("discovery without an RS256 client: %v", d)
+	}
+	var jwks struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(get(t, inst.URL+"/.well-known/jwks.json").Body, &jwks); err != nil {
+		t.Fatal(err)
+	}
+	algs := map[string]bool{}
+	for _, k := range jwks.Keys {
+		algs[fmt.Sprint(k["alg"])] = true
+	}
+	if !algs["RS256"] || !algs["EdDSA"] {
+		t.Fatalf("JWKS publishes %v, want EdDSA and RS256 keys", algs)
+	}
+	// With TOKEN_KEY_FILE there is no RSA key: discovery does not offer
+	// the hosted sign-in, rather than list RS256 it cannot sign.
+	path, _ := keyFile(t)
+	file := start(t, map[string]string{"AUTHD_ISSUER": "https://auth.example.com", "TOKEN_KEY_FILE": path})
+	d = get(t, file.URL+"/.well-known/openid-configuration").json(t)
+	if d["authorization_endpoint"] != nil || fmt.Sprint(d["id_token_signing_alg_values_supported"]) != "[EdDSA]" {
+		t.Fatalf("discovery with TOKEN_KEY_FILE: %v", d)
 	}
 }

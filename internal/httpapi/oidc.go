@@ -322,12 +322,9 @@ func handleEndSession(tokens Tokens, p *pages) http.Handler {
 
 // discoveryOIDC adds the hosted sign-in's endpoints to the discovery
 // document (OIDC Discovery 1.0 §3, RFC 8414, RFC 9207).
-func discoveryOIDC(d map[string]any, iss string, rs256 bool) {
+func discoveryOIDC(d map[string]any, iss string) {
 	base := strings.TrimSuffix(iss, "/")
-	algs := []string{verify.EdDSA}
-	if rs256 {
-		algs = append(algs, "RS256")
-	}
+	algs := []string{verify.EdDSA, "RS256"}
 	d["authorization_endpoint"] = base + "/oauth2/authorize"
 	d["token_endpoint"] = base + "/oauth2/token"
 	d["userinfo_endpoint"] = base + "/oauth2/userinfo"
