@@ -59,6 +59,30 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 	})
 
+	// The compare-and-set every update of a sign-in after a verification
+	// relies on: a swap from a read that another request's swap (say, a
+	// new address sent to) has overtaken is refused, and changes nothing.
+	t.Run("SwapFromStaleReadRefused", func(t *testing.T) {
+		s := open(t)
+		id := randomKey()
+		if err := s.PutSignIn(ctx, id, []byte("attacker"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		read, err := s.SignIn(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SwapSignIn(ctx, id, read, []byte("victim"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SwapSignIn(ctx, id, read, []byte("verified"), time.Minute); code(t, err) != authd.EINVALID {
+			t.Fatalf("swap from a stale read: %v, want EINVALID", err)
+		}
+		if b, _ := s.SignIn(ctx, id); string(b) != "victim" {
+			t.Fatalf("after the refused swap: %q", b)
+		}
+	})
+
 	// Of concurrent swaps from one record, exactly one wins.
 	t.Run("SwapIsAtomic", func(t *testing.T) {
 		s := open(t)
