@@ -67,6 +67,10 @@ type IssueRequest struct {
 	ClientIP string
 	Record   CodeRecord
 	Now      time.Time
+	// MailsProject is the project whose MailsPerProject counts the mail:
+	// "" is Project (a hosted sign-in's code has a Project of its own,
+	// SignInProject, and its mails count as its client's).
+	MailsProject string
 
 	ResendCooldown  time.Duration // per (project, address)
 	CodesPerAddress Rate          // per mailbox, all projects together
@@ -77,6 +81,14 @@ type IssueRequest struct {
 	// Job, when set, is the code's mail: queued in the same atomic step as
 	// the code, so that a stored code always has its mail on the way.
 	Job *MailJob
+}
+
+// MailsOf is the project whose mails budget r counts against.
+func (r IssueRequest) MailsOf() string {
+	if r.MailsProject != "" {
+		return r.MailsProject
+	}
+	return r.Project
 }
 
 // IssueResult is what a successful IssueCode reports.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -53,7 +54,7 @@ func (p Project) MatchRedirectURI(uri string) bool {
 		}
 	}
 	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "http" || !isLoopbackIP(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || !isLoopbackIP(u.Hostname()) || !validPort(u.Port()) {
 		return false
 	}
 	for _, r := range p.RedirectURIs {
@@ -61,7 +62,8 @@ func (p Project) MatchRedirectURI(uri string) bool {
 		if err != nil || ru.Scheme != "http" || ru.Hostname() != u.Hostname() {
 			continue
 		}
-		if ru.Path == u.Path && ru.RawQuery == u.RawQuery && ru.Fragment == "" && u.Fragment == "" && u.User == nil {
+		// The path as sent, not decoded: /%63allback is not /callback.
+		if ru.EscapedPath() == u.EscapedPath() && ru.RawQuery == u.RawQuery && ru.Fragment == "" && u.Fragment == "" && u.User == nil {
 			return true
 		}
 	}
@@ -70,6 +72,29 @@ func (p Project) MatchRedirectURI(uri string) bool {
 
 func isLoopbackIP(host string) bool {
 	return host == "127.0.0.1" || host == "::1"
+}
+
+// validPort reports whether port is none or a TCP port, 1 to 65535.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && port[0] != '0'
+}
+
+// loopbackOrigin is the origin of a loopback IP literal without its port
+// ("http://127.0.0.1", "http://[::1]"), or "" for any other origin or a
+// port out of range.
+func loopbackOrigin(origin string) string {
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme != "http" || !isLoopbackIP(u.Hostname()) || !validPort(u.Port()) {
+		return ""
+	}
+	if u.Hostname() == "::1" {
+		return "http://[::1]"
+	}
+	return "http://" + u.Hostname()
 }
 
 // checkRedirectURI refuses what may not be registered: a fragment, user
@@ -86,6 +111,8 @@ func checkRedirectURI(uri string) error {
 		return fmt.Errorf("%q has a fragment (RFC 6749 §3.1.2)", uri)
 	case u.User != nil:
 		return fmt.Errorf("%q carries user information", uri)
+	case !validPort(u.Port()):
+		return fmt.Errorf("%q: the port must be 1 to 65535", uri)
 	case u.Scheme == "https":
 		if u.Host == "" {
 			return fmt.Errorf("%q has no host", uri)
@@ -124,11 +151,15 @@ type Registry struct {
 	// clientOrigins adds the redirect URIs' origins to origins: a single
 	// page app calls the token endpoint from where it was redirected to.
 	clientOrigins map[string]bool
+	// loopbackOrigins are the loopback redirect URIs' origins without
+	// port: such a redirect URI matches on any port (RFC 8252 §7.3), so
+	// its app calls from any port too.
+	loopbackOrigins map[string]bool
 }
 
 // NewRegistry checks projects and indexes them.
 func NewRegistry(projects []Project) (*Registry, error) {
-	r := &Registry{byID: map[string]Project{}, origins: map[string]bool{}, clientOrigins: map[string]bool{}}
+	r := &Registry{byID: map[string]Project{}, origins: map[string]bool{}, clientOrigins: map[string]bool{}, loopbackOrigins: map[string]bool{}}
 	for i, p := range projects {
 		if !ValidProjectID(p.ID) {
 			return nil, fmt.Errorf("project %d: id must be 1-64 characters of A-Z a-z 0-9 . _ -", i+1)
@@ -157,6 +188,9 @@ func NewRegistry(projects []Project) (*Registry, error) {
 		for _, u := range p.RedirectURIs {
 			if norm, err := NormalizeOrigin(RedirectOrigin(u)); err == nil {
 				r.clientOrigins[norm] = true
+				if lo := loopbackOrigin(norm); lo != "" {
+					r.loopbackOrigins[lo] = true
+				}
 			}
 		}
 		r.byID[p.ID] = p
@@ -241,7 +275,14 @@ func (r *Registry) AllowsClientOrigin(origin string) bool {
 		return false
 	}
 	norm, err := NormalizeOrigin(origin)
-	return err == nil && r.clientOrigins[norm]
+	if err != nil {
+		return false
+	}
+	if r.clientOrigins[norm] {
+		return true
+	}
+	lo := loopbackOrigin(norm)
+	return lo != "" && r.loopbackOrigins[lo]
 }
 
 // NormalizeOrigin returns scheme://host[:port], lowercased, as browsers send

@@ -61,6 +61,10 @@ type SendRequest struct {
 	// Link, when set, makes the mail carry a link to sign in with beside
 	// the code: the hosted sign-in's (signin.go).
 	Link func(code string) string
+	// SignIn issues the code of a hosted sign-in: kept apart from the
+	// project's API codes (SignInProject), so /api/*/verify-code cannot
+	// take it; the mailbox's budgets are shared all the same.
+	SignIn bool
 }
 
 // SendResult is what a successful SendCode reports.
@@ -83,6 +87,22 @@ type VerifyRequest struct {
 	WantToken bool
 	// Nonce is the client's own value, bound into the token ("" for none).
 	Nonce string
+	// SignIn verifies a hosted sign-in's code (SendRequest.SignIn).
+	SignIn bool
+}
+
+// SignInProject is the code store's project of client's hosted sign-ins:
+// a name no project_id can be (ValidProjectID allows no '/'), so that a
+// sign-in's code, which must come with number matching on another
+// device, is never taken by the API's verify-code for project_id=client.
+func SignInProject(client string) string { return client + "/signin" }
+
+// codeProject is the code store's project of a request for projectID.
+func codeProject(projectID string, signIn bool) string {
+	if signIn {
+		return SignInProject(projectID)
+	}
+	return projectID
 }
 
 // VerifyResult is a successful verification: the signed v1 proof and the
@@ -158,7 +178,8 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 	}
 	now := s.now()
 	p := proj.Policy
-	rec := CodeRecord{ID: id, Hash: CodeHash(keys.Code, req.ProjectID, email, code), ExpiresAt: now.Add(p.CodeTTL)}
+	cp := codeProject(req.ProjectID, req.SignIn)
+	rec := CodeRecord{ID: id, Hash: CodeHash(keys.Code, cp, email, code), ExpiresAt: now.Add(p.CodeTTL)}
 	msg := Message{
 		To: email, ProjectID: req.ProjectID, ProjectName: proj.DisplayName, Code: code,
 		TTL: p.CodeTTL, ExpiresAt: rec.ExpiresAt, Address: addr, CodeID: id,
@@ -174,11 +195,11 @@ func (s *Service) SendCode(ctx context.Context, req SendRequest) (SendResult, er
 		return SendResult{}, err
 	}
 	res, err := s.Codes.IssueCode(ctx, IssueRequest{
-		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP, Record: rec, Now: now,
+		Address: addr, Project: cp, MailsProject: req.ProjectID, ClientIP: req.ClientIP, Record: rec, Now: now,
 		ResendCooldown: p.ResendCooldown, CodesPerAddress: p.CodesPerAddress,
 		SendPerIP: p.SendPerIP, MailsTotal: p.MailsTotal, MailsPerProject: p.MailsPerProject,
 		Job: &MailJob{
-			DeliveryID: deliveryID, Address: addr, Project: req.ProjectID, CodeID: id,
+			DeliveryID: deliveryID, Address: addr, Project: cp, CodeID: id,
 			ExpiresAt: rec.ExpiresAt, ReplaceableAt: msg.ReplaceableAt, Sealed: sealed,
 		},
 	})
@@ -217,9 +238,10 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	now := s.now()
 	p := proj.Policy
 	addr := keys.AddressOf(email)
+	cp := codeProject(req.ProjectID, req.SignIn)
 	res, err := s.Codes.ConsumeCode(ctx, ConsumeRequest{
-		Address: addr, Project: req.ProjectID, ClientIP: req.ClientIP,
-		Hash: CodeHash(keys.Code, req.ProjectID, email, req.Code), Now: now,
+		Address: addr, Project: cp, ClientIP: req.ClientIP,
+		Hash: CodeHash(keys.Code, cp, email, req.Code), Now: now,
 		AttemptsPerCode: p.AttemptsPerCode, FailuresPerAddress: p.FailuresPerAddress, VerifyPerIP: p.VerifyPerIP,
 	})
 	if err != nil {
@@ -228,7 +250,7 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 	user, err := s.Users.UpsertVerified(ctx, email, now)
 	if err != nil {
 		// Give the code back: the user did nothing wrong.
-		s.restore(ctx, addr, req.ProjectID, res.Record, now, "user store")
+		s.restore(ctx, addr, cp, res.Record, now, "user store")
 		return VerifyResult{}, unavailable("user store", err)
 	}
 	proof := Proof{
@@ -244,7 +266,7 @@ func (s *Service) VerifyCode(ctx context.Context, req VerifyRequest) (VerifyResu
 		if err != nil {
 			// Signing is in memory and fails only without a loaded key or
 			// randomness: give the code back, as for a user store failure.
-			s.restore(ctx, addr, req.ProjectID, res.Record, now, "token signer")
+			s.restore(ctx, addr, cp, res.Record, now, "token signer")
 			return VerifyResult{}, unavailable("token signer", err)
 		}
 		out.Token = tok

@@ -70,8 +70,14 @@ type SignInFlow struct {
 	Expires     int64    `json:"x"`
 	Status      string   `json:"st,omitempty"`
 	Subject     string   `json:"sub,omitempty"`
+	Verified    string   `json:"ve,omitempty"` // the address VerifyCode proved: the grant's email
 	AMR         []string `json:"amr,omitempty"`
 	AuthTime    int64    `json:"at,omitempty"`
+	// Once done: the redirect that carries the authorization code, and
+	// until when (the code's expiry) the starting browser gets it again.
+	Redirect      string `json:"rd,omitempty"`
+	RedirectUntil int64  `json:"rx,omitempty"`
+	GrantKey      string `json:"gk,omitempty"` // the code's: once redeemed, the redirect is no more given
 }
 
 func (f SignInFlow) expired(now time.Time) bool { return now.Unix() >= f.Expires }
@@ -101,6 +107,12 @@ type SignInStore interface {
 	//
 	// Errors: EUNAVAILABLE.
 	PutGrant(ctx context.Context, key string, rec []byte, ttl time.Duration) error
+	// Grant returns the grant under key, and whether it has been
+	// redeemed, changing nothing: what the token endpoint checks a request
+	// against before it redeems.
+	//
+	// Errors: ENOTFOUND, EUNAVAILABLE.
+	Grant(ctx context.Context, key string) (rec []byte, redeemed bool, err error)
 	// RedeemGrant returns the grant under key and marks it redeemed, in
 	// one atomic step; replay reports that it had been redeemed before.
 	// Of many concurrent calls, exactly one sees replay false.
@@ -164,6 +176,11 @@ type AuthorizeRequest struct {
 	ClientID, RedirectURI, ResponseType, Scope, State, Nonce string
 	CodeChallenge, CodeChallengeMethod, Prompt, MaxAge       string
 	LoginHint, UILocales                                     string
+	ResponseMode                                             string
+	// Request and RequestURI report that the request had a request or a
+	// request_uri parameter (request objects, OIDC Core §6: not
+	// supported).
+	Request, RequestURI bool
 	// Whether the request repeated a parameter (RFC 6749 §3.1: refused).
 	Repeated string
 	Agent    string // the requesting browser and OS, for another device's approval page
@@ -198,6 +215,12 @@ func (s *Service) StartSignIn(ctx context.Context, req AuthorizeRequest) (SignIn
 	switch {
 	case req.Repeated != "":
 		return SignInFlow{}, "", oauthErr("invalid_request", req.Repeated+" is given more than once")
+	case req.Request:
+		return SignInFlow{}, "", oauthErr("request_not_supported", "request objects are not supported")
+	case req.RequestURI:
+		return SignInFlow{}, "", oauthErr("request_uri_not_supported", "request_uri is not supported")
+	case req.ResponseMode != "" && req.ResponseMode != "query":
+		return SignInFlow{}, "", oauthErr("invalid_request", "only response_mode=query is supported")
 	case req.ResponseType == "":
 		return SignInFlow{}, "", oauthErr("invalid_request", "response_type is required")
 	case req.ResponseType != "code":
@@ -358,6 +381,15 @@ func (s *Service) SignInFlow(ctx context.Context, id string) (SignInFlow, error)
 }
 
 func (s *Service) loadFlow(ctx context.Context, id string) (SignInFlow, []byte, error) {
+	f, rec, err := s.loadAnyFlow(ctx, id)
+	if err == nil && f.Status == SignInDone {
+		return SignInFlow{}, nil, ErrSignInGone
+	}
+	return f, rec, err
+}
+
+// loadAnyFlow is loadFlow that returns a done sign-in too.
+func (s *Service) loadAnyFlow(ctx context.Context, id string) (SignInFlow, []byte, error) {
 	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		return SignInFlow{}, nil, ErrSignInGone
 	}
@@ -377,7 +409,7 @@ func (s *Service) loadFlow(ctx context.Context, id string) (SignInFlow, []byte, 
 		return SignInFlow{}, nil, err
 	}
 	f.ID = id
-	if f.expired(s.now()) || f.Status == SignInDone {
+	if f.expired(s.now()) {
 		return SignInFlow{}, nil, ErrSignInGone
 	}
 	return f, rec, nil
@@ -472,16 +504,33 @@ func (s *Service) SignInSend(ctx context.Context, id, secret, email, clientIP, l
 		return f, ErrSignInGone
 	}
 	res, err := s.SendCode(ctx, SendRequest{
-		Email: norm, ProjectID: f.Client, ClientIP: clientIP, Lang: lang,
+		Email: norm, ProjectID: f.Client, ClientIP: clientIP, Lang: lang, SignIn: true,
 		Link: func(code string) string { return s.SignInLink(id, code) },
 	})
 	if err != nil {
 		return f, err
 	}
 	return s.updateFlow(ctx, id, func(f *SignInFlow) error {
+		// On the fresh read: a sign-in whose code was verified meanwhile
+		// keeps the address it verified.
+		if f.Status != SignInPending || f.Subject != "" {
+			return ErrSignInGone
+		}
 		f.Email, f.CodeID = norm, res.CodeID
 		return nil
 	})
+}
+
+// unchanged is the check every update after VerifyCode makes on the
+// fresh read of the sign-in: still pending, for the address and the code
+// that were verified, by nobody yet. An address sent to meanwhile (or a
+// code replaced) refuses the update, so that what VerifyCode proved for
+// one address is never recorded for another.
+func unchanged(f *SignInFlow, read SignInFlow, res VerifyResult) error {
+	if f.Status != SignInPending || f.Subject != "" || f.Email != read.Email || f.CodeID != read.CodeID || res.User.Email != read.Email {
+		return ErrSignInGone
+	}
+	return nil
 }
 
 // SignInLink is the mail's link: built from AUTHD_ISSUER, never from a
@@ -507,12 +556,15 @@ func (s *Service) verifyAndFinish(ctx context.Context, f SignInFlow, code, clien
 	if f.Email == "" || f.Status != SignInPending {
 		return "", ErrSignInGone
 	}
-	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP})
+	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP, SignIn: true})
 	if err != nil {
 		return "", err
 	}
-	return s.finish(ctx, f.ID, func(f *SignInFlow) error {
-		f.Subject, f.AMR, f.AuthTime = res.User.ID, []string{amr}, s.now().Unix()
+	return s.finish(ctx, f.ID, func(g *SignInFlow) error {
+		if err := unchanged(g, f, res); err != nil {
+			return err
+		}
+		g.Subject, g.Verified, g.AMR, g.AuthTime = res.User.ID, res.User.Email, []string{amr}, s.now().Unix()
 		return nil
 	})
 }
@@ -542,7 +594,7 @@ func (s *Service) SignInLinkPage(ctx context.Context, id, secret string) (LinkPa
 	if err != nil {
 		return LinkPage{}, err
 	}
-	live, err := s.Codes.IsCurrent(ctx, keys.AddressOf(f.Email), f.Client, f.CodeID, s.now())
+	live, err := s.Codes.IsCurrent(ctx, keys.AddressOf(f.Email), SignInProject(f.Client), f.CodeID, s.now())
 	if err != nil {
 		return LinkPage{}, err
 	}
@@ -586,35 +638,61 @@ func (s *Service) SignInConfirm(ctx context.Context, id, secret, code, clientIP 
 		}
 		return "", ErrWrongNumber
 	}
-	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP})
+	res, err := s.VerifyCode(ctx, VerifyRequest{Email: f.Email, ProjectID: f.Client, Code: code, ClientIP: clientIP, SignIn: true})
 	if err != nil {
 		return "", err
 	}
-	_, err = s.updateFlow(ctx, id, func(f *SignInFlow) error {
-		if f.Status != SignInPending {
-			return ErrSignInGone
+	_, err = s.updateFlow(ctx, id, func(g *SignInFlow) error {
+		if err := unchanged(g, f, res); err != nil {
+			return err
 		}
-		f.Status, f.Subject, f.AMR, f.AuthTime = SignInApproved, res.User.ID, []string{"link"}, s.now().Unix()
+		g.Status, g.Subject, g.Verified, g.AMR, g.AuthTime = SignInApproved, res.User.ID, res.User.Email, []string{"link"}, s.now().Unix()
 		return nil
 	})
 	return "", err
 }
 
 // SignInWait is the starting browser's wait for another device: the
-// redirect once approved, "" while pending.
+// redirect once approved, "" while pending. It is idempotent: once the
+// sign-in is done, the same browser gets the same redirect again while
+// its authorization code lives unredeemed (a page fetched twice, or a
+// HEAD before the GET, issues one code, and a browser that lost the
+// answer still gets it).
 //
 // Errors: ErrSignInGone, ErrOtherBrowser, ErrWrongNumber (refused on the
 // other device), EUNAVAILABLE.
 func (s *Service) SignInWait(ctx context.Context, id, secret string) (string, SignInFlow, error) {
-	f, err := s.ownFlow(ctx, id, secret)
+	f, _, err := s.loadAnyFlow(ctx, id)
 	if err != nil {
-		return "", f, err
+		return "", SignInFlow{}, err
+	}
+	if !f.SameBrowser(secret) {
+		return "", f, ErrOtherBrowser
 	}
 	switch f.Status {
+	case SignInDone:
+		if f.Redirect == "" || s.now().Unix() >= f.RedirectUntil {
+			return "", f, ErrSignInGone
+		}
+		// Not once the client has redeemed the code: the browser's back
+		// button would bring it a replay, which revokes its token.
+		_, redeemed, err := s.SignIns.Grant(ctx, f.GrantKey)
+		if ErrorCode(err) == ENOTFOUND || err == nil && redeemed {
+			return "", f, ErrSignInGone
+		}
+		if err != nil {
+			return "", f, err
+		}
+		return f.Redirect, f, nil
 	case SignInDenied:
 		return "", f, ErrWrongNumber
 	case SignInApproved:
-		to, err := s.finish(ctx, id, func(*SignInFlow) error { return nil })
+		to, err := s.finish(ctx, id, func(g *SignInFlow) error {
+			if g.Status != SignInApproved || g.Subject == "" || g.Verified == "" {
+				return ErrSignInGone
+			}
+			return nil
+		})
 		return to, f, err
 	}
 	return "", f, nil
@@ -644,21 +722,9 @@ type access struct {
 }
 
 // finish ends sign-in id: once (the flow is done after), it issues the
-// authorization code and returns the redirect that carries it.
+// authorization code and returns the redirect that carries it. set checks
+// the fresh read of the sign-in and records who signed in.
 func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) error) (string, error) {
-	f, err := s.updateFlow(ctx, id, func(f *SignInFlow) error {
-		if f.Status != SignInPending && f.Status != SignInApproved {
-			return ErrSignInGone
-		}
-		if err := set(f); err != nil {
-			return err
-		}
-		f.Status = SignInDone
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
 	var raw [32]byte
 	if _, err := io.ReadFull(s.rand(), raw[:]); err != nil {
 		return "", &Error{Code: EINTERNAL, Message: "random source failed", Err: err}
@@ -668,22 +734,40 @@ func (s *Service) finish(ctx context.Context, id string, set func(*SignInFlow) e
 	if err != nil {
 		return "", err
 	}
-	now := s.now()
 	key := hashHex(code)
-	g := grant{
-		Client: f.Client, RedirectURI: f.RedirectURI, Challenge: f.Challenge, Nonce: f.Nonce, Scope: f.Scope,
-		Subject: f.Subject, Email: f.Email, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
-	}
-	rec, err := sealJSON(keys.SignIn, "grant:"+key, g, s.rand())
+	f, err := s.updateFlow(ctx, id, func(f *SignInFlow) error {
+		if f.Status != SignInPending && f.Status != SignInApproved {
+			return ErrSignInGone
+		}
+		if err := set(f); err != nil {
+			return err
+		}
+		// The grant is stored before the sign-in is done, so that the
+		// redirect the sign-in keeps always names a stored code; one put
+		// by a try that lost the swap names a code nobody was given.
+		now := s.now()
+		g := grant{
+			Client: f.Client, RedirectURI: f.RedirectURI, Challenge: f.Challenge, Nonce: f.Nonce, Scope: f.Scope,
+			Subject: f.Subject, Email: f.Verified, AMR: f.AMR, AuthTime: f.AuthTime, Expires: now.Add(GrantTTL).Unix(),
+		}
+		rec, err := sealJSON(keys.SignIn, "grant:"+key, g, s.rand())
+		if err != nil {
+			return err
+		}
+		// Kept as long as the access token it may issue lives: a replay
+		// within that time still finds it, and revokes the token.
+		if err := s.SignIns.PutGrant(ctx, key, rec, GrantTTL+s.accessTTL()); err != nil {
+			return err
+		}
+		f.Status = SignInDone
+		f.Redirect = AuthorizationRedirect(f.RedirectURI, url.Values{"code": {code}, "state": {f.State}, "iss": {s.Issuer}})
+		f.RedirectUntil, f.GrantKey = g.Expires, key
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	// Kept as long as the access token it may issue lives: a replay
-	// within that time still finds it, and revokes the token.
-	if err := s.SignIns.PutGrant(ctx, key, rec, GrantTTL+s.accessTTL()); err != nil {
-		return "", err
-	}
-	return AuthorizationRedirect(f.RedirectURI, url.Values{"code": {code}, "state": {f.State}, "iss": {s.Issuer}}), nil
+	return f.Redirect, nil
 }
 
 // AuthorizationRedirect is redirectURI with params added to its query
@@ -765,7 +849,11 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 		return TokenResponse{}, oauthErr("invalid_request", "redirect_uri is required")
 	}
 	key := hashHex(req.Code)
-	rec, replay, err := s.SignIns.RedeemGrant(ctx, key)
+	// The request is checked against the grant before it is redeemed:
+	// one with another client, redirect_uri or verifier burns nothing
+	// (anyone who saw a code could otherwise spend it with a public
+	// client's id), and the code stays the rightful client's.
+	rec, _, err := s.SignIns.Grant(ctx, key)
 	if ErrorCode(err) == ENOTFOUND {
 		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
@@ -780,19 +868,7 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	if err := openJSON(keys.SignIn, "grant:"+key, rec, &g); err != nil {
 		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
-	tok := s.accessToken(keys, req.Code)
-	if replay {
-		// The code has leaked, or the client is confused: what its first
-		// use issued is not to be trusted either.
-		if err := s.SignIns.DeleteAccess(ctx, hashHex(tok)); err != nil {
-			s.logger().ErrorContext(ctx, "access token of a replayed code not revoked", "err", err)
-		}
-		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
-	}
-	now := s.now()
 	switch {
-	case now.Unix() >= g.Expires:
-		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	case g.Client != req.ClientID:
 		return TokenResponse{}, oauthErr("invalid_grant", "the code was issued to another client")
 	case g.RedirectURI != req.RedirectURI:
@@ -803,6 +879,23 @@ func (s *Service) Redeem(ctx context.Context, req TokenRequest) (TokenResponse, 
 	sum := sha256.Sum256([]byte(req.CodeVerifier))
 	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(g.Challenge)) != 1 {
 		return TokenResponse{}, oauthErr("invalid_grant", "code_verifier does not match the code_challenge")
+	}
+	if _, replay, err := s.SignIns.RedeemGrant(ctx, key); ErrorCode(err) == ENOTFOUND {
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
+	} else if err != nil {
+		return TokenResponse{}, err
+	} else if replay {
+		// The code has leaked, or the client is confused: what its first
+		// use issued is not to be trusted either.
+		if err := s.SignIns.DeleteAccess(ctx, hashHex(s.accessToken(keys, req.Code))); err != nil {
+			s.logger().ErrorContext(ctx, "access token of a replayed code not revoked", "err", err)
+		}
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
+	}
+	tok := s.accessToken(keys, req.Code)
+	now := s.now()
+	if now.Unix() >= g.Expires {
+		return TokenResponse{}, oauthErr("invalid_grant", "the code is invalid, expired or used")
 	}
 	if s.Tokens == nil {
 		return TokenResponse{}, Unavailable("token signer", nil)

@@ -208,6 +208,17 @@ func TestNumberMatching(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Collecting is idempotent until the code is redeemed: a page fetched
+	// again (a HEAD, a reload before the redirect was followed) gets the
+	// same redirect and issues no second code; another browser nothing.
+	for range 2 {
+		if again, _, err := s.SignInWait(t.Context(), f.ID, secret); err != nil || again != to {
+			t.Fatalf("a repeated collection: %q %v, want %q", again, err, to)
+		}
+	}
+	if again, _, err := s.SignInWait(t.Context(), f.ID, "not-the-cookie"); !errors.Is(err, authd.ErrOtherBrowser) || again != "" {
+		t.Fatalf("another browser after the collection: %q %v", again, err)
+	}
 	res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
 	if err != nil || res.IDToken == "" {
 		t.Fatalf("redeem: %v", err)
@@ -233,6 +244,50 @@ func TestRedirectURIs(t *testing.T) {
 	} {
 		if got := p.MatchRedirectURI(uri); got != want {
 			t.Errorf("MatchRedirectURI(%q) = %v, want %v", uri, got, want)
+		}
+	}
+}
+
+// A loopback redirect URI matches on any port, but only a TCP port (1 to
+// 65535), and on its path as sent: an escaped spelling of the registered
+// path is another path.
+func TestLoopbackRedirectStrict(t *testing.T) {
+	p := authd.Project{RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}}
+	for uri, want := range map[string]bool{
+		"http://127.0.0.1:5555/callback": true, "http://127.0.0.1:65535/callback": true, "http://[::1]:1/callback": true,
+		"http://127.0.0.1/%63allback": false, "http://127.0.0.1:5555/%63allback": false, "http://127.0.0.1:5555/callback%2F": false,
+		"http://127.0.0.1:0/callback": false, "http://127.0.0.1:99999/callback": false, "http://127.0.0.1:080/callback": false,
+		"http://[::1]:0/callback": false, "http://127.0.0.1:/callback": true,
+	} {
+		if got := p.MatchRedirectURI(uri); got != want {
+			t.Errorf("MatchRedirectURI(%q) = %v, want %v", uri, got, want)
+		}
+	}
+	for _, bad := range []string{"http://127.0.0.1:0/cb", "http://127.0.0.1:99999/cb", "https://app.example.com:70000/cb"} {
+		if _, err := authd.NewRegistry([]authd.Project{{ID: "a", DisplayName: "A", RedirectURIs: []string{bad}}}); err == nil {
+			t.Errorf("%q registered", bad)
+		}
+	}
+}
+
+// The token and userinfo endpoints answer a loopback app's origin on any
+// port, as its redirect URI matches on any port; not another host's, nor
+// a port out of range, nor the https one.
+func TestLoopbackClientOrigin(t *testing.T) {
+	reg, err := authd.NewRegistry([]authd.Project{
+		{ID: "native", DisplayName: "Native", RedirectURIs: []string{"http://127.0.0.1/cb", "http://[::1]/cb"}},
+		{ID: "spa", DisplayName: "SPA", RedirectURIs: []string{"https://spa.example.com/cb", "http://localhost:3000/cb"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[string]bool{
+		"http://127.0.0.1": true, "http://127.0.0.1:5555": true, "http://[::1]:8080": true, "https://spa.example.com": true,
+		"http://localhost:3000": true, "http://localhost:3001": false, "https://127.0.0.1:5555": false,
+		"http://127.0.0.2:5555": false, "http://127.0.0.1:0": false, "http://127.0.0.1:99999": false, "https://spa.example.com:444": false,
+	} {
+		if got := reg.AllowsClientOrigin(origin); got != want {
+			t.Errorf("AllowsClientOrigin(%q) = %v, want %v", origin, got, want)
 		}
 	}
 }
@@ -319,7 +374,8 @@ func TestConcurrentReplayRevokes(t *testing.T) {
 }
 
 // A code redeems only for the client, redirect_uri and verifier it was
-// issued with; userinfo gives the address only with the email scope.
+// issued with, and an attempt with another (say a public client's id, by
+// someone who saw the code) leaves it redeemable by its own; userinfo gives the address only with the email scope.
 func TestRedeemBindings(t *testing.T) {
 	s := newSignIn(t)
 	reg, err := authd.NewRegistry([]authd.Project{
@@ -355,10 +411,19 @@ func TestRedeemBindings(t *testing.T) {
 		"short verifier":       func(r *authd.TokenRequest) { r.CodeVerifier = "short" },
 	} {
 		code, verifier := issue("openid email")
-		req := authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		right := authd.TokenRequest{GrantType: "authorization_code", Code: code, RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"}
+		req := right
 		edit(&req)
 		if _, err := s.Redeem(t.Context(), req); oauthCode(err) != "invalid_grant" {
 			t.Errorf("%s: %v, want invalid_grant", name, err)
+		}
+		// The refused attempt burnt nothing: the rightful client redeems.
+		res, err := s.Redeem(t.Context(), right)
+		if err != nil {
+			t.Fatalf("%s: the code no longer redeems for its client: %v", name, err)
+		}
+		if _, err := s.UserInfo(t.Context(), res.AccessToken); err != nil {
+			t.Fatalf("%s: userinfo: %v", name, err)
 		}
 	}
 	code, verifier := issue("openid")
@@ -374,4 +439,87 @@ func TestRedeemBindings(t *testing.T) {
 	if _, err := s.UserInfo(t.Context(), res.AccessToken); oauthCode(err) != "invalid_token" {
 		t.Fatalf("an expired access token: %v", err)
 	}
+}
+
+// hookedSignIns runs before once, on the next SwapSignIn: another
+// request's change landing between a read of the sign-in and its update.
+type hookedSignIns struct {
+	*inmem.SignInStore
+	mu     sync.Mutex
+	before func()
+}
+
+func (h *hookedSignIns) SwapSignIn(ctx context.Context, id string, prev, next []byte, ttl time.Duration) error {
+	h.mu.Lock()
+	fn := h.before
+	h.before = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return h.SignInStore.SwapSignIn(ctx, id, prev, next, ttl)
+}
+
+// An attacker verifies their own address while the same sign-in is sent
+// to the victim's: the update that records the verification finds the
+// address changed and refuses, and no grant ever names the victim. Both
+// orders are tried: the victim's address sent while the code is
+// verified (typed, and approved on another device), and sent after.
+func TestSignInAddressSwapRace(t *testing.T) {
+	for _, how := range []string{"code", "link on another device"} {
+		t.Run(how, func(t *testing.T) {
+			s := newSignIn(t)
+			h := &hookedSignIns{SignInStore: s.store}
+			s.SignIns = h
+			f, secret, _ := s.start(t)
+			code, _ := s.mail(t, f, secret, "attacker@example.com")
+			var sendErr error
+			h.before = func() {
+				_, sendErr = s.SignInSend(t.Context(), f.ID, secret, "victim@example.com", "192.0.2.1", "en")
+			}
+			var err error
+			if how == "code" {
+				_, err = s.SignInCode(t.Context(), f.ID, secret, code, "192.0.2.1")
+			} else {
+				var g authd.SignInFlow
+				g, _ = s.SignInFlow(t.Context(), f.ID)
+				_, err = s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.1", g.Match)
+			}
+			if sendErr != nil {
+				t.Fatalf("the racing send: %v", sendErr)
+			}
+			if err != authd.ErrSignInGone {
+				t.Fatalf("verification raced by a change of address: %v, want ErrSignInGone", err)
+			}
+			if _, _, err := s.SignInWait(t.Context(), f.ID, secret); err != nil {
+				t.Fatalf("wait: %v", err)
+			}
+			if to, _, _ := s.SignInWait(t.Context(), f.ID, secret); to != "" {
+				t.Fatalf("the sign-in finished for the victim: %s", to)
+			}
+		})
+	}
+	t.Run("send after the verification", func(t *testing.T) {
+		s := newSignIn(t)
+		f, secret, verifier := s.start(t)
+		code, _ := s.mail(t, f, secret, "attacker@example.com")
+		g, _ := s.SignInFlow(t.Context(), f.ID)
+		if _, err := s.SignInConfirm(t.Context(), f.ID, "", code, "192.0.2.1", g.Match); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SignInSend(t.Context(), f.ID, secret, "victim@example.com", "192.0.2.1", "en"); err != authd.ErrSignInGone {
+			t.Fatalf("an address sent to after the approval: %v, want ErrSignInGone", err)
+		}
+		to, _, err := s.SignInWait(t.Context(), f.ID, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Redeem(t.Context(), authd.TokenRequest{GrantType: "authorization_code", Code: codeOf(t, to), RedirectURI: testRedirect, CodeVerifier: verifier, ClientID: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := s.UserInfo(t.Context(), res.AccessToken); err != nil || info.Email != "attacker@example.com" {
+			t.Fatalf("userinfo: %+v %v, want the verified address", info, err)
+		}
+	})
 }

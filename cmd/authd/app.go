@@ -62,8 +62,13 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	// The first start on an empty database makes the first key. A database
 	// that does not answer yet leaves the set empty, and not ready, until
 	// it does.
+	// With a client in the registry the hosted sign-in is on, and OIDC
+	// Discovery wants RS256 among its ID token algorithms: an RSA key is
+	// kept beside the Ed25519 ones, sealed, rotated and published alike,
+	// whether or not a client asks for RS256 yet.
 	rs256 := slices.ContainsFunc(cfg.Projects.All(), func(p authd.Project) bool { return p.IDTokenAlg == jwt.RS256 })
-	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:], RS256: rs256}
+	clients := slices.ContainsFunc(cfg.Projects.All(), func(p authd.Project) bool { return len(p.RedirectURIs) > 0 })
+	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:], RS256: clients}
 	switch {
 	case cfg.TokenAlg == verify.HS256:
 		src = jwt.Secret(cfg.HS256Secret)

@@ -21,7 +21,7 @@ import (
 // authorizeParams are the parameters an authorization request may not
 // repeat (RFC 6749 §3.1).
 var authorizeParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-	"code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "ui_locales"}
+	"code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint", "ui_locales", "response_mode"}
 
 // handleAuthorize starts a sign-in. An unknown client or an unregistered
 // redirect_uri is an error page, never a redirect (RFC 6749 §4.1.2.1);
@@ -67,7 +67,8 @@ func handleAuthorize(si SignIn, p *pages) http.Handler {
 			ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), ResponseType: q.Get("response_type"),
 			Scope: q.Get("scope"), State: q.Get("state"), Nonce: q.Get("nonce"), CodeChallenge: q.Get("code_challenge"),
 			CodeChallengeMethod: q.Get("code_challenge_method"), Prompt: q.Get("prompt"), MaxAge: q.Get("max_age"),
-			LoginHint: q.Get("login_hint"), UILocales: q.Get("ui_locales"),
+			LoginHint: q.Get("login_hint"), UILocales: q.Get("ui_locales"), ResponseMode: q.Get("response_mode"),
+			Request: q.Has("request"), RequestURI: q.Has("request_uri"),
 			Agent: describeAgent(r.UserAgent()), ClientIP: clientIPFrom(r.Context()),
 		}
 		for _, k := range authorizeParams {
@@ -329,12 +330,9 @@ func handleEndSession(tokens Tokens, p *pages) http.Handler {
 
 // discoveryOIDC adds the hosted sign-in's endpoints to the discovery
 // document (OIDC Discovery 1.0 §3, RFC 8414, RFC 9207).
-func discoveryOIDC(d map[string]any, iss string, rs256 bool) {
+func discoveryOIDC(d map[string]any, iss string) {
 	base := strings.TrimSuffix(iss, "/")
-	algs := []string{verify.EdDSA}
-	if rs256 {
-		algs = append(algs, "RS256")
-	}
+	algs := []string{verify.EdDSA, "RS256"}
 	d["authorization_endpoint"] = base + "/oauth2/authorize"
 	d["token_endpoint"] = base + "/oauth2/token"
 	d["userinfo_endpoint"] = base + "/oauth2/userinfo"

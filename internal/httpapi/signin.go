@@ -262,6 +262,12 @@ func handleSignInPage(si SignIn, p *pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("f")
 		f, err := si.SignInFlow(r.Context(), id)
+		if err == authd.ErrSignInGone {
+			// Done already: the starting browser gets its redirect again
+			// while the code lives (SignInWait), anyone else the failure.
+			handleWait(si, p).ServeHTTP(w, r)
+			return
+		}
 		if err == nil && !f.SameBrowser(flowSecret(r, id)) {
 			err = authd.ErrOtherBrowser
 		}

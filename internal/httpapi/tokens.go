@@ -23,7 +23,7 @@ type Tokens interface {
 	JWKS() []byte // the published keys, a JWK Set document
 	Algorithm() string
 	// SignsRS256 reports whether RS256 keys are kept beside the EdDSA
-	// ones (a client of the registry asks for RS256 ID tokens).
+	// ones (a client in the registry, the token keys in the database).
 	SignsRS256() bool
 	Issuer() string
 	CacheMaxAge() time.Duration
@@ -95,9 +95,11 @@ func handleDiscovery(tokens Tokens, signIn bool) http.Handler {
 		}
 		// The hosted sign-in signs EdDSA whatever TOKEN_ALG says (an HS256
 		// secret is no one's to verify with but authd), and RS256 for the
-		// clients that ask.
-		if signIn && tokens.Algorithm() != verify.HS256 {
-			discoveryOIDC(d, iss, tokens.SignsRS256())
+		// clients that ask. OIDC Discovery 1.0 §3 wants RS256 listed: the
+		// sign-in is offered where RS256 keys are kept (a client in the
+		// registry, the keys in the database), and lists both.
+		if signIn && tokens.Algorithm() != verify.HS256 && tokens.SignsRS256() {
+			discoveryOIDC(d, iss)
 		}
 		writeJSON(w, http.StatusOK, d)
 	})

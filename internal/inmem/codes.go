@@ -312,7 +312,7 @@ func (s *CodeStore) IssueCode(ctx context.Context, req authd.IssueRequest) (auth
 	limits := []limit{
 		{limitKey{"send", req.ClientIP}, "send_per_ip", req.SendPerIP},
 		{limitKey{"total", ""}, "mails_total", req.MailsTotal},
-		{limitKey{"mails", req.Project}, "mails_per_project", req.MailsPerProject},
+		{limitKey{"mails", req.MailsOf()}, "mails_per_project", req.MailsPerProject},
 	}
 	ck := codeKey{req.Address.Key, req.Project}
 	sent := limitKey{"sent", req.Address.Mailbox}

@@ -115,6 +115,17 @@ func (s *SignInStore) PutGrant(_ context.Context, key string, rec []byte, ttl ti
 	return nil
 }
 
+// Grant implements authd.SignInStore.
+func (s *SignInStore) Grant(_ context.Context, key string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.get("g:" + key)
+	if !ok {
+		return nil, false, errNotFound
+	}
+	return bytes.Clone(e.rec), e.redeemed > 0, nil
+}
+
 // RedeemGrant implements authd.SignInStore.
 func (s *SignInStore) RedeemGrant(_ context.Context, key string) ([]byte, bool, error) {
 	s.mu.Lock()

@@ -19,7 +19,7 @@ func (s *Store) IssueCode(ctx context.Context, req authd.IssueRequest) (authd.Is
 	limits := []limit{
 		{key: s.ipKey(req.ClientIP, "send"), name: "send_per_ip", rate: req.SendPerIP},
 		{key: s.totalKey(), name: "mails_total", rate: req.MailsTotal},
-		{key: s.projectKey(req.Project), name: "mails_per_project", rate: req.MailsPerProject},
+		{key: s.projectKey(req.MailsOf()), name: "mails_per_project", rate: req.MailsPerProject},
 	}
 	keys, args := s.issueAddress(req)
 	if s.split {

@@ -100,6 +100,20 @@ func (s *Store) PutGrant(ctx context.Context, key string, rec []byte, ttl time.D
 	return nil
 }
 
+// Grant implements authd.SignInStore.
+func (s *Store) Grant(ctx context.Context, key string) ([]byte, bool, error) {
+	vs, err := s.client.HMGet(ctx, s.grantKey(key), "d", "u").Result()
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	d, ok := vs[0].(string)
+	if !ok {
+		return nil, false, &authd.Error{Code: authd.ENOTFOUND, Message: "not found"}
+	}
+	n, _ := vs[1].(string)
+	return []byte(d), n != "" && n != "0", nil
+}
+
 // RedeemGrant implements authd.SignInStore: redeemScript.
 func (s *Store) RedeemGrant(ctx context.Context, key string) ([]byte, bool, error) {
 	v, err := redeemScript.Run(ctx, s.client, []string{s.grantKey(key)}).Result()

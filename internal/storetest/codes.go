@@ -413,6 +413,18 @@ func testCodesMailsPerProject(t *testing.T, s authd.CodeStore) {
 	if err := issue(project + "x"); err != nil {
 		t.Fatalf("another project: %v", err)
 	}
+	// A hosted sign-in's code is kept under a project of its own
+	// (authd.SignInProject) and its mail counts as its client's.
+	own := "n" + newCodeID(t)[:16]
+	req := issueCodeReq(t, newCodeAddress(t), authd.SignInProject(own), "123456", codeT0)
+	req.MailsProject, req.MailsPerProject = own, authd.Rate{N: 1, Period: time.Minute}
+	if _, err := s.IssueCode(context.Background(), req); err != nil {
+		t.Fatalf("a sign-in's mail: %v", err)
+	}
+	req2 := issueCodeReq(t, newCodeAddress(t), own, "123456", codeT0)
+	req2.MailsPerProject = req.MailsPerProject
+	_, err := s.IssueCode(context.Background(), req2)
+	wantCodeLimited(t, err, "mails_per_project", time.Minute)
 }
 
 // later moves a request d into the future, its code's lifetime with it.

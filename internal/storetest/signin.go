@@ -59,6 +59,30 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 	})
 
+	// The compare-and-set every update of a sign-in after a verification
+	// relies on: a swap from a read that another request's swap (say, a
+	// new address sent to) has overtaken is refused, and changes nothing.
+	t.Run("SwapFromStaleReadRefused", func(t *testing.T) {
+		s := open(t)
+		id := randomKey()
+		if err := s.PutSignIn(ctx, id, []byte("attacker"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		read, err := s.SignIn(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SwapSignIn(ctx, id, read, []byte("victim"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SwapSignIn(ctx, id, read, []byte("verified"), time.Minute); code(t, err) != authd.EINVALID {
+			t.Fatalf("swap from a stale read: %v, want EINVALID", err)
+		}
+		if b, _ := s.SignIn(ctx, id); string(b) != "victim" {
+			t.Fatalf("after the refused swap: %q", b)
+		}
+	})
+
 	// Of concurrent swaps from one record, exactly one wins.
 	t.Run("SwapIsAtomic", func(t *testing.T) {
 		s := open(t)
@@ -120,8 +144,17 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		if _, err := s.GrantReplayed(ctx, key); code(t, err) != authd.ENOTFOUND {
 			t.Fatalf("GrantReplayed of a missing grant: %v", err)
 		}
+		if _, _, err := s.Grant(ctx, key); code(t, err) != authd.ENOTFOUND {
+			t.Fatalf("Grant of a missing grant: %v", err)
+		}
 		if err := s.PutGrant(ctx, key, []byte("grant\x00"), time.Minute); err != nil {
 			t.Fatal(err)
+		}
+		// Reading redeems nothing.
+		for range 2 {
+			if rec, redeemed, err := s.Grant(ctx, key); err != nil || redeemed || !bytes.Equal(rec, []byte("grant\x00")) {
+				t.Fatalf("Grant: %q %v %v", rec, redeemed, err)
+			}
 		}
 		if replayed, err := s.GrantReplayed(ctx, key); err != nil || replayed {
 			t.Fatalf("GrantReplayed before any redemption: %v %v", replayed, err)
@@ -148,6 +181,9 @@ func SignInStore(t *testing.T, open func(t *testing.T) authd.SignInStore) {
 		}
 		if replayed, err := s.GrantReplayed(ctx, key); err != nil || !replayed {
 			t.Fatalf("GrantReplayed after replays: %v %v", replayed, err)
+		}
+		if rec, redeemed, err := s.Grant(ctx, key); err != nil || !redeemed || !bytes.Equal(rec, []byte("grant\x00")) {
+			t.Fatalf("Grant after redemptions: %q %v %v", rec, redeemed, err)
 		}
 		// Put again (a new code can never have the same key, but a store
 		// must not keep the old mark if one did).
