@@ -307,26 +307,41 @@ func (p *pages) projectName(client string) string {
 	return proj.DisplayName
 }
 
+// startingBrowserForm reads the POST of form ("email" or "code") of
+// the browser that started the sign-in: the flow it names, that
+// browser's secret, its language. It answers the failure itself (a
+// cross-site or bad form, a sign-in gone or of another browser, a bad
+// anti-forgery token) and then returns false.
+func (p *pages) startingBrowserForm(w http.ResponseWriter, r *http.Request, si SignIn, cop *http.CrossOriginProtection, form string) (authd.SignInFlow, string, locale.Lang, bool) {
+	if !readForm(w, r, cop) {
+		return authd.SignInFlow{}, "", "", false
+	}
+	id := r.PostForm.Get("f")
+	secret := flowSecret(r, id)
+	f, err := si.SignInFlow(r.Context(), id)
+	if err == nil && !f.SameBrowser(secret) {
+		err = authd.ErrOtherBrowser
+	}
+	if err != nil {
+		p.failure(w, r, lang(r, f.Lang), p.projectName(f.Client), err)
+		return f, "", "", false
+	}
+	l := lang(r, f.Lang)
+	if !si.CheckFormToken(f, form, r.PostForm.Get("csrf")) {
+		p.formPage(w, r, si, f, http.StatusForbidden, l.T("error.form"), form == "email")
+		return f, "", "", false
+	}
+	return f, secret, l, true
+}
+
 // handleSignInEmail mails the code and the link.
 func handleSignInEmail(si SignIn, p *pages, cop *http.CrossOriginProtection) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !readForm(w, r, cop) {
+		f, secret, l, ok := p.startingBrowserForm(w, r, si, cop, "email")
+		if !ok {
 			return
 		}
-		id, secret := r.PostForm.Get("f"), flowSecret(r, r.PostForm.Get("f"))
-		f, err := si.SignInFlow(r.Context(), id)
-		if err == nil && !f.SameBrowser(secret) {
-			err = authd.ErrOtherBrowser
-		}
-		if err != nil {
-			p.failure(w, r, lang(r, f.Lang), p.projectName(f.Client), err)
-			return
-		}
-		l := lang(r, f.Lang)
-		if !si.CheckFormToken(f, "email", r.PostForm.Get("csrf")) {
-			p.formPage(w, r, si, f, http.StatusForbidden, l.T("error.form"), true)
-			return
-		}
+		id := f.ID
 		email := strings.TrimSpace(r.PostForm.Get("email"))
 		noteEmail(r.Context(), email)
 		nf, err := si.SignInSend(r.Context(), id, secret, email, clientIPFrom(r.Context()), string(l))
@@ -355,23 +370,11 @@ func handleSignInEmail(si SignIn, p *pages, cop *http.CrossOriginProtection) htt
 // handleSignInCode signs in with the typed code.
 func handleSignInCode(si SignIn, p *pages, cop *http.CrossOriginProtection) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !readForm(w, r, cop) {
+		f, secret, l, ok := p.startingBrowserForm(w, r, si, cop, "code")
+		if !ok {
 			return
 		}
-		id, secret := r.PostForm.Get("f"), flowSecret(r, r.PostForm.Get("f"))
-		f, err := si.SignInFlow(r.Context(), id)
-		if err == nil && !f.SameBrowser(secret) {
-			err = authd.ErrOtherBrowser
-		}
-		if err != nil {
-			p.failure(w, r, lang(r, f.Lang), p.projectName(f.Client), err)
-			return
-		}
-		l := lang(r, f.Lang)
-		if !si.CheckFormToken(f, "code", r.PostForm.Get("csrf")) {
-			p.formPage(w, r, si, f, http.StatusForbidden, l.T("error.form"), false)
-			return
-		}
+		id := f.ID
 		code := strings.TrimSpace(r.PostForm.Get("code"))
 		to, err := si.SignInCode(r.Context(), id, secret, code, clientIPFrom(r.Context()))
 		noteOutcome(r.Context(), "verify", err)
