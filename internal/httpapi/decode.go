@@ -22,12 +22,11 @@ import (
 func readBody(r *http.Request) ([]byte, error) {
 	var body []byte
 	var err error
+	whole := false
 	if p, ok := r.Body.(*prereadBody); ok {
-		var whole bool
-		if body, whole, err = p.whole(); !whole {
-			body, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-		}
-	} else {
+		body, whole, err = p.whole()
+	}
+	if !whole {
 		body, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 	}
 	switch {

@@ -158,12 +158,7 @@ func (s *Store) runBatch(batch []*upsert) {
 	ats := make([]time.Time, len(emails))
 	ids := make([]string, len(emails))
 	for i, e := range emails {
-		for _, up := range byEmail[e] {
-			if up.at.After(ats[i]) {
-				ats[i] = up.at
-			}
-		}
-		ats[i] = ats[i].UTC()
+		ats[i] = latest(byEmail[e]).UTC()
 		ids[i] = uuid.NewString()
 	}
 	ctx, cancel := batchContext(batch)
@@ -190,18 +185,24 @@ func (s *Store) runBatch(batch []*upsert) {
 // upsertAlone upserts one address for its waiting upserts, the single
 // statement, and answers them all.
 func (s *Store) upsertAlone(ups []*upsert) {
+	ctx, cancel := batchContext(ups)
+	defer cancel()
+	u, err := s.upsertOne(ctx, ups[0].email, latest(ups))
+	for _, up := range ups {
+		up.done <- upsertResult{user: u, err: err}
+	}
+}
+
+// latest is the latest time of ups, all of one address: the row's
+// last_verified_at.
+func latest(ups []*upsert) time.Time {
 	at := ups[0].at
 	for _, up := range ups[1:] {
 		if up.at.After(at) {
 			at = up.at
 		}
 	}
-	ctx, cancel := batchContext(ups)
-	defer cancel()
-	u, err := s.upsertOne(ctx, ups[0].email, at)
-	for _, up := range ups {
-		up.done <- upsertResult{user: u, err: err}
-	}
+	return at
 }
 
 // batchContext is a batch's context: no one request's cancellation stops
