@@ -64,8 +64,13 @@ func BenchmarkLoad(b *testing.B) {
 	if bin == "" && os.Getenv("AUTHD_LOAD_INPROCESS") != "1" {
 		bin = buildAuthd(b)
 	}
-	l := &loader{b: b, conns: conns, n: n,
+	opt, err := goredis.ParseURL(testenv.RedisURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := &loader{b: b, conns: conns, n: n, rdb: goredis.NewClient(opt),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * conns}}}
+	defer l.rdb.Close()
 	loadBefore := loadAvg()
 
 	// Pairs of phases run back to back, so that the same noise meets both.
@@ -87,12 +92,14 @@ func BenchmarkLoad(b *testing.B) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "load: %d connections, %d requests a phase, %d CPUs; load average %s before, %s after\n",
 		conns, n, runtime.NumCPU(), loadBefore, loadAvg())
-	fmt.Fprintf(&out, "%-42s %12s %12s %6s  %-22s %-22s %7s %12s\n", "path", "bare", "authd", "ratio", "bare p50/p99", "authd p50/p99", "errors", "authd CPU/req")
+	fmt.Fprintf(&out, "%-42s %12s %12s %6s  %-22s %-22s %7s %12s %16s %16s\n", "path", "bare", "authd", "ratio", "bare p50/p99", "authd p50/p99", "errors", "authd CPU/req",
+		"machine bare/authd", "Redis bare/authd")
 	failed := 0
 	for _, r := range rows {
 		bare, got := r.bare.rate(r.delivered), r.authd.rate(r.delivered)
-		fmt.Fprintf(&out, "%-42s %12.0f %12.0f %6.2f  %-22s %-22s %7d %10.0fµs\n", r.name, bare, got, got/bare,
-			r.bare.latency(), r.authd.latency(), r.bare.errors+r.authd.errors, r.authd.cpuPerRequest())
+		fmt.Fprintf(&out, "%-42s %12.0f %12.0f %6.2f  %-22s %-22s %7d %10.0fµs %7.0f/%-6.0fµs %7.0f/%-6.0fµs\n", r.name, bare, got, got/bare,
+			r.bare.latency(), r.authd.latency(), r.bare.errors+r.authd.errors, r.authd.cpuPerRequest(),
+			r.bare.perRequest(r.bare.machine), r.authd.perRequest(r.authd.machine), r.bare.perRequest(r.bare.redisCPU), r.authd.perRequest(r.authd.redisCPU))
 		failed += r.bare.errors + r.authd.errors
 		b.ReportMetric(got, r.key+"/s")
 		b.ReportMetric(got/bare, r.key+"-ratio")
@@ -116,6 +123,7 @@ type loader struct {
 	conns  int
 	n      int
 	client *http.Client
+	rdb    *goredis.Client // for Redis's CPU
 }
 
 // phaseResult is what one phase measured.
@@ -127,6 +135,8 @@ type phaseResult struct {
 	answered  time.Duration   // the first request to the last answer
 	delivered time.Duration   // the first request to the last mail (mail phases)
 	cpu       time.Duration   // authd's CPU over the phase (authd phases)
+	machine   time.Duration   // every process's CPU over the phase (/proc/stat)
+	redisCPU  time.Duration   // Redis's CPU over the phase (INFO cpu)
 	rssKiB    int             // authd's peak RSS over the phase
 }
 
@@ -145,11 +155,71 @@ func (p phaseResult) latency() string {
 	return fmt.Sprintf("%v / %v", pct(p.lat, 50), pct(p.lat, 99))
 }
 
-func (p phaseResult) cpuPerRequest() float64 {
+func (p phaseResult) cpuPerRequest() float64 { return p.perRequest(p.cpu) }
+
+// perRequest is d per request of the phase, in µs.
+func (p phaseResult) perRequest(d time.Duration) float64 {
 	if p.n == 0 {
 		return 0
 	}
-	return float64(p.cpu.Microseconds()) / float64(p.n)
+	return float64(d.Microseconds()) / float64(p.n)
+}
+
+// meter measures the whole machine's CPU and Redis's over a phase: what
+// the work costs beyond authd's own process (Redis, PostgreSQL, the SMTP
+// sink and the load generator share the machine), for authd and the bare
+// servers alike.
+type meter struct {
+	rdb              *goredis.Client
+	machine0, redis0 time.Duration
+}
+
+func (l *loader) meter() *meter {
+	m := &meter{rdb: l.rdb}
+	m.machine0, m.redis0 = machineCPU(), redisCPU(m.rdb)
+	return m
+}
+
+// end puts what the meter saw since it started in r.
+func (m *meter) end(r *phaseResult) {
+	r.machine, r.redisCPU = machineCPU()-m.machine0, redisCPU(m.rdb)-m.redis0
+}
+
+// machineCPU is the CPU time every process has used since boot: the
+// first line of /proc/stat but idle and iowait.
+func machineCPU() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	var busy int64
+	for i, f := range strings.Fields(line)[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is counted in user already
+			continue
+		}
+		v, _ := strconv.ParseInt(f, 10, 64)
+		busy += v
+	}
+	const clockTicks = 100
+	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// redisCPU is Redis's user + system CPU time since it started.
+func redisCPU(rdb *goredis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
 
 // fail records a failed request.
@@ -168,6 +238,7 @@ func (l *loader) drive(name string, do func(i int) error) phaseResult {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	m := l.meter()
 	start := time.Now()
 	for range l.conns {
 		wg.Go(func() {
@@ -187,6 +258,7 @@ func (l *loader) drive(name string, do func(i int) error) phaseResult {
 	}
 	wg.Wait()
 	r.answered = time.Since(start)
+	m.end(&r)
 	return r
 }
 
@@ -338,6 +410,7 @@ func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 		waits[i] = mail.codes.expect(loadEmail(run, i))
 	}
 	w := watchProcess(pid)
+	m := l.meter()
 	start := time.Now()
 	send := l.drive("authd send-code", func(i int) error {
 		return l.post(base+"/api/v1/auth/send-code", sendBody(loadEmail(run, i)))
@@ -348,6 +421,7 @@ func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 	}
 	send.delivered = last.Sub(start)
 	w.end(&send)
+	m.end(&send)
 
 	codes := make([]string, l.n)
 	for i, ch := range waits {
@@ -453,6 +527,7 @@ func (l *loader) bareDelivered() phaseResult {
 	for i := range l.n {
 		waits[i] = mail.codes.expect(loadEmail(run, i))
 	}
+	m := l.meter()
 	start := time.Now()
 	r := l.drive("bare send-code", func(i int) error {
 		return l.post(srv.URL+"/send", sendBody(loadEmail(run, i)))
@@ -463,6 +538,7 @@ func (l *loader) bareDelivered() phaseResult {
 		r.fail(&mu, err)
 	}
 	r.delivered = last.Sub(start)
+	m.end(&r)
 	for i, ch := range waits {
 		e := loadEmail(run, i)
 		select {

@@ -422,12 +422,14 @@ func (w *Worker) sleepOrWake(d time.Duration) bool {
 // fetch claims jobs for the workers and hands them over: one for each
 // worker and one more ready for each (a worker that ends a send takes its
 // next job at once, not after a claim's round trip), counting those
-// handed and not yet attempted to the end.
+// handed and not yet attempted to the end. Under load it claims once half
+// of them are free, not after each send: one claim's round trip (and on a
+// single Redis one script reading the 64 streams) serves Workers mails.
 func (w *Worker) fetch() {
 	var failing time.Duration // the wait after a failed claim; 0 while the queue answers
 	for !w.stopping() {
 		n := 2*w.opts.Workers - int(w.active.Load())
-		if n <= 0 {
+		if n < w.opts.Workers {
 			// Until an attempt ends: a job is claimed in its place at
 			// once, not at the next look.
 			if !w.sleepOrWake(w.opts.PollInterval / 5) {
