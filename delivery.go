@@ -48,6 +48,14 @@ type ClaimedJob struct {
 	Ref string
 	// QueuedAt is when the job was queued, by the queue's clock.
 	QueuedAt time.Time
+	// Checked is set when Claim looked up whether the job's code was still
+	// the live code of its address and project, as CodeStore.IsCurrent
+	// would at Claim's now, and Live is what it found. Claim looks for
+	// every job whose code its cooldown no longer protects (now at or past
+	// ReplaceableAt), all in one round trip, so that the worker need not
+	// ask once per mail; for the others a newer code cannot exist yet. A
+	// failed look leaves Checked false: the worker asks itself.
+	Checked, Live bool
 }
 
 // Delivery is the status of one mail.
@@ -67,7 +75,8 @@ type MailQueue interface {
 	// take up to one more per partition): jobs never claimed first, then
 	// jobs whose claim was made or renewed claimTimeout ago or more. It does
 	// not block: an empty result means nothing is ready. Claims age by now,
-	// the caller's clock.
+	// the caller's clock. It reports whether the codes of the jobs past
+	// their ReplaceableAt are still live (ClaimedJob.Checked).
 	//
 	// Errors: EUNAVAILABLE.
 	Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]ClaimedJob, error)

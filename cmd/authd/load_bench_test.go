@@ -9,6 +9,7 @@ import (
 	"net/smtp"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,8 +50,8 @@ import (
 // runs a binary built elsewhere instead of this tree's (an earlier
 // commit's, for a before and after in the same conditions);
 // AUTHD_LOAD_INPROCESS=1 runs authd inside the test instead, for
-// go test's -cpuprofile and -memprofile (its CPU then is not told apart
-// from the load's, and is not printed).
+// go test's -cpuprofile and -memprofile (its CPU is then not printed; in
+// the profile, -tagfocus=process=authd tells it apart from the load's).
 //
 // It prints req/s, delivered/s, p50/p99, errors, authd's CPU per request
 // (utime + stime from /proc/PID/stat over the phase), its peak RSS, and
@@ -470,7 +471,11 @@ func (l *loader) startAuthd(bin string, env map[string]string) (pid int, base st
 	env["METRICS_ADDR"] = "127.0.0.1:" + strconv.Itoa(freePort(b))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, io.Discard, io.Discard) }()
+	// Labelled, with every goroutine it starts: in a -cpuprofile,
+	// -tagfocus=process=authd shows authd's share alone.
+	go pprof.Do(ctx, pprof.Labels("process", "authd"), func(ctx context.Context) {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+	})
 	base = "http://127.0.0.1:" + env["PORT"]
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if resp, err := http.Get(base + "/api/v1/health/ready"); err == nil {

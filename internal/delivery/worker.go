@@ -591,12 +591,21 @@ func (w *Worker) attempt(h *heldJob) {
 	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
 	defer cancel()
 	// Before ReplaceableAt the resend cooldown guarantees no newer code:
-	// the first attempt skips the store's round trip. A retry checks all
-	// the same: it is rare, and the code may have been erased meanwhile
-	// (EraseAddress deletes the queued job, but not from this worker's
-	// hands); so does a job claimed ahead that waited for a worker.
+	// the first attempt skips the store's round trip; past it, Claim has
+	// looked (Checked), for all the jobs of a claim at once. A retry
+	// asks the store all the same: it is rare, and the code may have been
+	// erased meanwhile (EraseAddress deletes the queued job, but not from
+	// this worker's hands); so does a job claimed ahead that waited for a
+	// worker, and one Claim could not check.
 	waited := now.Sub(h.handed) > heldTooLong
-	if w.current != nil && (h.attempts > 0 || waited || !now.Before(j.ReplaceableAt)) {
+	first := h.attempts == 0 && !waited
+	if first && j.Checked && !j.Live {
+		w.superseded.Add(1)
+		logger.Info("mail dropped unsent: its code was replaced or used")
+		w.finish(h, authd.DeliverySuperseded)
+		return
+	}
+	if w.current != nil && !(first && (j.Checked || now.Before(j.ReplaceableAt))) {
 		ok, err := w.current(ctx, j.Address, j.Project, j.CodeID, now)
 		if err == nil && !ok {
 			w.superseded.Add(1)

@@ -459,3 +459,61 @@ func TestWorkerLeavesJobItCannotOpen(t *testing.T) {
 	}
 	r.wantStatus(t, job.DeliveryID, authd.DeliverySent, 2*time.Second)
 }
+
+// uncheckedQueue is a queue whose Claim could not look the codes up.
+type uncheckedQueue struct{ *inmem.CodeStore }
+
+func (q uncheckedQueue) Claim(ctx context.Context, consumer string, n int, timeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
+	jobs, err := q.CodeStore.Claim(ctx, consumer, n, timeout, now)
+	for i := range jobs {
+		jobs[i].Checked, jobs[i].Live = false, false
+	}
+	return jobs, err
+}
+
+// The codes past their cooldown are looked up by Claim, all of a claim at
+// once: the worker asks the store per mail only for what Claim could not
+// check, and drops a replaced code's mail either way.
+func TestWorkerUsesClaimsCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		unchecked bool
+	}{{"checked by Claim", false}, {"Claim could not check", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t)
+			r := newRig(t)
+			old := r.issue(t, "fa@example.com", "555555", time.Minute)
+			newer := r.issue(t, "fa@example.com", "666666", time.Minute) // replaces old
+			other := r.issue(t, "gu@example.com", "777777", time.Minute)
+			var mu sync.Mutex
+			asked := 0
+			current := func(ctx context.Context, a authd.Address, project, id string, now time.Time) (bool, error) {
+				mu.Lock()
+				asked++
+				mu.Unlock()
+				return r.store.IsCurrent(ctx, a, project, id, now)
+			}
+			var q authd.MailQueue = r.store
+			if tc.unchecked {
+				q = uncheckedQueue{r.store}
+			}
+			w := delivery.NewWorker(q, current, r.sealer, newSender(t, srv, nil), delivery.WorkerOptions{
+				Workers: 4, ClaimTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
+			})
+			w.Start()
+			t.Cleanup(func() { w.Close(context.Background()) })
+			r.wantStatus(t, newer.DeliveryID, authd.DeliverySent, 5*time.Second)
+			r.wantStatus(t, other.DeliveryID, authd.DeliverySent, 5*time.Second)
+			r.wantStatus(t, old.DeliveryID, authd.DeliverySuperseded, 5*time.Second)
+			if msgs := srv.Messages(); len(msgs) != 2 {
+				t.Errorf("%d messages, want 2 (not the replaced code's)", len(msgs))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := map[bool]int{false: 0, true: 3}[tc.unchecked]; asked != want {
+				t.Errorf("the worker asked the store %d times, want %d", asked, want)
+			}
+		})
+	}
+}

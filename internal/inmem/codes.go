@@ -380,8 +380,13 @@ func (s *CodeStore) RestoreCode(ctx context.Context, address authd.Address, proj
 func (s *CodeStore) IsCurrent(ctx context.Context, address authd.Address, project, id string, now time.Time) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.isCurrent(address, project, id, now), nil
+}
+
+// isCurrent is IsCurrent under s.mu.
+func (s *CodeStore) isCurrent(address authd.Address, project, id string, now time.Time) bool {
 	rec, found := s.codes[codeKey{address.Key, project}]
-	return found && rec.ID == id && now.Before(rec.ExpiresAt), nil
+	return found && rec.ID == id && now.Before(rec.ExpiresAt)
 }
 
 // Unlock implements authd.CodeStore.

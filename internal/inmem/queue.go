@@ -118,10 +118,23 @@ func claim(j *memJob, consumer string, now time.Time) authd.ClaimedJob {
 func (s *CodeStore) Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	out := s.claim(consumer, n, claimTimeout, now)
+	// The codes the cooldown no longer protects: looked up, as the Redis
+	// store does after its claim script.
+	for i := range out {
+		if j := &out[i]; !now.Before(j.ReplaceableAt) {
+			j.Checked, j.Live = true, s.isCurrent(j.Address, j.Project, j.CodeID, now)
+		}
+	}
+	return out, nil
+}
+
+// claim is Claim's claim.lua, under s.mu.
+func (s *CodeStore) claim(consumer string, n int, claimTimeout time.Duration, now time.Time) []authd.ClaimedJob {
 	var out []authd.ClaimedJob
 	for _, j := range s.queue.jobs {
 		if len(out) >= n {
-			return out, nil
+			return out
 		}
 		if j.consumer == "" {
 			out = append(out, claim(j, consumer, now))
@@ -141,7 +154,7 @@ func (s *CodeStore) Claim(ctx context.Context, consumer string, n int, claimTime
 		}
 		out = append(out, claim(j, consumer, now))
 	}
-	return out, nil
+	return out
 }
 
 // Extend implements authd.MailQueue: extend.lua. A claim another consumer

@@ -279,6 +279,15 @@ func (s *Store) IsCurrent(ctx context.Context, address authd.Address, project, i
 	if err != nil {
 		return false, unavailable(err)
 	}
+	return codeLive(v, id, now)
+}
+
+// codeLive reads IsCurrent's HMGET of a code's id and expiry: whether it
+// is the code named id, not expired at now.
+func codeLive(v []any, id string, now time.Time) (bool, error) {
+	if len(v) != 2 {
+		return false, badReply(v)
+	}
 	gotID, _ := v[0].(string)
 	exp, _ := v[1].(string)
 	if gotID == "" || gotID != id {

@@ -1,16 +1,26 @@
--- finish.lua ends a job (MailQueue.Finish): its final status, then the job
--- out of the queue (job_remove), in one step in the job's partition.
+-- finish.lua ends jobs (MailQueue.Finish, FinishAll): each one's final
+-- status, then the job out of the queue (job_remove), each job in one
+-- step. On a single Redis one call ends the jobs of every partition; on
+-- a Redis Cluster one call ends those of one partition (its keys in one
+-- hash slot).
 --
--- KEYS: mail stream, claims [, delivery status] (one hash slot; no status
---       for an entry this version cannot read)
--- ARGV: group, entry id, now, exp, status, attempts
--- Reply: 1 when the status was written.
-local stream, claims, dlv = KEYS[1], KEYS[2], KEYS[3]
-local group, id = ARGV[1], ARGV[2]
+-- KEYS: per job: mail stream, claims, delivery status
+-- ARGV: group, now, then per job: entry id, exp, status, attempts, and
+--       1 to write the status (0 for an entry this version cannot read:
+--       it has none)
+-- Reply: how many statuses were written.
+local group, now = ARGV[1], tonumber(ARGV[2])
 local written = 0
-if dlv and job_queued(stream, id) then
-  status_set(dlv, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], 0)
-  written = 1
+for i = 0, #KEYS / 3 - 1 do
+  local stream, claims, dlv = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local a = 3 + 5 * i
+  local id = ARGV[a]
+  -- A job finished by another consumer that took it over, or erased, is
+  -- no longer queued: its status is not this consumer's to write.
+  if ARGV[a + 4] == '1' and job_queued(stream, id) then
+    status_set(dlv, now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], 0)
+    written = written + 1
+  end
+  job_remove(stream, claims, group, id)
 end
-job_remove(stream, claims, group, id)
 return written

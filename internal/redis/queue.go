@@ -167,7 +167,41 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	}
 	// Some streams failed, others were claimed from: those jobs are this
 	// consumer's now, and the others are read next time.
+	s.checkLive(ctx, jobs, now)
 	return jobs, nil
+}
+
+// checkLive looks up whether the codes of the jobs past their
+// ReplaceableAt are still live (ClaimedJob.Checked): one HMGET each, all
+// in one pipeline (a round trip per node on a Redis Cluster), in place of
+// the worker's IsCurrent per mail. A failed pipeline leaves the jobs
+// unchecked: they are claimed all the same, and the worker asks itself.
+func (s *Store) checkLive(ctx context.Context, jobs []authd.ClaimedJob, now time.Time) {
+	var due []int
+	for i, j := range jobs {
+		if j.DeliveryID != "" && !now.Before(j.ReplaceableAt) {
+			due = append(due, i)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	cmds := make([]*goredis.SliceCmd, len(due))
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for k, i := range due {
+			cmds[k] = p.HMGet(ctx, s.keysOf(jobs[i].Address, jobs[i].Project).code, "id", "exp")
+		}
+		return nil
+	})
+	for k, i := range due {
+		v, err := cmds[k].Result()
+		if err != nil {
+			continue
+		}
+		if live, err := codeLive(v, jobs[i].CodeID, now); err == nil {
+			jobs[i].Checked, jobs[i].Live = true, live
+		}
+	}
 }
 
 // parseEntries reads claim.lua's entries: {stream, id, {field, value, ...}}.
@@ -305,42 +339,40 @@ func (s *Store) Retrying(ctx context.Context, job authd.ClaimedJob, attempts int
 	return err
 }
 
-// Finish implements authd.MailQueue: finish.lua in the job's partition,
-// one round trip: the final status (while the job is still queued), then
-// XACK, XDEL (the job's payload, sealed code included, leaves Redis) and
-// its claim.
+// Finish implements authd.MailQueue: FinishAll of one job.
 func (s *Store) Finish(ctx context.Context, job authd.ClaimedJob, status string, attempts int, now time.Time) error {
-	c, err := s.finishCall(job, status, attempts, now)
-	if err != nil {
-		return err
-	}
-	_, err = s.runAll(ctx, []scriptCall{c})
-	return err
+	return s.FinishAll(ctx, []authd.FinishedJob{{Job: job, Status: status, Attempts: attempts}}, now)
 }
 
-// finishCall is finish.lua's call for job.
-func (s *Store) finishCall(job authd.ClaimedJob, status string, attempts int, now time.Time) (scriptCall, error) {
-	tag, st, id, ok := s.splitRef(job.Ref)
-	if !ok {
-		return scriptCall{}, badRef(job.Ref)
-	}
-	keys := []string{st, claimsKey(tag)}
-	if job.DeliveryID != "" {
-		keys = append(keys, statusKey(tag, job.DeliveryID))
-	}
-	return scriptCall{finishScript, keys, []any{mailGroup, id, now.UnixMicro(), job.ExpiresAt.UnixMicro(), status, attempts}}, nil
-}
-
-// FinishAll implements authd.MailQueue: Finish's finish.lua for each job,
-// all in one pipeline (a round trip per node).
+// FinishAll implements authd.MailQueue: finish.lua, one call for all the
+// jobs on a single Redis, one per partition on a Redis Cluster (all in
+// one pipeline: a round trip per node). Each job's final status (while
+// it is still queued), then XACK, XDEL (the job's payload, sealed code
+// included, leaves Redis) and its claim.
 func (s *Store) FinishAll(ctx context.Context, jobs []authd.FinishedJob, now time.Time) error {
-	calls := make([]scriptCall, 0, len(jobs))
+	var calls []scriptCall
+	byTag := map[string]int{} // a partition's call in calls (split only)
 	for _, f := range jobs {
-		c, err := s.finishCall(f.Job, f.Status, f.Attempts, now)
-		if err != nil {
-			return err
+		tag, st, id, ok := s.splitRef(f.Job.Ref)
+		if !ok {
+			return badRef(f.Job.Ref)
 		}
-		calls = append(calls, c)
+		key := ""
+		if s.split {
+			key = tag
+		}
+		i, seen := byTag[key]
+		if !seen {
+			i, byTag[key] = len(calls), len(calls)
+			calls = append(calls, scriptCall{finishScript, nil, []any{mailGroup, now.UnixMicro()}})
+		}
+		withStatus := 1
+		if f.Job.DeliveryID == "" {
+			withStatus = 0 // an entry this version cannot read has no status
+		}
+		c := &calls[i]
+		c.keys = append(c.keys, st, claimsKey(tag), statusKey(tag, f.Job.DeliveryID))
+		c.args = append(c.args, id, f.Job.ExpiresAt.UnixMicro(), f.Status, f.Attempts, withStatus)
 	}
 	if len(calls) == 0 {
 		return nil

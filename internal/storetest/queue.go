@@ -29,6 +29,7 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"RefusedIssueQueuesNothing", testQueueRefusedIssueQueuesNothing},
 		{"NoJobNoQueue", testQueueNoJobNoQueue},
 		{"ClaimIsExclusive", testQueueClaimIsExclusive},
+		{"ClaimChecksLive", testQueueClaimChecksLive},
 		{"LapsedClaimTakenOver", testQueueLapsedClaimTakenOver},
 		{"NewBeforeLapsed", testQueueNewBeforeLapsed},
 		{"ExtendKeepsClaim", testQueueExtendKeepsClaim},
@@ -167,6 +168,43 @@ func testQueueNoJobNoQueue(t *testing.T, s QueueStore) {
 	}
 	if got := claimAll(t, s, "a", time.Minute, codeT0); len(got) != 0 {
 		t.Fatalf("claimed %d jobs from a code issued without one", len(got))
+	}
+}
+
+// Claim looks up the codes its cooldown no longer protects: live,
+// replaced, used, expired; the others it leaves unchecked.
+func testQueueClaimChecksLive(t *testing.T, s QueueStore) {
+	now := codeT0
+	replaced := issueWithJob(t, s, now)
+	replacing := issueFor(t, s, replaced.Address.Key, now, 0)
+	protected := issueFor(t, s, newCodeAddress(t), now, time.Minute)
+	live := issueWithJob(t, s, now)
+	used := issueWithJob(t, s, now)
+	mustConsumeCode(t, s, authd.ConsumeRequest{Address: used.Address, Project: "shop", ClientIP: codeClientIP, Now: now,
+		Hash: []byte("h" + used.CodeID)})
+	want := map[string]struct{ checked, live bool }{
+		replaced.DeliveryID: {true, false}, replacing.DeliveryID: {true, true}, protected.DeliveryID: {false, false},
+		live.DeliveryID: {true, true}, used.DeliveryID: {true, false},
+	}
+	// A store split over shards claims a few a partition at a time.
+	var got []authd.ClaimedJob
+	for more := claimAll(t, s, "a", time.Minute, now); len(more) > 0; more = claimAll(t, s, "a", time.Minute, now) {
+		got = append(got, more...)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("claimed %d jobs, want %d", len(got), len(want))
+	}
+	for _, j := range got {
+		if w := want[j.DeliveryID]; j.Checked != w.checked || j.Live != w.live {
+			t.Errorf("job %s: Checked %v, Live %v; want %v, %v", j.CodeID, j.Checked, j.Live, w.checked, w.live)
+		}
+	}
+	// Expired by the time it is claimed (a lapsed claim taken over late).
+	late := now.Add(codeTTL)
+	for _, j := range claimAll(t, s, "b", time.Minute, late.Add(time.Minute)) {
+		if j.Live {
+			t.Errorf("job %s: Live after its code expired", j.CodeID)
+		}
 	}
 }
 
