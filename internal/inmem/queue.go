@@ -83,9 +83,11 @@ func (s *CodeStore) claimedBy(ref, consumer string) *memJob {
 }
 
 // jobRemove is job_remove: a finished job leaves the queue, its claim
-// with it.
-func (s *CodeStore) jobRemove(ref string) {
+// with it. It reports whether the job was still queued.
+func (s *CodeStore) jobRemove(ref string) bool {
+	n := len(s.queue.jobs)
 	s.queue.jobs = slices.DeleteFunc(s.queue.jobs, func(j *memJob) bool { return j.ref == ref })
+	return len(s.queue.jobs) < n
 }
 
 // sweepQueue drops the statuses of expired codes (the status keys' TTL),
@@ -195,15 +197,14 @@ func (s *CodeStore) Retrying(ctx context.Context, job authd.ClaimedJob, attempts
 	return nil
 }
 
-// Finish implements authd.MailQueue: finish.lua, the final status (while
-// the job is still queued), then the job out of the queue.
+// Finish implements authd.MailQueue: finish.lua, the job out of the
+// queue, then its final status if it was still queued.
 func (s *CodeStore) Finish(ctx context.Context, job authd.ClaimedJob, status string, attempts int, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if job.DeliveryID != "" && s.jobQueued(job.Ref) != nil {
+	if s.jobRemove(job.Ref) && job.DeliveryID != "" {
 		s.statusSet(job.DeliveryID, now, job.ExpiresAt, authd.Delivery{Status: status, Attempts: attempts})
 	}
-	s.jobRemove(job.Ref)
 	return nil
 }
 

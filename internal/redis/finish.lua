@@ -1,6 +1,6 @@
--- finish.lua ends jobs (MailQueue.Finish, FinishAll): each one's final
--- status, then the job out of the queue (job_remove), each job in one
--- step. On a single Redis one call ends the jobs of every partition; on
+-- finish.lua ends jobs (MailQueue.Finish, FinishAll): each one out of
+-- the queue (job_remove), then, if it was still queued, its final
+-- status; each job in one step. On a single Redis one call ends the jobs of every partition; on
 -- a Redis Cluster one call ends those of one partition (its keys in one
 -- hash slot).
 --
@@ -14,13 +14,11 @@ local written = 0
 for i = 0, #KEYS / 3 - 1 do
   local stream, claims, dlv = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local a = 3 + 5 * i
-  local id = ARGV[a]
-  -- A job finished by another consumer that took it over, or erased, is
+  -- A job finished by another consumer that took it over, or erased, was
   -- no longer queued: its status is not this consumer's to write.
-  if ARGV[a + 4] == '1' and job_queued(stream, id) then
+  if job_remove(stream, claims, group, ARGV[a]) and ARGV[a + 4] == '1' then
     status_set(dlv, now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], 0)
     written = written + 1
   end
-  job_remove(stream, claims, group, id)
 end
 return written

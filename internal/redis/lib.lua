@@ -305,9 +305,11 @@ end
 
 -- job_remove takes a finished job out of the queue: out of the group's
 -- pending entries (no group: nothing pending), the stream (its sealed
--- message leaves Redis) and the claims.
+-- message leaves Redis) and the claims. It reports whether the entry was
+-- still in the stream (job_queued, without a read of its own).
 local function job_remove(stream, claims, group, id)
   redis.pcall('XACK', stream, group, id)
-  redis.call('XDEL', stream, id)
+  local queued = redis.call('XDEL', stream, id) == 1
   redis.call('ZREM', claims, id)
+  return queued
 end
