@@ -425,3 +425,22 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 		}
 	})
 }
+
+// The network timeout at RCPT TO is read off the error through TLS as
+// well: still the recipient's stall, not the session's.
+func TestSMTPSenderStallAtRcptOverTLS(t *testing.T) {
+	stall := func(int, string) *smtp.SMTPError { time.Sleep(1500 * time.Millisecond); return nil }
+	for name, opt := range map[string]smtptest.Option{"STARTTLS": smtptest.WithTLS(), "implicit TLS": smtptest.WithImplicitTLS()} {
+		t.Run(name, func(t *testing.T) {
+			srv := smtptest.Start(t, opt, smtptest.WithCommandReply(smtptest.CmdRcpt, stall))
+			s := newSender(t, srv, func(c *mailer.Config) {
+				c.TLS, c.ImplicitTLS, c.TLSConfig = true, name == "implicit TLS", srv.ClientTLSConfig()
+				c.Timeout = 300 * time.Millisecond
+			})
+			se := sendError(t, s.Send(context.Background(), message("ana@example.com", "123456")))
+			if !se.Temporary || se.Reply || se.Session {
+				t.Fatalf("%+v; want temporary, no reply, not the session's", se)
+			}
+		})
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mail "github.com/wneessen/go-mail"
@@ -91,7 +90,7 @@ var _ authd.Sender = (*SMTPSender)(nil)
 // smtpConn is one open, authenticated SMTP session.
 type smtpConn struct {
 	c         *smtp.Client
-	raw       *watchedConn // the TCP connection under any TLS, to cut on cancel
+	raw       net.Conn // the TCP connection under any TLS, to cut on cancel
 	idleSince time.Time
 	// plainOffered: the session runs in plain text (SMTP_TLS=false) on a
 	// server that offers STARTTLS. Such a server may refuse AUTH or MAIL
@@ -433,9 +432,8 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close()
 		return nil, &stageError{stage: stageConnect, err: err}
 	}
-	w := &watchedConn{Conn: raw}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	c, plainOffered, err := s.open(w)
+	c, plainOffered, err := s.open(raw)
 	if !stop() && err == nil {
 		err = context.Cause(ctx) // cut as it finished: the session is gone
 	}
@@ -443,7 +441,7 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close() // go-mail leaves the socket open when a step fails
 		return nil, err
 	}
-	sc := &smtpConn{c: c, raw: w, plainOffered: plainOffered}
+	sc := &smtpConn{c: c, raw: raw, plainOffered: plainOffered}
 	sc.pipelining, _ = c.Extension("PIPELINING")
 	sc.enhanced, _ = c.Extension("ENHANCEDSTATUSCODES")
 	// As go-mail's Client.Mail (without DSN, and with SMTPUTF8 not
@@ -455,31 +453,6 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		sc.mailParams += " SMTPUTF8"
 	}
 	return sc, nil
-}
-
-// watchedConn is a connection that remembers whether a read or a write
-// ran out of time: go-mail's errors do not say.
-type watchedConn struct {
-	net.Conn
-	timedOut atomic.Bool
-}
-
-func (w *watchedConn) Read(p []byte) (int, error) {
-	n, err := w.Conn.Read(p)
-	w.note(err)
-	return n, err
-}
-
-func (w *watchedConn) Write(p []byte) (int, error) {
-	n, err := w.Conn.Write(p)
-	w.note(err)
-	return n, err
-}
-
-func (w *watchedConn) note(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		w.timedOut.Store(true)
-	}
 }
 
 // open runs a new connection's steps up to a session ready for MAIL FROM:
@@ -698,7 +671,7 @@ func classify(err error, on *smtpConn) class {
 		// own server first (a callout), or that server a tarpit. One
 		// recipient's stalls must neither hold up the others' mail in the
 		// lag (MAIL_MAX_LAG) nor make mail look degraded.
-		c.session = !answered && !(on != nil && on.raw.timedOut.Load())
+		c.session = !answered && !errors.Is(err, os.ErrDeadlineExceeded)
 	case stageMail:
 		switch {
 		case code >= 500 && (code == 530 || on != nil && on.enhanced && enhancedCode(err) == "5.7.0"):
