@@ -444,3 +444,25 @@ func TestSMTPSenderStallAtRcptOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// A MAIL FROM refused with the enhanced code 5.7.0 (RFC 3463, which
+// go-smtp's ENHANCEDSTATUSCODES puts in the reply's text) points at the
+// credentials whatever its basic code; another 5xx at the sender.
+func TestSMTPSenderMailFromEnhancedCode(t *testing.T) {
+	for _, tc := range []struct {
+		enhanced smtp.EnhancedCode
+		setting  string
+	}{
+		{smtp.EnhancedCode{5, 7, 0}, "SMTP_USER, SMTP_PASSWORD"},
+		{smtp.EnhancedCode{5, 1, 0}, "EMAILS_FROM_EMAIL"},
+	} {
+		srv := smtptest.Start(t, smtptest.WithCommandReply(smtptest.CmdMail, func(int, string) *smtp.SMTPError {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: tc.enhanced, Message: "refused"}
+		}))
+		s := newSender(t, srv, nil)
+		se := sendError(t, s.Send(context.Background(), message("ana@example.com", "123456")))
+		if se.Temporary || !se.Reply || !se.Session || se.Setting != tc.setting {
+			t.Errorf("550 %v: %+v, want permanent, answered, the session's, %s", tc.enhanced, se, tc.setting)
+		}
+	}
+}

@@ -341,14 +341,16 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		// The first refusal ends the transaction; the later replies are
 		// not read. A pipelining server that refused RCPT TO still gets
 		// DATA, and may even answer it 354; the message is never sent
-		// then: Send closes the connection, and a transaction that never
-		// got its ending dot is discarded (RFC 5321 §4.1.1.4).
+		// then: Send closes the connection, and a server acts on a
+		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
+		// cut before it is discarded.
 		if _, _, err := t.ReadResponse(cmd.code); err != nil {
 			return &stageError{stage: cmd.stage, err: err}
 		}
 	}
 	// The message, dot-stuffed, goes into the connection's buffer; Close
-	// adds the ending dot and flushes: one write when it all fits.
+	// adds the ending dot and flushes: one write when it all fits in the
+	// buffer's 4 KiB, as authd's mails (about 2 KiB) do.
 	w := t.DotWriter()
 	if _, err := env.msg.WriteTo(w); err != nil {
 		return &stageError{stage: stageMessage, err: err}
