@@ -11,11 +11,11 @@ import (
 	netmail "net/mail"
 	"net/textproto"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mail "github.com/wneessen/go-mail"
@@ -65,7 +65,9 @@ type Config struct {
 	Now       func() time.Time
 }
 
-// SMTPSender delivers mail over SMTP with go-mail. Send is safe for
+// SMTPSender delivers mail over SMTP. go-mail opens the sessions and builds
+// the messages; each message's transaction is ours (transact), pipelined
+// (RFC 2920) when the server offers PIPELINING. Send is safe for
 // concurrent use: each call takes an idle connection or dials a new one,
 // and gives it back for the next message when the delivery succeeded.
 type SMTPSender struct {
@@ -77,11 +79,6 @@ type SMTPSender struct {
 	helo        string
 	templates   *Templates
 	now         func() time.Time
-	// mc sends messages on the sessions dial opens. It holds only the
-	// sending settings (timeout, no NOOP, no RSET) and never dials: the
-	// session's steps are dial's own, so that a failure says which step
-	// failed (stageError).
-	mc *mail.Client
 
 	mu     sync.Mutex
 	idle   []*smtpConn // most recently used last
@@ -93,12 +90,17 @@ var _ authd.Sender = (*SMTPSender)(nil)
 // smtpConn is one open, authenticated SMTP session.
 type smtpConn struct {
 	c         *smtp.Client
-	raw       *watchedConn // the TCP connection under any TLS, to cut on cancel
+	raw       net.Conn // the TCP connection under any TLS, to cut on cancel
 	idleSince time.Time
 	// plainOffered: the session runs in plain text (SMTP_TLS=false) on a
 	// server that offers STARTTLS. Such a server may refuse AUTH or MAIL
 	// FROM until it gets TLS; a refusal then points at SMTP_TLS.
 	plainOffered bool
+
+	// From the server's EHLO, for each message's transaction:
+	pipelining bool   // PIPELINING: MAIL FROM, RCPT TO and DATA in one write
+	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
+	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -169,23 +171,12 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 		}
 		s.tlsConfig = tc
 	}
-	s.mc, err = mail.NewClient(cfg.Host,
-		mail.WithPort(cfg.Port),
-		mail.WithTimeout(cfg.Timeout),
-		// A NOOP before each message costs a round trip; a dead kept
-		// connection shows at MAIL FROM instead, and Send redials.
-		mail.WithoutNoop(),
-		// RSET after a delivered message is a round trip that, failing,
-		// would report a delivered message as failed.
-		mail.WithoutRset(),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("smtp: %w", err)
-	}
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode.
+// Send delivers m to its address with the domain in punycode, in one
+// round trip for MAIL FROM, RCPT TO and DATA when the server offers
+// PIPELINING and one per command when not, then one for the message.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -200,7 +191,7 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	if err != nil {
 		return &authd.SendError{Err: errors.New("smtp: the recipient is not a valid address")}
 	}
-	msg, err := s.message(m, to)
+	env, err := s.message(m, to)
 	if err != nil {
 		// The templates fail every mail alike.
 		return &authd.SendError{Session: true, Setting: settingTemplates, Err: err}
@@ -230,7 +221,7 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 		if err != nil {
 			return fail(err, nil)
 		}
-		alive, err := s.sendOn(ctx, c, msg)
+		alive, err := s.sendOn(ctx, c, env)
 		if err == nil && alive {
 			s.put(c)
 			return nil
@@ -253,17 +244,24 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	}
 }
 
+// envelope is a mail and the addresses its transaction names, in the
+// form go-mail's own sending gave them ("<info@example.com>").
+type envelope struct {
+	msg      *mail.Msg
+	from, to string
+}
+
 // message builds the mail for m: multipart/alternative text and HTML.
-func (s *SMTPSender) message(m authd.Message, to string) (*mail.Msg, error) {
+func (s *SMTPSender) message(m authd.Message, to string) (envelope, error) {
 	r, err := s.templates.Render(m)
 	if err != nil {
-		return nil, fmt.Errorf("smtp: render: %w", err)
+		return envelope{}, fmt.Errorf("smtp: render: %w", err)
 	}
 	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
 	from := s.from
 	msg.FromMailAddress(&from)
 	if err := msg.To(to); err != nil {
-		return nil, errors.New("smtp: the recipient is not a valid address")
+		return envelope{}, errors.New("smtp: the recipient is not a valid address")
 	}
 	msg.Subject(r.Subject)
 	msg.SetMessageIDWithValue(strings.ToLower(rand.Text()) + "@" + s.fromDomain)
@@ -273,15 +271,97 @@ func (s *SMTPSender) message(m authd.Message, to string) (*mail.Msg, error) {
 	msg.SetGenHeader("X-Auto-Response-Suppress", "All")
 	msg.SetBodyString(mail.TypeTextPlain, r.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
-	return msg, nil
+	// The envelope's addresses as go-mail's Client.Send took them from
+	// the headers: the same bytes on the wire as before it was ours.
+	sender, err := msg.GetSender(false)
+	if err != nil {
+		return envelope{}, fmt.Errorf("smtp: the from address: %w", err)
+	}
+	rcpts, err := msg.GetRecipients()
+	// A line break would end the command early and start another one of
+	// the address's choosing; net/mail's parsing lets none through.
+	if err != nil || len(rcpts) != 1 || strings.ContainsAny(sender+rcpts[0], "\r\n") {
+		return envelope{}, errors.New("smtp: the recipient is not a valid address")
+	}
+	return envelope{msg: msg, from: sender, to: rcpts[0]}, nil
 }
 
-// sendOn sends msg on c. alive is false when ctx ended during the send and
-// took the connection down.
-func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, msg *mail.Msg) (alive bool, err error) {
+// sendOn sends env on c (transact). alive is false when ctx ended during
+// the send and took the connection down.
+func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (alive bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-	err = s.mc.SendWithSMTPClient(c.c, msg)
+	err = s.transact(c, env)
 	return stop(), err
+}
+
+// transact runs one mail transaction on c: MAIL FROM, RCPT TO, DATA, the
+// message, each failure tagged with its step (stageError). When the
+// server offered PIPELINING (RFC 2920) the three commands go out in one
+// write and their replies are read after it, in order; without it each
+// command waits for its reply. One loop does both, so the two modes
+// cannot drift apart.
+//
+// There is no NOOP before the transaction: it costs a round trip, and a
+// dead kept connection shows at MAIL FROM instead (stale), where Send
+// redials. Nor RSET after it: a round trip that, failing, would report a
+// delivered message as failed. Nor after a refusal: Send then drops the
+// connection.
+func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
+	// Timeout bounds each message's commands, from the first.
+	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
+		return &stageError{stage: stageMail, err: err}
+	}
+	t := c.c.Text
+	cmds := [...]struct {
+		stage stage
+		line  string
+		code  int // expected, as textproto.Reader.ReadResponse takes it
+	}{
+		{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250},
+		{stageRcpt, "RCPT TO:" + env.to, 25}, // 250 or 251
+		{stageData, "DATA", 354},
+	}
+	written := 0 // commands flushed to the server so far
+	for i, cmd := range cmds {
+		if i == written {
+			written = i + 1
+			if c.pipelining {
+				written = len(cmds)
+			}
+			for _, w := range cmds[i:written] {
+				t.W.WriteString(w.line)
+				t.W.WriteString("\r\n")
+			}
+			// A failed write is the first unanswered command's: at MAIL
+			// FROM, a kept connection the server has dropped (stale).
+			if err := t.W.Flush(); err != nil {
+				return &stageError{stage: cmd.stage, err: err}
+			}
+		}
+		// The first refusal ends the transaction; the later replies are
+		// not read. A pipelining server that refused RCPT TO still gets
+		// DATA, and may even answer it 354; the message is never sent
+		// then: Send closes the connection, and a server acts on a
+		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
+		// cut before it is discarded.
+		if _, _, err := t.ReadResponse(cmd.code); err != nil {
+			return &stageError{stage: cmd.stage, err: err}
+		}
+	}
+	// The message, dot-stuffed, goes into the connection's buffer; Close
+	// adds the ending dot and flushes: one write when it all fits in the
+	// buffer's 4 KiB, as authd's mails (about 2 KiB) do.
+	w := t.DotWriter()
+	if _, err := env.msg.WriteTo(w); err != nil {
+		return &stageError{stage: stageMessage, err: err}
+	}
+	if err := w.Close(); err != nil {
+		return &stageError{stage: stageMessage, err: err}
+	}
+	if _, _, err := t.ReadResponse(250); err != nil {
+		return &stageError{stage: stageMessage, err: err}
+	}
+	return nil
 }
 
 // get returns a kept connection (reused true) or dials a new one.
@@ -354,9 +434,8 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close()
 		return nil, &stageError{stage: stageConnect, err: err}
 	}
-	w := &watchedConn{Conn: raw}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	c, plainOffered, err := s.open(w)
+	c, plainOffered, err := s.open(raw)
 	if !stop() && err == nil {
 		err = context.Cause(ctx) // cut as it finished: the session is gone
 	}
@@ -364,32 +443,18 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 		raw.Close() // go-mail leaves the socket open when a step fails
 		return nil, err
 	}
-	return &smtpConn{c: c, raw: w, plainOffered: plainOffered}, nil
-}
-
-// watchedConn is a connection that remembers whether a read or a write
-// ran out of time: go-mail's errors do not say.
-type watchedConn struct {
-	net.Conn
-	timedOut atomic.Bool
-}
-
-func (w *watchedConn) Read(p []byte) (int, error) {
-	n, err := w.Conn.Read(p)
-	w.note(err)
-	return n, err
-}
-
-func (w *watchedConn) Write(p []byte) (int, error) {
-	n, err := w.Conn.Write(p)
-	w.note(err)
-	return n, err
-}
-
-func (w *watchedConn) note(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		w.timedOut.Store(true)
+	sc := &smtpConn{c: c, raw: raw, plainOffered: plainOffered}
+	sc.pipelining, _ = c.Extension("PIPELINING")
+	sc.enhanced, _ = c.Extension("ENHANCEDSTATUSCODES")
+	// As go-mail's Client.Mail (without DSN, and with SMTPUTF8 not
+	// turned off) has always sent them.
+	if ok, _ := c.Extension("8BITMIME"); ok {
+		sc.mailParams += " BODY=8BITMIME"
 	}
+	if ok, _ := c.Extension("SMTPUTF8"); ok {
+		sc.mailParams += " SMTPUTF8"
+	}
+	return sc, nil
 }
 
 // open runs a new connection's steps up to a session ready for MAIL FROM:
@@ -485,7 +550,8 @@ const (
 // a shorter one would blank out ordinary letters of them.
 const minRedactedPassword = 4
 
-// stage is a step of opening a session.
+// stage is a step of opening a session (dial), or of one message's
+// transaction on it (transact).
 type stage int
 
 const (
@@ -495,11 +561,18 @@ const (
 	stageEHLO                  // EHLO, HELO as a fallback
 	stageSTARTTLS              // STARTTLS offered, answered, its handshake
 	stageAUTH                  // AUTH
+	stageMail                  // MAIL FROM; setting the deadline before it
+	stageRcpt                  // RCPT TO
+	stageData                  // DATA, up to its 354
+	stageMessage               // the message, its ending dot and the reply
 )
 
-var stageNames = [...]string{"connect", "TLS handshake", "greeting", "EHLO", "STARTTLS", "AUTH"}
+var stageNames = [...]string{"connect", "TLS handshake", "greeting", "EHLO", "STARTTLS", "AUTH",
+	"MAIL FROM", "RCPT TO", "DATA", "message"}
 
-// stageError is the failure of one step of opening a session.
+// stageError is the failure of one step: err is the server's reply (a
+// *textproto.Error) when it answered, else what failed or cut the
+// connection.
 type stageError struct {
 	stage        stage
 	err          error
@@ -551,8 +624,8 @@ type class struct {
 // asking codes for made-up addresses.
 // atRcpt reports whether err is a failure at RCPT TO.
 func atRcpt(err error) bool {
-	var se *mail.SendError
-	return errors.As(err, &se) && se.Reason == mail.ErrSMTPRcptTo
+	var st *stageError
+	return errors.As(err, &st) && st.stage == stageRcpt
 }
 
 // classify sorts a failed send's error; on is the connection it failed
@@ -563,39 +636,6 @@ func classify(err error, on *smtpConn) class {
 	answered := code >= 400 && code < 600
 	c := class{temporary: !answered || code < 500, reply: answered, session: true}
 
-	var se *mail.SendError
-	if errors.As(err, &se) {
-		switch se.Reason {
-		case mail.ErrGetSender:
-			return class{session: true, setting: settingFrom}
-		case mail.ErrGetRcpts:
-			return class{} // this recipient's address
-		case mail.ErrNoUnencoded:
-			return class{session: true}
-		case mail.ErrSMTPRcptTo:
-			// A connection cut at RCPT TO is the session's all the same;
-			// a server that takes too long to answer it is slow on this
-			// recipient: a relay checking the address with the
-			// recipient's own server first (a callout), or that server a
-			// tarpit. One recipient's stalls must neither hold up the
-			// others' mail in the lag (MAIL_MAX_LAG) nor make mail look
-			// degraded.
-			c.session = !answered && !(on != nil && on.raw.timedOut.Load())
-		case mail.ErrSMTPMailFrom:
-			switch {
-			case code >= 500 && (code == 530 || se.EnhancedStatusCode() == "5.7.0"):
-				// RFC 4954's "authentication required"; servers answer
-				// the same for "TLS required".
-				c.setting = settingAuth
-				if plainOffered {
-					c.setting = settingTLS
-				}
-			case code >= 500:
-				c.setting = settingFrom
-			}
-		}
-		return c
-	}
 	var st *stageError
 	if !errors.As(err, &st) {
 		return c // not from a step: cut or cancelled on the way
@@ -626,22 +666,55 @@ func classify(err error, on *smtpConn) class {
 		case errors.Is(err, smtp.ErrWrongHostname):
 			c.temporary, c.setting = false, settingHost
 		}
+	case stageRcpt:
+		// A connection cut at RCPT TO is the session's all the same; a
+		// server that takes too long to answer it is slow on this
+		// recipient: a relay checking the address with the recipient's
+		// own server first (a callout), or that server a tarpit. One
+		// recipient's stalls must neither hold up the others' mail in the
+		// lag (MAIL_MAX_LAG) nor make mail look degraded.
+		c.session = !answered && !errors.Is(err, os.ErrDeadlineExceeded)
+	case stageMail:
+		switch {
+		case code >= 500 && (code == 530 || on != nil && on.enhanced && enhancedCode(err) == "5.7.0"):
+			// RFC 4954's "authentication required"; servers answer the
+			// same for "TLS required".
+			c.setting = settingAuth
+			if plainOffered {
+				c.setting = settingTLS
+			}
+		case code >= 500:
+			c.setting = settingFrom
+		}
 	}
 	return c
 }
 
-// replyCode returns the code of the server's reply that err carries, 0
-// when there is none (the connection failed, or go-mail refused first).
+// replyCode returns the code of the server's refusal that err carries, 4xx
+// or 5xx; 0 when there is none: the connection failed, go-mail refused
+// first, or the server answered out of turn (a 2xx or 3xx where another
+// was due), which says no more than no reply.
 func replyCode(err error) int {
-	var se *mail.SendError
-	if errors.As(err, &se) {
-		return se.ErrorCode()
-	}
 	var reply *textproto.Error
-	if errors.As(err, &reply) {
+	if errors.As(err, &reply) && reply.Code >= 400 && reply.Code < 600 {
 		return reply.Code
 	}
 	return 0
+}
+
+// enhancedCodePattern is an enhanced status code (RFC 3463) in a reply's
+// text, as go-mail read it.
+var enhancedCodePattern = regexp.MustCompile(`\b[245]\.\d{1,3}\.\d{1,3}\b`)
+
+// enhancedCode returns the first enhanced status code in the text of the
+// reply err carries ("5.7.0"), "" when there is none. Only a server that
+// offered ENHANCEDSTATUSCODES is read so.
+func enhancedCode(err error) string {
+	var reply *textproto.Error
+	if !errors.As(err, &reply) {
+		return ""
+	}
+	return enhancedCodePattern.FindString(reply.Msg)
 }
 
 // tlsRefused reports whether a TLS handshake failed in a way a retry
@@ -672,18 +745,12 @@ func tlsRefused(err error) bool {
 // stale reports whether err is a kept connection that died while idle: it
 // broke, or the server said 421 closing, at the first command.
 func stale(err error) bool {
-	var se *mail.SendError
-	if !errors.As(err, &se) {
+	var st *stageError
+	if !errors.As(err, &st) || st.stage != stageMail {
 		return false
 	}
-	switch se.Reason {
-	case mail.ErrConnCheck:
-		return true
-	case mail.ErrSMTPMailFrom:
-		code := se.ErrorCode()
-		return code == 0 || code == 421
-	}
-	return false
+	code := replyCode(err)
+	return code == 0 || code == 421
 }
 
 // redactedError carries a cause whose text has had the address and the code

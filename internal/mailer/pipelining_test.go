@@ -1,0 +1,468 @@
+package mailer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/authd/authd/internal/mailer"
+	"github.com/authd/authd/internal/smtptest"
+)
+
+// The transaction, pipelined (RFC 2920) or not, seen from the server's
+// side of the wire: a server driven by hand on a raw TCP connection shows
+// what go-smtp hides, whether a command arrives before the one before it
+// was answered.
+
+// rawServer is an SMTP server a test drives by hand, one connection at a
+// time.
+type rawServer struct {
+	t  *testing.T
+	ln net.Listener
+}
+
+func startRaw(t *testing.T) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &rawServer{t: t, ln: ln}
+}
+
+func (r *rawServer) sender(t *testing.T) *mailer.SMTPSender {
+	t.Helper()
+	cfg := mailer.Config{
+		Host:    "127.0.0.1",
+		Port:    r.ln.Addr().(*net.TCPAddr).Port,
+		From:    "info@example.com",
+		Timeout: 5 * time.Second,
+		HELO:    "authd.test",
+	}
+	s, err := mailer.NewSMTPSender(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// accept takes the next connection, greets it and answers its EHLO
+// offering ext.
+func (r *rawServer) accept(ext ...string) *rawConn {
+	r.t.Helper()
+	r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	nc, err := r.ln.Accept()
+	if err != nil {
+		r.t.Fatalf("accept: %v", err)
+	}
+	c := &rawConn{t: r.t, c: nc}
+	// Closed before the sender's own cleanup would wait for a QUIT reply.
+	r.t.Cleanup(func() { nc.Close() })
+	c.reply("220 raw.test ESMTP")
+	if l := c.lines(1, 5*time.Second); !strings.HasPrefix(l[0], "EHLO ") {
+		r.t.Fatalf("got %q, want EHLO", l[0])
+	}
+	ehlo := []string{"250-raw.test"}
+	for _, e := range ext {
+		ehlo = append(ehlo, "250-"+e)
+	}
+	ehlo = append(ehlo, "250 HELP")
+	c.reply(ehlo...)
+	return c
+}
+
+// rawConn is the server's end of one connection.
+type rawConn struct {
+	t     *testing.T
+	c     net.Conn
+	buf   []byte // read, not yet taken
+	reads int    // reads that returned bytes since the last reply
+}
+
+// read reads once more into buf, by deadline.
+func (c *rawConn) read(deadline time.Time) error {
+	c.c.SetReadDeadline(deadline)
+	p := make([]byte, 64<<10)
+	n, err := c.c.Read(p)
+	if n > 0 {
+		c.reads++
+		c.buf = append(c.buf, p[:n]...)
+	}
+	return err
+}
+
+// lines returns the next n lines the client sends, without their CRLF,
+// failing the test when they have not all come within wait.
+func (c *rawConn) lines(n int, wait time.Duration) []string {
+	c.t.Helper()
+	deadline := time.Now().Add(wait)
+	for bytes.Count(c.buf, []byte("\r\n")) < n {
+		if err := c.read(deadline); err != nil {
+			c.t.Fatalf("%d of %d lines came within %v (%v): %q", bytes.Count(c.buf, []byte("\r\n")), n, wait, err, c.buf)
+		}
+	}
+	var out []string
+	for range n {
+		i := bytes.Index(c.buf, []byte("\r\n"))
+		out = append(out, string(c.buf[:i]))
+		c.buf = c.buf[i+2:]
+	}
+	return out
+}
+
+// quiet fails the test when the client sends anything within wait: it is
+// waiting for a reply.
+func (c *rawConn) quiet(wait time.Duration) {
+	c.t.Helper()
+	if len(c.buf) > 0 {
+		c.t.Fatalf("the client sent %q before it had its reply", c.buf)
+	}
+	err := c.read(time.Now().Add(wait))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.t.Fatalf("the client sent %q (%v) before it had its reply", c.buf, err)
+	}
+}
+
+// reply writes lines, each with its CRLF, in one write.
+func (c *rawConn) reply(lines ...string) {
+	c.t.Helper()
+	c.reads = 0
+	if _, err := io.WriteString(c.c, strings.Join(lines, "\r\n")+"\r\n"); err != nil {
+		c.t.Fatalf("reply: %v", err)
+	}
+}
+
+// data reads a message up to its ending dot and returns it as sent,
+// dot-stuffed, without the dot's line.
+func (c *rawConn) data() string {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if i := bytes.Index(c.buf, []byte("\r\n.\r\n")); i >= 0 {
+			msg := string(c.buf[:i+2])
+			c.buf = c.buf[i+5:]
+			return msg
+		}
+		if err := c.read(deadline); err != nil {
+			c.t.Fatalf("the message did not end (%v): %d bytes", err, len(c.buf))
+		}
+	}
+}
+
+// hungUp fails the test unless the client closes the connection without
+// sending anything more.
+func (c *rawConn) hungUp() {
+	c.t.Helper()
+	err := c.read(time.Now().Add(5 * time.Second))
+	if len(c.buf) > 0 || !errors.Is(err, io.EOF) {
+		c.t.Fatalf("the client sent %d bytes (%q...) and %v, want a close and nothing", len(c.buf), c.buf[:min(len(c.buf), 80)], err)
+	}
+}
+
+// sendAsync runs s.Send in a goroutine; the channel gets its result.
+func sendAsync(s *mailer.SMTPSender, code string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.Send(context.Background(), message("ana@example.com", code)) }()
+	return done
+}
+
+func result(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send did not return")
+		return nil
+	}
+}
+
+// With PIPELINING offered, MAIL FROM, RCPT TO and DATA come in one read,
+// before the server has answered any of them; on the kept connection the
+// next mail's do too. The command bytes are those go-mail sent.
+func TestSMTPSenderPipelines(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+	for i, code := range []string{"123456", "654321"} {
+		if i > 0 {
+			done = sendAsync(s, code)
+		}
+		got := c.lines(3, 5*time.Second)
+		want := []string{"MAIL FROM:<info@example.com> BODY=8BITMIME", "RCPT TO:<ana@example.com>", "DATA"}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("mail %d: commands %q, want %q", i, got, want)
+		}
+		if c.reads != 1 {
+			t.Errorf("mail %d: the three commands came in %d reads, want 1", i, c.reads)
+		}
+		c.reply("250 2.1.0 ok", "250 2.1.5 ok", "354 go ahead")
+		msg := c.data()
+		t.Logf("mail %d: %d bytes of message in %d reads", i, len(msg), c.reads)
+		if !strings.Contains(msg, code) {
+			t.Errorf("mail %d: the message lacks its code", i)
+		}
+		c.reply("250 2.0.0 queued")
+		if err := result(t, done); err != nil {
+			t.Fatalf("mail %d: Send: %v", i, err)
+		}
+	}
+}
+
+// Without PIPELINING, each command waits for its reply: nothing more comes
+// until the server has answered.
+func TestSMTPSenderWithoutPipelining(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("8BITMIME", "ENHANCEDSTATUSCODES")
+	for _, step := range []struct{ cmd, reply string }{
+		{"MAIL FROM:<info@example.com> BODY=8BITMIME", "250 2.1.0 ok"},
+		{"RCPT TO:<ana@example.com>", "250 2.1.5 ok"},
+		{"DATA", "354 go ahead"},
+	} {
+		if got := c.lines(1, 5*time.Second)[0]; got != step.cmd {
+			t.Fatalf("got %q, want %q", got, step.cmd)
+		}
+		c.quiet(300 * time.Millisecond)
+		c.reply(step.reply)
+	}
+	if msg := c.data(); !strings.Contains(msg, "123456") {
+		t.Errorf("the message lacks its code")
+	}
+	c.reply("250 2.0.0 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+// A server that refuses RCPT TO and still answers the pipelined DATA 354
+// gets no message: the client hangs up without one, and the transaction,
+// never ended by its dot, is discarded. The refusal is the recipient's,
+// and the reply's copy of the address stays out of the error.
+func TestSMTPSenderPipelinedRcptRefusedSendsNothing(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+	c.lines(3, 5*time.Second)
+	c.reply("250 2.1.0 ok", "550 5.1.1 <ana@example.com>: no such user", "354 go ahead")
+	c.hungUp()
+	err := result(t, done)
+	if err == nil {
+		t.Fatal("Send succeeded")
+	}
+	se := sendError(t, err)
+	if se.Temporary || !se.Reply || se.Session {
+		t.Errorf("a 550 to RCPT TO is permanent, answered, the recipient's: %+v", se)
+	}
+	if strings.Contains(err.Error(), "ana@example.com") {
+		t.Errorf("error text holds the address: %v", err)
+	}
+}
+
+// relay sits between the sender and srv and keeps what the sender writes,
+// read by read: against go-smtp, which offers PIPELINING, it shows that
+// the transaction was pipelined.
+type relay struct {
+	mu     sync.Mutex
+	chunks []string
+}
+
+func startRelay(t *testing.T, srv *smtptest.Server) (*relay, string, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				client.Close()
+				continue
+			}
+			wg.Go(func() {
+				defer server.Close()
+				io.Copy(client, server)
+				client.Close()
+			})
+			wg.Go(func() {
+				defer client.Close()
+				p := make([]byte, 64<<10)
+				for {
+					n, err := client.Read(p)
+					if n > 0 {
+						r.mu.Lock()
+						r.chunks = append(r.chunks, string(p[:n]))
+						r.mu.Unlock()
+						if _, err := server.Write(p[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						server.Close()
+						return
+					}
+				}
+			})
+		}
+	})
+	return r, "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+}
+
+// pipelined reports whether some read held MAIL FROM, RCPT TO and DATA.
+func (r *relay) pipelined() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.chunks {
+		if strings.HasPrefix(c, "MAIL FROM:") && strings.Contains(c, "\r\nRCPT TO:") && strings.HasSuffix(c, "\r\nDATA\r\n") {
+			return true
+		}
+	}
+	return false
+}
+
+// Against the real server, pipelined: a refusal at RCPT TO or at MAIL
+// FROM is classified as it always was, nothing is delivered, and the
+// connection is not reused; a delivered mail arrives whole.
+func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
+	first := func(code int) func(int, string) *smtp.SMTPError {
+		return func(n int, _ string) *smtp.SMTPError {
+			if n == 1 {
+				return reply(code)
+			}
+			return nil
+		}
+	}
+	for _, tc := range []struct {
+		name                      string
+		cmd                       smtptest.Command
+		code                      int
+		temporary, reply, session bool
+	}{
+		{"RCPT TO 550", smtptest.CmdRcpt, 550, false, true, false},
+		{"MAIL FROM 451", smtptest.CmdMail, 451, true, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t, smtptest.WithCommandReply(tc.cmd, first(tc.code)))
+			rl, host, port := startRelay(t, srv)
+			s := newSender(t, srv, func(c *mailer.Config) { c.Host, c.Port = host, port })
+			err := s.Send(context.Background(), message("ana@example.com", "123456"))
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			t.Logf("error: %v", err)
+			if !rl.pipelined() {
+				t.Errorf("MAIL FROM, RCPT TO and DATA were not written together")
+			}
+			se := sendError(t, err)
+			if se.Temporary != tc.temporary || se.Reply != tc.reply || se.Session != tc.session {
+				t.Errorf("got %+v, want temporary %v, reply %v, session %v", se, tc.temporary, tc.reply, tc.session)
+			}
+			if n := srv.Attempts(); n != 0 {
+				t.Errorf("%d messages offered after the refusal", n)
+			}
+			// The next mail goes out on a new connection.
+			if err := s.Send(context.Background(), message("ana@example.com", "234567")); err != nil {
+				t.Fatalf("second Send: %v", err)
+			}
+			if got := srv.Wait(t, 1, 5*time.Second); len(got) != 1 || smtptest.CodeFrom(got[0]) != "234567" {
+				t.Errorf("delivered %d messages, want only the second", len(got))
+			}
+			if n := srv.Connections(); n != 2 {
+				t.Errorf("connections = %d, want 2: the failed one was reused", n)
+			}
+		})
+	}
+
+	t.Run("delivered", func(t *testing.T) {
+		srv := smtptest.Start(t)
+		rl, host, port := startRelay(t, srv)
+		s := newSender(t, srv, func(c *mailer.Config) { c.Host, c.Port = host, port })
+		if err := s.Send(context.Background(), message("ana@example.com", "345678")); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		m := srv.Wait(t, 1, 5*time.Second)[0]
+		if !rl.pipelined() {
+			t.Errorf("MAIL FROM, RCPT TO and DATA were not written together")
+		}
+		if m.ParseErr != nil {
+			t.Fatalf("parse: %v", m.ParseErr)
+		}
+		if m.From != "info@example.com" || len(m.To) != 1 || m.To[0] != "ana@example.com" {
+			t.Errorf("envelope %q -> %q", m.From, m.To)
+		}
+		if m.Subject != "Your verification code for Example Shop" || m.Header.Get("Message-Id") == "" || m.Header.Get("Auto-Submitted") != "auto-generated" {
+			t.Errorf("headers: %v", m.Header)
+		}
+		for part, body := range map[string]string{"text": m.Text, "html": m.HTML} {
+			if !strings.Contains(body, "345678") || !strings.Contains(body, "Example Shop") {
+				t.Errorf("%s part lacks the code or the project:\n%s", part, body)
+			}
+		}
+		if got := smtptest.CodeFrom(m); got != "345678" {
+			t.Errorf("CodeFrom = %q", got)
+		}
+	})
+}
+
+// The network timeout at RCPT TO is read off the error through TLS as
+// well: still the recipient's stall, not the session's.
+func TestSMTPSenderStallAtRcptOverTLS(t *testing.T) {
+	stall := func(int, string) *smtp.SMTPError { time.Sleep(1500 * time.Millisecond); return nil }
+	for name, opt := range map[string]smtptest.Option{"STARTTLS": smtptest.WithTLS(), "implicit TLS": smtptest.WithImplicitTLS()} {
+		t.Run(name, func(t *testing.T) {
+			srv := smtptest.Start(t, opt, smtptest.WithCommandReply(smtptest.CmdRcpt, stall))
+			s := newSender(t, srv, func(c *mailer.Config) {
+				c.TLS, c.ImplicitTLS, c.TLSConfig = true, name == "implicit TLS", srv.ClientTLSConfig()
+				c.Timeout = 300 * time.Millisecond
+			})
+			se := sendError(t, s.Send(context.Background(), message("ana@example.com", "123456")))
+			if !se.Temporary || se.Reply || se.Session {
+				t.Fatalf("%+v; want temporary, no reply, not the session's", se)
+			}
+		})
+	}
+}
+
+// A MAIL FROM refused with the enhanced code 5.7.0 (RFC 3463, which
+// go-smtp's ENHANCEDSTATUSCODES puts in the reply's text) points at the
+// credentials whatever its basic code; another 5xx at the sender.
+func TestSMTPSenderMailFromEnhancedCode(t *testing.T) {
+	for _, tc := range []struct {
+		enhanced smtp.EnhancedCode
+		setting  string
+	}{
+		{smtp.EnhancedCode{5, 7, 0}, "SMTP_USER, SMTP_PASSWORD"},
+		{smtp.EnhancedCode{5, 1, 0}, "EMAILS_FROM_EMAIL"},
+	} {
+		srv := smtptest.Start(t, smtptest.WithCommandReply(smtptest.CmdMail, func(int, string) *smtp.SMTPError {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: tc.enhanced, Message: "refused"}
+		}))
+		s := newSender(t, srv, nil)
+		se := sendError(t, s.Send(context.Background(), message("ana@example.com", "123456")))
+		if se.Temporary || !se.Reply || !se.Session || se.Setting != tc.setting {
+			t.Errorf("550 %v: %+v, want permanent, answered, the session's, %s", tc.enhanced, se, tc.setting)
+		}
+	}
+}
