@@ -2,7 +2,6 @@ package mailer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	mail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/authd/authd"
@@ -244,46 +242,20 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	}
 }
 
-// envelope is a mail and the addresses its transaction names, in the
-// form go-mail's own sending gave them ("<info@example.com>").
+// envelope is a mail as it goes after DATA (buildMessage) and the
+// addresses its transaction names, in angle brackets.
 type envelope struct {
-	msg      *mail.Msg
+	data     []byte
 	from, to string
 }
 
-// message builds the mail for m: multipart/alternative text and HTML.
+// message builds the mail for m to the ASCII address to.
 func (s *SMTPSender) message(m authd.Message, to string) (envelope, error) {
-	r, err := s.templates.Render(m)
+	data, err := s.buildMessage(m, to)
 	if err != nil {
-		return envelope{}, fmt.Errorf("smtp: render: %w", err)
+		return envelope{}, err
 	}
-	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
-	from := s.from
-	msg.FromMailAddress(&from)
-	if err := msg.To(to); err != nil {
-		return envelope{}, errors.New("smtp: the recipient is not a valid address")
-	}
-	msg.Subject(r.Subject)
-	msg.SetMessageIDWithValue(strings.ToLower(rand.Text()) + "@" + s.fromDomain)
-	msg.SetDateWithValue(s.now())
-	// RFC 3834: an automatic message; vacation responders stay quiet.
-	msg.SetGenHeader("Auto-Submitted", "auto-generated")
-	msg.SetGenHeader("X-Auto-Response-Suppress", "All")
-	msg.SetBodyString(mail.TypeTextPlain, r.Text)
-	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
-	// The envelope's addresses as go-mail's Client.Send took them from
-	// the headers: the same bytes on the wire as before it was ours.
-	sender, err := msg.GetSender(false)
-	if err != nil {
-		return envelope{}, fmt.Errorf("smtp: the from address: %w", err)
-	}
-	rcpts, err := msg.GetRecipients()
-	// A line break would end the command early and start another one of
-	// the address's choosing; net/mail's parsing lets none through.
-	if err != nil || len(rcpts) != 1 || strings.ContainsAny(sender+rcpts[0], "\r\n") {
-		return envelope{}, errors.New("smtp: the recipient is not a valid address")
-	}
-	return envelope{msg: msg, from: sender, to: rcpts[0]}, nil
+	return envelope{data: data, from: "<" + s.from.Address + ">", to: "<" + to + ">"}, nil
 }
 
 // sendOn sends env on c (transact). alive is false when ctx ended during
@@ -352,7 +324,7 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// adds the ending dot and flushes: one write when it all fits in the
 	// buffer's 4 KiB, as authd's mails (about 2 KiB) do.
 	w := t.DotWriter()
-	if _, err := env.msg.WriteTo(w); err != nil {
+	if _, err := w.Write(env.data); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
 	if err := w.Close(); err != nil {

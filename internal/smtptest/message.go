@@ -35,6 +35,10 @@ type Message struct {
 
 var wordDecoder = mime.WordDecoder{}
 
+// Parse reads a message as the server would have received it (no
+// envelope): for tests of how a mail is built.
+func Parse(data []byte) Message { return parse("", nil, data) }
+
 func parse(from string, to []string, data []byte) Message {
 	m := Message{From: from, To: to, Data: data}
 	msg, err := mail.ReadMessage(bytes.NewReader(data))

@@ -1,0 +1,117 @@
+package mailer
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+
+	"github.com/authd/authd"
+	"github.com/authd/authd/internal/smtptest"
+)
+
+// The mail built by hand reads as go-mail's did: the same headers,
+// decoded subject and sender, and both parts, for plain and non-ASCII
+// texts alike.
+func TestBuildMessageReadsAsGoMails(t *testing.T) {
+	for _, tc := range []struct{ name, fromName, project string }{
+		{"ASCII", "Auth Service", "Example Shop"},
+		{"non-ASCII", "Auth Sérvice", "Café Zürich ✓ — a name long enough that its encoded subject takes more than one encoded word"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+			s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com", FromName: tc.fromName, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := authd.Message{To: "ana@example.com", ProjectID: "shop", ProjectName: tc.project, Code: "123456", TTL: 5 * time.Minute}
+			raw, err := s.buildMessage(m, "ana@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, err := s.goMailMessage(m, "ana@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := smtptest.Parse(raw), smtptest.Parse(old)
+			if got.ParseErr != nil || want.ParseErr != nil {
+				t.Fatalf("parse: %v / %v", got.ParseErr, want.ParseErr)
+			}
+			if got.Subject != want.Subject || got.Text != want.Text || got.HTML != want.HTML {
+				t.Errorf("subject, text or HTML differ:\n%q\n%q\n%q\nwant\n%q\n%q\n%q", got.Subject, got.Text, got.HTML, want.Subject, want.Text, want.HTML)
+			}
+			if smtptest.CodeFrom(got) != "123456" {
+				t.Errorf("code %q", smtptest.CodeFrom(got))
+			}
+			for _, h := range []string{"From", "To", "Date", "MIME-Version", "Auto-Submitted", "X-Auto-Response-Suppress"} {
+				if g, w := got.Header.Get(h), want.Header.Get(h); g != w {
+					t.Errorf("%s: %q, want %q", h, g, w)
+				}
+			}
+			if id := got.Header.Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, "@example.com>") {
+				t.Errorf("Message-ID %q", id)
+			}
+			// RFC 5322's 78 octets a line, RFC 2047's encoded word of 75
+			// after its header's name.
+			for i, line := range bytes.Split(raw, []byte("\r\n")) {
+				if len(line) > 78 && !(bytes.HasPrefix(line, []byte("Subject: =?")) && len(line) <= 9+75) || bytes.ContainsAny(line, "\r\n") {
+					t.Errorf("line %d: %d octets or a bare line end: %q", i+1, len(line), line)
+				}
+			}
+		})
+	}
+}
+
+// The recipient cannot end the To header or start another.
+func TestBuildMessageRefusesHeaderBreaks(t *testing.T) {
+	s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"a@example.com>\r\nBcc: <b@example.com", "a@example.com\nX: y"} {
+		if _, err := s.buildMessage(authd.Message{To: to, ProjectName: "Shop", Code: "123456", TTL: time.Minute}, to); err == nil {
+			t.Errorf("%q: built", to)
+		}
+	}
+}
+
+func BenchmarkBuildMessage(b *testing.B) {
+	s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com", FromName: "Auth Service"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := authd.Message{To: "ana@example.com", ProjectID: "shop", ProjectName: "Example Shop", Code: "123456", TTL: 5 * time.Minute}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.buildMessage(m, "ana@example.com"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// goMailMessage is the mail as go-mail's Msg built it before
+// buildMessage, for comparison.
+func (s *SMTPSender) goMailMessage(m authd.Message, to string) ([]byte, error) {
+	r, err := s.templates.Render(m)
+	if err != nil {
+		return nil, err
+	}
+	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
+	from := s.from
+	msg.FromMailAddress(&from)
+	if err := msg.To(to); err != nil {
+		return nil, err
+	}
+	msg.Subject(r.Subject)
+	msg.SetMessageIDWithValue("x@" + s.fromDomain)
+	msg.SetDateWithValue(s.now())
+	msg.SetGenHeader("Auto-Submitted", "auto-generated")
+	msg.SetGenHeader("X-Auto-Response-Suppress", "All")
+	msg.SetBodyString(mail.TypeTextPlain, r.Text)
+	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	var b bytes.Buffer
+	_, err = msg.WriteTo(&b)
+	return b.Bytes(), err
+}
