@@ -196,7 +196,7 @@ func machineCPU() time.Duration {
 	line, _, _ := strings.Cut(string(raw), "\n")
 	var busy int64
 	for i, f := range strings.Fields(line)[1:] {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is counted in user already
+		if i == 3 || i == 4 || i >= 7 { // idle, iowait, steal; guest time is counted in user already
 			continue
 		}
 		v, _ := strconv.ParseInt(f, 10, 64)
