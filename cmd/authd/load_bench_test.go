@@ -599,40 +599,42 @@ func bareMailer(b *testing.B, rdb *goredis.Client, prefix, smtpAddr string, work
 		args := &goredis.XReadGroupArgs{Group: "bare", Consumer: "w" + strconv.Itoa(wk), Count: int64(32 / len(mine)), Block: 20 * time.Millisecond,
 			Streams: append(slices.Clone(mine), slices.Repeat([]string{">"}, len(mine))...)}
 		wg.Go(func() {
-			c, err := smtp.Dial(smtpAddr)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			defer c.Close()
-			if err := c.Hello("localhost"); err != nil {
-				b.Error(err)
-				return
-			}
-			for ctx.Err() == nil {
-				res, err := rdb.XReadGroup(ctx, args).Result()
+			pprof.Do(ctx, pprof.Labels("process", "bare-mailer"), func(ctx context.Context) { // -tagfocus, as authd's
+				c, err := smtp.Dial(smtpAddr)
 				if err != nil {
-					continue // redis.Nil: nothing within Block; or stopping
-				}
-				pipe := rdb.Pipeline()
-				for _, st := range res {
-					ids := make([]string, 0, len(st.Messages))
-					for _, m := range st.Messages {
-						to, _ := m.Values["a"].(string)
-						s, _ := m.Values["s"].(string)
-						if err := bareSend(c, to, bytes.ReplaceAll(tmpl, []byte("000000"), []byte(s[:6]))); err != nil {
-							b.Error(err)
-							return
-						}
-						ids = append(ids, m.ID)
-					}
-					pipe.XAck(ctx, st.Stream, "bare", ids...)
-					pipe.XDel(ctx, st.Stream, ids...)
-				}
-				if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
 					b.Error(err)
+					return
 				}
-			}
+				defer c.Close()
+				if err := c.Hello("localhost"); err != nil {
+					b.Error(err)
+					return
+				}
+				for ctx.Err() == nil {
+					res, err := rdb.XReadGroup(ctx, args).Result()
+					if err != nil {
+						continue // redis.Nil: nothing within Block; or stopping
+					}
+					pipe := rdb.Pipeline()
+					for _, st := range res {
+						ids := make([]string, 0, len(st.Messages))
+						for _, m := range st.Messages {
+							to, _ := m.Values["a"].(string)
+							s, _ := m.Values["s"].(string)
+							if err := bareSend(c, to, bytes.ReplaceAll(tmpl, []byte("000000"), []byte(s[:6]))); err != nil {
+								b.Error(err)
+								return
+							}
+							ids = append(ids, m.ID)
+						}
+						pipe.XAck(ctx, st.Stream, "bare", ids...)
+						pipe.XDel(ctx, st.Stream, ids...)
+					}
+					if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
+						b.Error(err)
+					}
+				}
+			})
 		})
 	}
 	return func() { cancel(); wg.Wait() }
