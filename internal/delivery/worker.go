@@ -157,10 +157,12 @@ type heldJob struct {
 	// waiting for a worker is in the backlog, as if still queued, and Lag
 	// leaves it out until then.
 	taken atomic.Bool
-	// handed is when the fetcher handed the job over: one that waited for
-	// a worker longer than heldTooLong is checked against the store before
-	// its first attempt, as a retry is (it may have been erased meanwhile).
-	handed time.Time
+	// claimedAt is the time the Claim that took the job was made at:
+	// what Claim found of its code (Checked) is that old. A job whose
+	// first attempt starts more than heldTooLong after it is checked
+	// against the store, as a retry is (it may have been replaced or
+	// erased meanwhile).
+	claimedAt time.Time
 }
 
 // heldTooLong is how long a job claimed ahead may wait for a worker and
@@ -438,7 +440,8 @@ func (w *Worker) fetch() {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(w.sendCtx, 5*time.Second)
-		jobs, err := w.queue.Claim(cctx, w.opts.Consumer, n, w.opts.ClaimTimeout, w.opts.Now())
+		claimedAt := w.opts.Now()
+		jobs, err := w.queue.Claim(cctx, w.opts.Consumer, n, w.opts.ClaimTimeout, claimedAt)
 		cancel()
 		if err != nil {
 			// Once per outage, and no faster than every second after the
@@ -462,7 +465,7 @@ func (w *Worker) fetch() {
 			if _, dup := w.held[j.Ref]; dup {
 				continue // a lapsed claim of our own, still being worked on
 			}
-			h := &heldJob{job: j}
+			h := &heldJob{job: j, claimedAt: claimedAt}
 			w.held[j.Ref] = h
 			fresh = append(fresh, h)
 		}
@@ -497,7 +500,6 @@ func (w *Worker) hand(h *heldJob) bool {
 		return false
 	}
 	w.active.Add(1)
-	h.handed = w.opts.Now()
 	select {
 	case w.ready <- h:
 		return true
@@ -591,14 +593,16 @@ func (w *Worker) attempt(h *heldJob) {
 	ctx, cancel := context.WithTimeout(w.sendCtx, w.opts.SendTimeout)
 	defer cancel()
 	// Before ReplaceableAt the resend cooldown guarantees no newer code:
-	// the first attempt skips the store's round trip; past it, Claim has
-	// looked (Checked), for all the jobs of a claim at once. A retry
-	// asks the store all the same: it is rare, and the code may have been
-	// erased meanwhile (EraseAddress deletes the queued job, but not from
-	// this worker's hands); so does a job claimed ahead that waited for a
-	// worker, and one Claim could not check.
-	waited := now.Sub(h.handed) > heldTooLong
-	first := h.attempts == 0 && !waited
+	// a first attempt soon after the claim skips the store's round trip;
+	// past it, Claim has looked (Checked), for all the jobs of a claim at
+	// once. Any other attempt asks the store: a retry (rare; after a
+	// failure of the store's own, attempts is still 0, but the claim is
+	// then seconds old), a job claimed ahead that waited for a worker
+	// longer than heldTooLong, and one Claim could not check; the code
+	// may have been replaced, used or erased since the claim
+	// (EraseAddress deletes the queued job, but not from this worker's
+	// hands).
+	first := h.attempts == 0 && now.Sub(h.claimedAt) <= heldTooLong
 	if first && j.Checked && !j.Live {
 		w.superseded.Add(1)
 		logger.Info("mail dropped unsent: its code was replaced or used")

@@ -517,3 +517,49 @@ func TestWorkerUsesClaimsCheck(t *testing.T) {
 		})
 	}
 }
+
+// What Claim found of a code is trusted only just after the claim: a job
+// whose first look at the store failed is retried seconds later, and a
+// code replaced meanwhile is then looked up again, its mail dropped.
+func TestWorkerClaimsCheckGoesStale(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.WithDelay(60*time.Millisecond))
+	r := newRig(t)
+	first := r.issue(t, "ha@example.com", "111111", time.Minute)
+	old := r.issue(t, "io@example.com", "222222", time.Minute)
+	failed := make(chan struct{})
+	var once sync.Once
+	current := func(ctx context.Context, a authd.Address, project, id string, now time.Time) (bool, error) {
+		if id == old.CodeID {
+			fail := false
+			once.Do(func() { fail = true })
+			if fail {
+				defer close(failed)
+				return false, authd.Errorf(authd.EUNAVAILABLE, "code store down")
+			}
+		}
+		return r.store.IsCurrent(ctx, a, project, id, now)
+	}
+	// One worker: the second job waits a send (60 ms) for it, past the
+	// claim's freshness, so its first attempt asks the store, and fails.
+	w := delivery.NewWorker(r.store, current, r.sealer, newSender(t, srv, nil), delivery.WorkerOptions{
+		Workers: 1, ClaimTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
+		Backoff: 200 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
+	})
+	w.Start()
+	t.Cleanup(func() { w.Close(context.Background()) })
+	select {
+	case <-failed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second job's store lookup never came")
+	}
+	newer := r.issue(t, "io@example.com", "333333", time.Minute) // during the backoff
+	r.wantStatus(t, first.DeliveryID, authd.DeliverySent, 5*time.Second)
+	r.wantStatus(t, newer.DeliveryID, authd.DeliverySent, 5*time.Second)
+	r.wantStatus(t, old.DeliveryID, authd.DeliverySuperseded, 5*time.Second)
+	for _, m := range srv.Messages() {
+		if smtptest.CodeFrom(m) == "222222" {
+			t.Error("the replaced code's mail was sent on the claim's stale look")
+		}
+	}
+}

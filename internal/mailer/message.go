@@ -26,8 +26,9 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 		return nil, fmt.Errorf("smtp: render: %w", err)
 	}
 	// A line break would end a header (or the RCPT TO command) early and
-	// start another of the address's choosing; ASCIIEmail lets none
-	// through, nor angle brackets.
+	// start another of the address's choosing: NormalizeEmail's dot-atom
+	// lets none through, nor angle brackets, and Send refuses them before
+	// this as the recipient's error; this is the last line of defence.
 	if strings.ContainsAny(to, "<>\r\n") {
 		return nil, errors.New("smtp: the recipient is not a valid address")
 	}
@@ -36,7 +37,18 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	b.Grow(len(r.Text) + len(r.HTML) + 1024)
 	header := func(name, value string) {
 		b.WriteString(name)
-		b.WriteString(": ")
+		b.WriteString(":")
+		if strings.Contains(value, "=?") {
+			// RFC 2047: a line with encoded words holds at most 76
+			// characters, so each word (75 at most) goes on a line of
+			// its own: folded before the first when the name leaves too
+			// little room, and between words.
+			value = strings.ReplaceAll(value, "?= ", "?=\r\n ")
+			if first, _, _ := strings.Cut(value, "\r\n"); len(name)+2+len(first) > 76 {
+				b.WriteString("\r\n")
+			}
+		}
+		b.WriteString(" ")
 		b.WriteString(value)
 		b.WriteString("\r\n")
 	}
@@ -44,9 +56,9 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	header("Date", s.now().Format(time.RFC1123Z))
 	header("MIME-Version", "1.0")
 	header("Message-ID", "<"+strings.ToLower(rand.Text())+"@"+s.fromDomain+">")
-	// Q-encoded when not plain ASCII, one encoded word a line; the
-	// templates' subject is one line (headerText).
-	header("Subject", strings.ReplaceAll(mime.QEncoding.Encode("utf-8", r.Subject), "?= =?", "?=\r\n =?"))
+	// Q-encoded when not plain ASCII; the templates' subject is one line
+	// (headerText).
+	header("Subject", mime.QEncoding.Encode("utf-8", r.Subject))
 	header("X-Auto-Response-Suppress", "All")
 	header("From", s.from.String())
 	header("To", "<"+to+">")

@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ func TestBuildMessageReadsAsGoMails(t *testing.T) {
 	for _, tc := range []struct{ name, fromName, project string }{
 		{"ASCII", "Auth Service", "Example Shop"},
 		{"non-ASCII", "Auth Sérvice", "Café Zürich ✓ — a name long enough that its encoded subject takes more than one encoded word"},
+		{"long sender", strings.Repeat("認証サービス", 30), "Example Shop"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
@@ -53,10 +55,10 @@ func TestBuildMessageReadsAsGoMails(t *testing.T) {
 			if id := got.Header.Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, "@example.com>") {
 				t.Errorf("Message-ID %q", id)
 			}
-			// RFC 5322's 78 octets a line, RFC 2047's encoded word of 75
-			// after its header's name.
+			// RFC 5322's 78 octets a line; RFC 2047's 76 for a line with
+			// encoded words.
 			for i, line := range bytes.Split(raw, []byte("\r\n")) {
-				if len(line) > 78 && !(bytes.HasPrefix(line, []byte("Subject: =?")) && len(line) <= 9+75) || bytes.ContainsAny(line, "\r\n") {
+				if len(line) > 78 || bytes.Contains(line, []byte("=?")) && len(line) > 76 || bytes.ContainsAny(line, "\r\n") {
 					t.Errorf("line %d: %d octets or a bare line end: %q", i+1, len(line), line)
 				}
 			}
@@ -64,15 +66,22 @@ func TestBuildMessageReadsAsGoMails(t *testing.T) {
 	}
 }
 
-// The recipient cannot end the To header or start another.
+// The recipient cannot end the To header (or RCPT TO) or start another:
+// Send refuses it as the recipient's own error, for good, before any
+// connection, and the mail is not built either.
 func TestBuildMessageRefusesHeaderBreaks(t *testing.T) {
-	s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com"})
+	s, err := NewSMTPSender(Config{Host: "127.0.0.1", Port: 1, From: "info@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, to := range []string{"a@example.com>\r\nBcc: <b@example.com", "a@example.com\nX: y"} {
-		if _, err := s.buildMessage(authd.Message{To: to, ProjectName: "Shop", Code: "123456", TTL: time.Minute}, to); err == nil {
+	for _, to := range []string{"a@example.com>\r\nBcc: <b@example.com", "a@example.com\nX: y", "<a@example.com>"} {
+		m := authd.Message{To: to, ProjectName: "Shop", Code: "123456", TTL: time.Minute}
+		if _, err := s.buildMessage(m, to); err == nil {
 			t.Errorf("%q: built", to)
+		}
+		var se *authd.SendError
+		if err := s.Send(t.Context(), m); !errors.As(err, &se) || se.Temporary || se.Session || se.Setting != "" {
+			t.Errorf("%q: Send = %v (%+v), want the recipient's permanent error", to, err, se)
 		}
 	}
 }

@@ -188,9 +188,10 @@ func result(t *testing.T, done <-chan error) error {
 	}
 }
 
-// With PIPELINING offered, MAIL FROM, RCPT TO and DATA come in one read,
-// before the server has answered any of them; on the kept connection the
-// next mail's do too. The command bytes are those go-mail sent.
+// With PIPELINING offered, MAIL FROM goes alone, then RCPT TO and DATA
+// come in one read, before the server has answered either; on the kept
+// connection the next mail's do too. The command bytes are those go-mail
+// sent.
 func TestSMTPSenderPipelines(t *testing.T) {
 	r := startRaw(t)
 	s := r.sender(t)
@@ -200,15 +201,20 @@ func TestSMTPSenderPipelines(t *testing.T) {
 		if i > 0 {
 			done = sendAsync(s, code)
 		}
-		got := c.lines(3, 5*time.Second)
-		want := []string{"MAIL FROM:<info@example.com> BODY=8BITMIME", "RCPT TO:<ana@example.com>", "DATA"}
+		if got := c.lines(1, 5*time.Second)[0]; got != "MAIL FROM:<info@example.com> BODY=8BITMIME" {
+			t.Errorf("mail %d: %q, want MAIL FROM", i, got)
+		}
+		c.quiet(200 * time.Millisecond) // MAIL FROM waits for its reply
+		c.reply("250 2.1.0 ok")
+		got := c.lines(2, 5*time.Second)
+		want := []string{"RCPT TO:<ana@example.com>", "DATA"}
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("mail %d: commands %q, want %q", i, got, want)
 		}
 		if c.reads != 1 {
-			t.Errorf("mail %d: the three commands came in %d reads, want 1", i, c.reads)
+			t.Errorf("mail %d: RCPT TO and DATA came in %d reads, want 1", i, c.reads)
 		}
-		c.reply("250 2.1.0 ok", "250 2.1.5 ok", "354 go ahead")
+		c.reply("250 2.1.5 ok", "354 go ahead")
 		msg := c.data()
 		t.Logf("mail %d: %d bytes of message in %d reads", i, len(msg), c.reads)
 		if !strings.Contains(msg, code) {
@@ -257,8 +263,10 @@ func TestSMTPSenderPipelinedRcptRefusedSendsNothing(t *testing.T) {
 	s := r.sender(t)
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-	c.lines(3, 5*time.Second)
-	c.reply("250 2.1.0 ok", "550 5.1.1 <ana@example.com>: no such user", "354 go ahead")
+	c.lines(1, 5*time.Second)
+	c.reply("250 2.1.0 ok")
+	c.lines(2, 5*time.Second)
+	c.reply("550 5.1.1 <ana@example.com>: no such user", "354 go ahead")
 	c.hungUp()
 	err := result(t, done)
 	if err == nil {
@@ -330,12 +338,12 @@ func startRelay(t *testing.T, srv *smtptest.Server) (*relay, string, int) {
 	return r, "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
 }
 
-// pipelined reports whether some read held MAIL FROM, RCPT TO and DATA.
+// pipelined reports whether some read held RCPT TO and DATA.
 func (r *relay) pipelined() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.chunks {
-		if strings.HasPrefix(c, "MAIL FROM:") && strings.Contains(c, "\r\nRCPT TO:") && strings.HasSuffix(c, "\r\nDATA\r\n") {
+		if strings.HasPrefix(c, "RCPT TO:") && strings.HasSuffix(c, "\r\nDATA\r\n") {
 			return true
 		}
 	}
@@ -344,7 +352,8 @@ func (r *relay) pipelined() bool {
 
 // Against the real server, pipelined: a refusal at RCPT TO or at MAIL
 // FROM is classified as it always was, nothing is delivered, and the
-// connection is not reused; a delivered mail arrives whole.
+// connection is not reused (the next mail, pipelined, goes on a new one);
+// a delivered mail arrives whole.
 func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 	first := func(code int) func(int, string) *smtp.SMTPError {
 		return func(n int, _ string) *smtp.SMTPError {
@@ -372,9 +381,6 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 				t.Fatal("Send succeeded")
 			}
 			t.Logf("error: %v", err)
-			if !rl.pipelined() {
-				t.Errorf("MAIL FROM, RCPT TO and DATA were not written together")
-			}
 			se := sendError(t, err)
 			if se.Temporary != tc.temporary || se.Reply != tc.reply || se.Session != tc.session {
 				t.Errorf("got %+v, want temporary %v, reply %v, session %v", se, tc.temporary, tc.reply, tc.session)
@@ -392,6 +398,9 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 			if n := srv.Connections(); n != 2 {
 				t.Errorf("connections = %d, want 2: the failed one was reused", n)
 			}
+			if !rl.pipelined() {
+				t.Errorf("RCPT TO and DATA were not written together")
+			}
 		})
 	}
 
@@ -404,7 +413,7 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 		}
 		m := srv.Wait(t, 1, 5*time.Second)[0]
 		if !rl.pipelined() {
-			t.Errorf("MAIL FROM, RCPT TO and DATA were not written together")
+			t.Errorf("RCPT TO and DATA were not written together")
 		}
 		if m.ParseErr != nil {
 			t.Fatalf("parse: %v", m.ParseErr)
@@ -464,5 +473,52 @@ func TestSMTPSenderMailFromEnhancedCode(t *testing.T) {
 		if se.Temporary || !se.Reply || !se.Session || se.Setting != tc.setting {
 			t.Errorf("550 %v: %+v, want permanent, answered, the session's, %s", tc.enhanced, se, tc.setting)
 		}
+	}
+}
+
+// A pipelining server that holds its replies until it has checked the
+// recipient (as Postfix and Exim flush theirs only when they wait for
+// input) and runs past the timeout on a tarpit address: the wait is the
+// recipient's, as at RCPT TO, not the session's (mail does not look
+// degraded), and the kept connection is not taken for a dead one (no
+// second connection, waiting as long again). MAIL FROM goes alone so
+// that this holds: in the same write, its reply would be held too.
+func TestSMTPSenderPipelinedHeldReplyIsTheRecipients(t *testing.T) {
+	r := startRaw(t)
+	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
+		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.lines(2, 5*time.Second)
+	c.reply("250 ok", "354 go ahead")
+	c.data()
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("first mail: %v", err)
+	}
+	// The second mail, on the kept connection: MAIL FROM answered at once
+	// (the server waits for input), then RCPT TO's and DATA's replies
+	// held past the timeout.
+	done = sendAsync(s, "654321")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.lines(2, 5*time.Second)
+	err = result(t, done)
+	if err == nil {
+		t.Fatal("Send succeeded with no reply")
+	}
+	if se := sendError(t, err); !se.Temporary || se.Session {
+		t.Errorf("a held reply past the timeout: %+v, want temporary and not the session's", se)
+	}
+	r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if nc, err := r.ln.Accept(); err == nil {
+		nc.Close()
+		t.Error("Send dialled again after a timeout, as if the kept connection had died")
 	}
 }

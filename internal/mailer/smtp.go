@@ -96,7 +96,7 @@ type smtpConn struct {
 	plainOffered bool
 
 	// From the server's EHLO, for each message's transaction:
-	pipelining bool   // PIPELINING: MAIL FROM, RCPT TO and DATA in one write
+	pipelining bool   // PIPELINING: RCPT TO and DATA in one write, after MAIL FROM's reply
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
 }
@@ -172,9 +172,9 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode, in one
-// round trip for MAIL FROM, RCPT TO and DATA when the server offers
-// PIPELINING and one per command when not, then one for the message.
+// Send delivers m to its address with the domain in punycode: a round
+// trip for MAIL FROM, one for RCPT TO and DATA together when the server
+// offers PIPELINING (one each when not), then one for the message.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -186,7 +186,8 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 // and never hold the code or the password.
 func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	to, err := authd.ASCIIEmail(m.To)
-	if err != nil {
+	if err != nil || strings.ContainsAny(to, "<>\r\n") {
+		// The recipient's own failure, for good: no retry, no setting.
 		return &authd.SendError{Err: errors.New("smtp: the recipient is not a valid address")}
 	}
 	env, err := s.message(m, to)
@@ -268,10 +269,19 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 
 // transact runs one mail transaction on c: MAIL FROM, RCPT TO, DATA, the
 // message, each failure tagged with its step (stageError). When the
-// server offered PIPELINING (RFC 2920) the three commands go out in one
-// write and their replies are read after it, in order; without it each
-// command waits for its reply. One loop does both, so the two modes
-// cannot drift apart.
+// server offered PIPELINING (RFC 2920), RCPT TO and DATA go out in one
+// write after MAIL FROM's reply and their replies are read after it, in
+// order; without it each command waits for its reply. One loop does
+// both, so the two modes cannot drift apart.
+//
+// MAIL FROM goes alone: a pipelining server may hold its replies until
+// it must wait for input (Postfix and Exim do), so with MAIL FROM in the
+// same write a recipient slow to check (a callout, a tarpit) would keep
+// MAIL FROM's reply back too, and a wait past the deadline could not be
+// told from a server stalled on every mail: the first is the recipient's
+// (it must not make mail look degraded: anyone can ask codes for tarpit
+// addresses), the second the session's. Alone, MAIL FROM is answered
+// before anything of the recipient is known.
 //
 // There is no NOOP before the transaction: it costs a round trip, and a
 // dead kept connection shows at MAIL FROM instead (stale), where Send
@@ -297,8 +307,8 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	for i, cmd := range cmds {
 		if i == written {
 			written = i + 1
-			if c.pipelining {
-				written = len(cmds)
+			if c.pipelining && i > 0 {
+				written = len(cmds) // RCPT TO and DATA together
 			}
 			for _, w := range cmds[i:written] {
 				t.W.WriteString(w.line)
@@ -718,7 +728,9 @@ func tlsRefused(err error) bool {
 // broke, or the server said 421 closing, at the first command.
 func stale(err error) bool {
 	var st *stageError
-	if !errors.As(err, &st) || st.stage != stageMail {
+	// A server that does not answer in time is slow, not gone: another
+	// connection would wait as long again.
+	if !errors.As(err, &st) || st.stage != stageMail || errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
 	code := replyCode(err)
