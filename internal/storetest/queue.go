@@ -98,6 +98,17 @@ func claimAll(t *testing.T, s QueueStore, consumer string, timeout time.Duration
 	return jobs
 }
 
+// claimUntilEmpty claims until nothing is left (claim timeout a minute):
+// a store split over shards claims a few a partition at a time.
+func claimUntilEmpty(t *testing.T, s QueueStore, consumer string, now time.Time) []authd.ClaimedJob {
+	t.Helper()
+	var all []authd.ClaimedJob
+	for more := claimAll(t, s, consumer, time.Minute, now); len(more) > 0; more = claimAll(t, s, consumer, time.Minute, now) {
+		all = append(all, more...)
+	}
+	return all
+}
+
 func wantDelivery(t *testing.T, s QueueStore, id string, now time.Time, status string, attempts int) authd.Delivery {
 	t.Helper()
 	d, err := s.Delivery(context.Background(), id, now)
@@ -186,11 +197,7 @@ func testQueueClaimChecksLive(t *testing.T, s QueueStore) {
 		replaced.DeliveryID: {true, false}, replacing.DeliveryID: {true, true}, protected.DeliveryID: {false, false},
 		live.DeliveryID: {true, true}, used.DeliveryID: {true, false},
 	}
-	// A store split over shards claims a few a partition at a time.
-	var got []authd.ClaimedJob
-	for more := claimAll(t, s, "a", time.Minute, now); len(more) > 0; more = claimAll(t, s, "a", time.Minute, now) {
-		got = append(got, more...)
-	}
+	got := claimUntilEmpty(t, s, "a", now)
 	if len(got) != len(want) {
 		t.Fatalf("claimed %d jobs, want %d", len(got), len(want))
 	}
@@ -200,11 +207,7 @@ func testQueueClaimChecksLive(t *testing.T, s QueueStore) {
 		}
 	}
 	// Expired by the time it is claimed (lapsed claims taken over late).
-	late := now.Add(codeTTL + time.Minute)
-	var lapsed []authd.ClaimedJob
-	for more := claimAll(t, s, "b", time.Minute, late); len(more) > 0; more = claimAll(t, s, "b", time.Minute, late) {
-		lapsed = append(lapsed, more...)
-	}
+	lapsed := claimUntilEmpty(t, s, "b", now.Add(codeTTL+time.Minute))
 	if len(lapsed) != len(want) {
 		t.Fatalf("took over %d lapsed jobs, want %d", len(lapsed), len(want))
 	}
