@@ -120,8 +120,10 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 // checkpoint has PostgreSQL write out what earlier phases left dirty
-// (CHECKPOINT) before a verify-code phase: a checkpoint falling in one
-// phase and not the other made their ratio swing from 0.4 to 2.5.
+// (CHECKPOINT) before a verify-code phase, so that a checkpoint does not
+// fall in one phase of the pair and not the other: one cause of the
+// verify ratio's swings between runs (0.4 to 2.5 on the same binary; it
+// still swings, less often).
 func (l *loader) checkpoint() {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testenv.DatabaseURL(l.b))
