@@ -47,9 +47,14 @@ local function claim_new()
       r = redis.call(unpack(read))
     end
     for _, st in ipairs(r or {}) do
+      -- One ZADD for the stream's entries, not one each.
+      local at, zadd = int(now), {'ZADD', claims}
       for _, e in ipairs(st[2]) do
-        redis.call('ZADD', claims, int(now), e[1])
+        zadd[#zadd + 1], zadd[#zadd + 2] = at, e[1]
         table.insert(new, {stream, e[1], e[2]})
+      end
+      if #zadd > 2 then
+        redis.call(unpack(zadd))
       end
     end
   end
