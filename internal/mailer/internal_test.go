@@ -14,6 +14,9 @@ func TestHeaderText(t *testing.T) {
 		{"Zoë’s Café", "Zoë’s Café"},
 		{"\r\n", ""},
 		{strings.Repeat("x", 300), strings.Repeat("x", maxHeaderRunes)},
+		// Cut where a space stood: no trailing space (a folded header
+		// line must not end up all white space).
+		{strings.Repeat("x", maxHeaderRunes-1) + " ?= y", strings.Repeat("x", maxHeaderRunes-1)},
 	} {
 		if got := headerText(tc.in); got != tc.want {
 			t.Errorf("headerText(%q) = %q, want %q", tc.in, got, tc.want)

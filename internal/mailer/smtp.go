@@ -594,7 +594,9 @@ type class struct {
 //	MAIL FROM answered another 5xx      no         yes    yes      EMAILS_FROM_EMAIL
 //	RCPT TO answered 4xx / 5xx          4xx        yes    NO       ""
 //	DATA, the message: 4xx / 5xx        4xx        yes    yes      ""
-//	any step but connect: timed out,
+//	RCPT TO timed out (its reply, or
+//	the caller's deadline)              yes        no     NO       ""
+//	any other step but connect: timed out,
 //	cut, no SMTP reply                  yes        no     yes      the step's, as above; "" from MAIL FROM on
 //
 // *plain: plainOffered, the session is in plain text on a server that

@@ -234,5 +234,6 @@ func headerText(s string) string {
 		b.WriteRune(r)
 		n++
 	}
-	return b.String()
+	// Cut at the bound, it may end in the space before the next word.
+	return strings.TrimRight(b.String(), " ")
 }

@@ -47,11 +47,16 @@ local function claim_new()
       r = redis.call(unpack(read))
     end
     for _, st in ipairs(r or {}) do
-      -- One ZADD for the stream's entries, not one each.
+      -- One ZADD for up to 1000 of the stream's entries, not one each
+      -- (unpack takes a few thousand values at most).
       local at, zadd = int(now), {'ZADD', claims}
       for _, e in ipairs(st[2]) do
         zadd[#zadd + 1], zadd[#zadd + 2] = at, e[1]
         table.insert(new, {stream, e[1], e[2]})
+        if #zadd >= 2002 then
+          redis.call(unpack(zadd))
+          zadd = {'ZADD', claims}
+        end
       end
       if #zadd > 2 then
         redis.call(unpack(zadd))

@@ -30,6 +30,7 @@ func MailQueue(t *testing.T, open func(t *testing.T) QueueStore) {
 		{"NoJobNoQueue", testQueueNoJobNoQueue},
 		{"ClaimIsExclusive", testQueueClaimIsExclusive},
 		{"ClaimChecksLive", testQueueClaimChecksLive},
+		{"ClaimManyOfOneStream", testQueueClaimManyOfOneStream},
 		{"LapsedClaimTakenOver", testQueueLapsedClaimTakenOver},
 		{"NewBeforeLapsed", testQueueNewBeforeLapsed},
 		{"ExtendKeepsClaim", testQueueExtendKeepsClaim},
@@ -215,6 +216,33 @@ func testQueueClaimChecksLive(t *testing.T, s QueueStore) {
 		if !j.Checked || j.Live {
 			t.Errorf("job %s: Checked %v, Live %v after its code expired; want checked, not live", j.CodeID, j.Checked, j.Live)
 		}
+	}
+}
+
+// More jobs of one address (one stream) than one write of their claim
+// times takes: every one is claimed once, and every claim is recorded, so
+// that all of them lapse and are taken over.
+func testQueueClaimManyOfOneStream(t *testing.T, s QueueStore) {
+	now := codeT0
+	address := newCodeAddress(t)
+	const n = 1100
+	for range n {
+		issueFor(t, s, address, now, 0)
+	}
+	jobs, err := s.Claim(context.Background(), "a", 2*n, time.Minute, now)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	jobs = append(jobs, claimUntilEmpty(t, s, "a", now)...)
+	refs := map[string]bool{}
+	for _, j := range jobs {
+		refs[j.Ref] = true
+	}
+	if len(jobs) != n || len(refs) != n {
+		t.Fatalf("claimed %d jobs (%d distinct), want %d", len(jobs), len(refs), n)
+	}
+	if lapsed := claimUntilEmpty(t, s, "b", now.Add(time.Minute)); len(lapsed) != n {
+		t.Fatalf("took over %d lapsed claims, want %d", len(lapsed), n)
 	}
 }
 
