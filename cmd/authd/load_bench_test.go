@@ -523,16 +523,7 @@ func (l *loader) bareVerify() phaseResult {
 	b := l.b
 	srv, c := benchCeiling(b)
 	run := randHex(4)
-	now := time.Now()
-	for i := range l.n {
-		e := loadEmail(run, i)
-		if _, err := c.codes.IssueCode(context.Background(), authd.IssueRequest{
-			Address: addrOf(e), Project: "shop", ClientIP: "127.0.0.1", Now: now,
-			Record: authd.CodeRecord{ID: "id", Hash: authd.CodeHash(c.keys.Code, "shop", e, "123456"), ExpiresAt: now.Add(5 * time.Minute)},
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c.issueKnown(b, l.n, func(i int) string { return loadEmail(run, i) })
 	l.checkpoint()
 	return l.drive("bare verify-code", func(i int) error {
 		return l.post(srv.URL+"/verify", verifyBody(loadEmail(run, i), "123456"))

@@ -230,15 +230,11 @@ func (s *Store) upsertMany(ctx context.Context, emails []string, ats []time.Time
 	defer rows.Close()
 	out := make(map[string]authd.User, len(emails))
 	for rows.Next() {
-		var (
-			key          string
-			u            authd.User
-			lastVerified *time.Time
-		)
-		if err := rows.Scan(&key, &u.ID, &u.Email, &u.CreatedAt, &lastVerified); err != nil {
+		key, u, err := scanKeyedUser(rows)
+		if err != nil {
 			return nil, err
 		}
-		out[key] = normalizeTimes(u, lastVerified)
+		out[key] = u
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -110,15 +110,10 @@ func (s *Store) CaseDuplicates(ctx context.Context) ([][]authd.User, error) {
 	for rows.Next() {
 		// Group on PostgreSQL's lower(), not Go's: they may disagree
 		// outside ASCII, and the query grouped with PostgreSQL's.
-		var (
-			key          string
-			u            authd.User
-			lastVerified *time.Time
-		)
-		if err := rows.Scan(&key, &u.ID, &u.Email, &u.CreatedAt, &lastVerified); err != nil {
+		key, u, err := scanKeyedUser(rows)
+		if err != nil {
 			return nil, unavailable(err)
 		}
-		u = normalizeTimes(u, lastVerified)
 		if len(groups) == 0 || key != last {
 			groups = append(groups, nil)
 			last = key
@@ -142,6 +137,20 @@ func scanUser(row pgx.Row) (authd.User, error) {
 		return authd.User{}, err
 	}
 	return normalizeTimes(u, lastVerified), nil
+}
+
+// scanKeyedUser reads a row of a key (PostgreSQL's lower() of the
+// address) and a user, as scanUser.
+func scanKeyedUser(row pgx.Row) (string, authd.User, error) {
+	var (
+		key          string
+		u            authd.User
+		lastVerified *time.Time
+	)
+	if err := row.Scan(&key, &u.ID, &u.Email, &u.CreatedAt, &lastVerified); err != nil {
+		return "", authd.User{}, err
+	}
+	return key, normalizeTimes(u, lastVerified), nil
 }
 
 // normalizeTimes marks the naive timestamps as UTC and sets LastVerifiedAt.
