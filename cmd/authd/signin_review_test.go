@@ -137,23 +137,10 @@ func TestSignInRequestObjectsRefused(t *testing.T) {
 		{"form_post", "invalid_request", func(q url.Values) { q.Set("response_mode", "form_post") }},
 	} {
 		f := newFlow()
-		u, _ := url.Parse(r.authURL(f))
-		q := u.Query()
-		tc.edit(q)
-		u.RawQuery = q.Encode()
-		p := b.do(http.MethodGet, u.String(), nil)
-		loc, _ := url.Parse(p.Location)
-		if p.Status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != tc.want ||
-			loc.Query().Get("state") != f.state || loc.Query().Get("iss") != iss {
-			t.Errorf("%s: %d %q, want error=%s", tc.name, p.Status, p.Location, tc.want)
-		}
+		r.wantAuthorizeError(t, b.do(http.MethodGet, r.editedAuthURL(f, tc.edit), nil), f, iss, tc.name, tc.want)
 	}
-	f := newFlow()
-	u, _ := url.Parse(r.authURL(f))
-	q := u.Query()
-	q.Set("response_mode", "query")
-	u.RawQuery = q.Encode()
-	if p := b.get(u.String()); p.Status != 200 {
+	query := r.editedAuthURL(newFlow(), func(q url.Values) { q.Set("response_mode", "query") })
+	if p := b.get(query); p.Status != 200 {
 		t.Fatalf("response_mode=query: %d %q", p.Status, p.Location)
 	}
 }

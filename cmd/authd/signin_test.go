@@ -222,6 +222,28 @@ func (r *rp) authURL(f flow, opts ...oauth2.AuthCodeOption) string {
 	return r.conf.AuthCodeURL(f.state, append(opts, oidc.Nonce(f.nonce), oauth2.S256ChallengeOption(f.verifier))...)
 }
 
+// editedAuthURL is authURL with its query edited: a client that asks
+// for what it should not.
+func (r *rp) editedAuthURL(f flow, edit func(url.Values)) string {
+	u, _ := url.Parse(r.authURL(f))
+	q := u.Query()
+	edit(q)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// wantAuthorizeError checks that the authorization request came back to
+// the client's redirect URI with the error want, its state and authd's
+// iss (RFC 9207).
+func (r *rp) wantAuthorizeError(t *testing.T, p page, f flow, iss, name, want string) {
+	t.Helper()
+	loc, _ := url.Parse(p.Location)
+	if p.Status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != want ||
+		loc.Query().Get("state") != f.state || loc.Query().Get("iss") != iss || !strings.HasPrefix(p.Location, r.conf.RedirectURL+"?") {
+		t.Errorf("%s: %d %q, want error=%s", name, p.Status, p.Location, want)
+	}
+}
+
 // finish is the client's callback: state and iss checked (RFC 9207), the
 // code exchanged with the verifier, the ID token verified through
 // discovery, its nonce checked.
@@ -529,16 +551,7 @@ func TestSignInRefusals(t *testing.T) {
 		{"repeated state", "invalid_request", func(q url.Values) { q.Add("state", "again") }},
 	} {
 		f := newFlow()
-		u, _ := url.Parse(r.authURL(f))
-		q := u.Query()
-		tc.edit(q)
-		u.RawQuery = q.Encode()
-		p := b.do(http.MethodGet, u.String(), nil)
-		loc, _ := url.Parse(p.Location)
-		if p.Status != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != tc.want ||
-			loc.Query().Get("state") != f.state || loc.Query().Get("iss") != iss || !strings.HasPrefix(p.Location, "http://127.0.0.1/callback?") {
-			t.Errorf("%s: %d %q, want error=%s", tc.name, p.Status, p.Location, tc.want)
-		}
+		r.wantAuthorizeError(t, b.do(http.MethodGet, r.editedAuthURL(f, tc.edit), nil), f, iss, tc.name, tc.want)
 	}
 
 	// A sign-in to its redirect, for the token endpoint's refusals.
