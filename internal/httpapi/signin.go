@@ -188,13 +188,16 @@ func (p *pages) message(w http.ResponseWriter, r *http.Request, status int, l lo
 // outages' 503s as readable messages, each with its status.
 func (p *pages) failure(w http.ResponseWriter, r *http.Request, l locale.Lang, project string, err error) {
 	status, text := p.explain(l, project, err)
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		var e *authd.Error
-		if errors.As(err, &e) {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
-		}
-	}
+	setRetryAfter(w, status, err)
 	p.message(w, r, status, l, project, l.T("error.title"), text, "")
+}
+
+// setRetryAfter tells when to come back from a 429 or a 503 of err.
+func setRetryAfter(w http.ResponseWriter, status int, err error) {
+	var e *authd.Error
+	if errors.As(err, &e) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
+	}
 }
 
 // explain is the status and the readable message of a step's error.
@@ -353,10 +356,7 @@ func handleSignInEmail(si SignIn, p *pages, cop *http.CrossOriginProtection) htt
 				p.failure(w, r, l, p.projectName(f.Client), err)
 				return
 			}
-			var e *authd.Error
-			if errors.As(err, &e) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
-			}
+			setRetryAfter(w, status, err)
 			f.Email = email
 			d := p.base(r, f)
 			d.Error, d.Token = text, si.FormToken(f, "email")
@@ -384,10 +384,7 @@ func handleSignInCode(si SignIn, p *pages, cop *http.CrossOriginProtection) http
 				return
 			}
 			status, text := p.explain(l, p.projectName(f.Client), err)
-			var e *authd.Error
-			if errors.As(err, &e) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
-			}
+			setRetryAfter(w, status, err)
 			p.formPage(w, r, si, f, status, text, false)
 			return
 		}
