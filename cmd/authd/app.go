@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,7 +65,6 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 	// Discovery wants RS256 among its ID token algorithms: an RSA key is
 	// kept beside the Ed25519 ones, sealed, rotated and published alike,
 	// whether or not a client asks for RS256 yet.
-	rs256 := slices.ContainsFunc(cfg.Projects.All(), func(p authd.Project) bool { return p.IDTokenAlg == jwt.RS256 })
 	clients := slices.ContainsFunc(cfg.Projects.All(), func(p authd.Project) bool { return len(p.RedirectURIs) > 0 })
 	var src jwt.Source = &jwt.StoreSource{Store: db, Key: token[0], Old: token[1:], RS256: clients}
 	switch {
@@ -74,9 +72,6 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, o override
 		src = jwt.Secret(cfg.HS256Secret)
 	case cfg.TokenKeyFile != "":
 		src = jwt.FileSource{Path: cfg.TokenKeyFile}
-	}
-	if _, stored := src.(*jwt.StoreSource); rs256 && !stored {
-		return nil, errors.New("config: PROJECTS_FILE: id_token_signed_response_alg RS256 needs the token keys kept in the database (TOKEN_ALG=EdDSA, no TOKEN_KEY_FILE)")
 	}
 	// A database not up yet does not stop start-up; a master key that opens
 	// nothing stored does, before it is trusted with anything.

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -505,6 +506,12 @@ func (c *Config) checkIssuer() error {
 // checkTokens runs after the secrets: the HS256 secret must not be
 // SECRET_KEY.
 func (c *Config) checkTokens() error {
+	// A client's RS256 ID tokens are signed with the RSA key kept, sealed,
+	// in the database: neither an HS256 secret nor a key file holds one.
+	if c.Projects != nil && (c.TokenAlg == "HS256" || c.TokenKeyFile != "") &&
+		slices.ContainsFunc(c.Projects.All(), func(p authd.Project) bool { return p.IDTokenAlg == "RS256" }) {
+		return configError("PROJECTS_FILE", "id_token_signed_response_alg RS256 needs the token keys kept in the database (TOKEN_ALG=EdDSA, no TOKEN_KEY_FILE)")
+	}
 	if c.TokenAlg != "HS256" {
 		if c.hsRaw != "" {
 			return configError("TOKEN_HS256_SECRET", "set, but TOKEN_ALG is not HS256")

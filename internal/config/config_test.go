@@ -310,6 +310,18 @@ func TestTokenConfigErrors(t *testing.T) {
 		{"TTL too long", prodVars("TOKEN_TTL_SECONDS", "999999"), "TOKEN_TTL_SECONDS"},
 		{"bad cache", prodVars("JWKS_CACHE_SECONDS", "x"), "JWKS_CACHE_SECONDS"},
 	}
+	// A client that wants RS256 ID tokens needs the keys kept in the
+	// database, whose set holds the RSA key.
+	rs256 := filepath.Join(t.TempDir(), "projects.yaml")
+	os.WriteFile(rs256, []byte("- id: app\n  display_name: App\n  redirect_uris: [https://app.example.com/cb]\n  id_token_signed_response_alg: RS256\n"), 0o600)
+	cases = append(cases, []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"RS256 client with a key file", prodVars("PROJECTS_FILE", rs256, "TOKEN_KEY_FILE", path), "PROJECTS_FILE"},
+		{"RS256 client with HS256", prodVars("PROJECTS_FILE", rs256, "TOKEN_ALG", "HS256", "TOKEN_HS256_SECRET", "hs256-e2e-secret-0123456789abcdef0123456789"), "PROJECTS_FILE"},
+	}...)
 	for _, tc := range cases {
 		_, err := loadConfig(envOf(tc.vars))
 		if err == nil || !strings.HasPrefix(err.Error(), "config: "+tc.want+":") {
@@ -318,6 +330,9 @@ func TestTokenConfigErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), testSecret) {
 			t.Errorf("%s: the error repeats a secret", tc.name)
 		}
+	}
+	if _, err := loadConfig(envOf(prodVars("PROJECTS_FILE", rs256))); err != nil {
+		t.Fatalf("RS256 client with the keys in the database: %v", err)
 	}
 	cfg, err := loadConfig(envOf(prodVars("TOKEN_KEY_FILE", path, "TOKEN_TTL_SECONDS", "600")))
 	if err != nil || cfg.TokenKeyFile != path || cfg.TokenTTL != 10*time.Minute || cfg.Issuer != testIssuer || cfg.JWKSMaxAge != 5*time.Minute {

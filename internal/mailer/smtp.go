@@ -63,9 +63,9 @@ type Config struct {
 	Now       func() time.Time
 }
 
-// SMTPSender delivers mail over SMTP. go-mail opens the sessions and builds
-// the messages; each message's transaction is ours (transact), pipelined
-// (RFC 2920) when the server offers PIPELINING. Send is safe for
+// SMTPSender delivers mail over SMTP. go-mail opens the sessions; each
+// message is built by buildMessage and its transaction is ours
+// (transact), pipelined (RFC 2920) when the server offers PIPELINING. Send is safe for
 // concurrent use: each call takes an idle connection or dials a new one,
 // and gives it back for the next message when the delivery succeeded.
 type SMTPSender struct {
