@@ -94,14 +94,15 @@ func BenchmarkLoad(b *testing.B) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "load: %d connections, %d requests a phase, %d CPUs; load average %s before, %s after\n",
 		conns, n, runtime.NumCPU(), loadBefore, loadAvg())
-	fmt.Fprintf(&out, "%-42s %12s %12s %6s  %-22s %-22s %7s %12s %16s %16s\n", "path", "bare", "authd", "ratio", "bare p50/p99", "authd p50/p99", "errors", "authd CPU/req",
-		"machine bare/authd", "Redis bare/authd")
+	fmt.Fprintf(&out, "%-42s %12s %12s %6s  %-22s %-22s %7s %12s %16s %16s %20s\n", "path", "bare", "authd", "ratio", "bare p50/p99", "authd p50/p99", "errors", "authd CPU/req",
+		"machine bare/authd", "Redis bare/authd", "load tool bare/authd")
 	failed := 0
 	for _, r := range rows {
 		bare, got := r.bare.rate(r.delivered), r.authd.rate(r.delivered)
-		fmt.Fprintf(&out, "%-42s %12.0f %12.0f %6.2f  %-22s %-22s %7d %10.0fµs %7.0f/%-6.0fµs %7.0f/%-6.0fµs\n", r.name, bare, got, got/bare,
+		fmt.Fprintf(&out, "%-42s %12.0f %12.0f %6.2f  %-22s %-22s %7d %10.0fµs %7.0f/%-6.0fµs %7.0f/%-6.0fµs %11.0f/%-6.0fµs\n", r.name, bare, got, got/bare,
 			r.bare.latency(), r.authd.latency(), r.bare.errors+r.authd.errors, r.authd.cpuPerRequest(),
-			r.bare.perRequest(r.bare.machine), r.authd.perRequest(r.authd.machine), r.bare.perRequest(r.bare.redisCPU), r.authd.perRequest(r.authd.redisCPU))
+			r.bare.perRequest(r.bare.machine), r.authd.perRequest(r.authd.machine), r.bare.perRequest(r.bare.redisCPU), r.authd.perRequest(r.authd.redisCPU),
+			r.bare.perRequest(r.bare.self), r.authd.perRequest(r.authd.self))
 		failed += r.bare.errors + r.authd.errors
 		b.ReportMetric(got, r.key+"/s")
 		b.ReportMetric(got/bare, r.key+"-ratio")
@@ -156,6 +157,7 @@ type phaseResult struct {
 	cpu       time.Duration   // authd's CPU over the phase (authd phases)
 	machine   time.Duration   // every process's CPU over the phase (/proc/stat)
 	redisCPU  time.Duration   // Redis's CPU over the phase (INFO cpu)
+	self      time.Duration   // this process's CPU over the phase: the load generator and the SMTP sink, and the bare servers in theirs (and authd, with AUTHD_LOAD_INPROCESS)
 	rssKiB    int             // authd's peak RSS over the phase
 }
 
@@ -189,19 +191,19 @@ func (p phaseResult) perRequest(d time.Duration) float64 {
 // sink and the load generator share the machine), for authd and the bare
 // servers alike.
 type meter struct {
-	rdb              *goredis.Client
-	machine0, redis0 time.Duration
+	rdb                     *goredis.Client
+	machine0, redis0, self0 time.Duration
 }
 
 func (l *loader) meter() *meter {
 	m := &meter{rdb: l.rdb}
-	m.machine0, m.redis0 = machineCPU(), redisCPU(m.rdb)
+	m.machine0, m.redis0, m.self0 = machineCPU(), redisCPU(m.rdb), cpuTime(os.Getpid())
 	return m
 }
 
 // end puts what the meter saw since it started in r.
 func (m *meter) end(r *phaseResult) {
-	r.machine, r.redisCPU = machineCPU()-m.machine0, redisCPU(m.rdb)-m.redis0
+	r.machine, r.redisCPU, r.self = machineCPU()-m.machine0, redisCPU(m.rdb)-m.redis0, cpuTime(os.Getpid())-m.self0
 }
 
 // machineCPU is the CPU time every process has used since boot: the
