@@ -3,6 +3,7 @@ package mailer
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,79 @@ func TestBuildMessageAllocBudget(t *testing.T) {
 	t.Logf("%.0f allocations per mail built (budget %d)", got, budget)
 	if got > budget {
 		t.Errorf("building a mail takes %.0f allocations, over the budget of %d", got, budget)
+	}
+}
+
+// A part goes as it is (7bit) only when it needs no encoding: ASCII, no
+// CR, no line over 78 octets; anything else quoted-printable. The
+// default templates' mail for an ASCII project name needs none.
+func TestBuildMessageEncodesOnlyWhatNeedsIt(t *testing.T) {
+	s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com", FromName: "Auth Service"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		project string
+		want    []string // each part's Content-Transfer-Encoding: text, HTML
+	}{
+		{"Example Shop", []string{"7bit", "7bit"}},
+		{"Café", []string{"quoted-printable", "quoted-printable"}},
+		// Too long for a line of the text part (and of the HTML's).
+		{strings.Repeat("Shop ", 16), []string{"quoted-printable", "quoted-printable"}},
+	} {
+		m := authd.Message{To: "ana@example.com", ProjectName: tc.project, Code: "123456", TTL: 5 * time.Minute}
+		raw, err := s.buildMessage(m, "ana@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, line := range strings.Split(string(raw), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "Content-Transfer-Encoding: "); ok {
+				got = append(got, v)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: encodings %q, want %q", tc.project, got, tc.want)
+		}
+		parsed := smtptest.Parse(raw)
+		r, _ := s.templates.Render(m)
+		if parsed.Text != r.Text || parsed.HTML != r.HTML {
+			t.Errorf("%q: decoded parts differ from the rendered ones", tc.project)
+		}
+		for i, line := range strings.Split(string(raw), "\r\n") {
+			if len(line) > 78 || strings.ContainsAny(line, "\r\n") {
+				t.Errorf("%q: line %d: %d octets or a bare line end", tc.project, i+1, len(line))
+			}
+		}
+	}
+	for body, want := range map[string]bool{
+		"": true, "a\nb\n": true, strings.Repeat("x", 78): true,
+		strings.Repeat("x", 79): false, "a\r\nb": false, "é": false, "a\x00": false,
+	} {
+		if got := isPlain7bit(body); got != want {
+			t.Errorf("isPlain7bit(%q) = %v", body, got)
+		}
+	}
+}
+
+func TestFold(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		room  int
+		want  string
+	}{
+		{"short", 10, "short"},
+		{"one two three", 6, "one\r\n two three"},
+		{"one two three", 8, "one two\r\n three"},
+		{"unbreakable-word and more", 5, "unbreakable-word\r\n and more"},
+		{strings.Repeat("ab ", 40), 69, strings.Repeat("ab ", 22) + "ab\r\n" + strings.Repeat(" ab", 17) + " "},
+	} {
+		got := fold(tc.value, tc.room)
+		if got != tc.want {
+			t.Errorf("fold(%q, %d) = %q, want %q", tc.value, tc.room, got, tc.want)
+		}
+		if strings.ReplaceAll(got, "\r\n", "") != tc.value {
+			t.Errorf("fold(%q) does not unfold to it", tc.value)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package mailer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -330,20 +332,43 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 			return &stageError{stage: cmd.stage, err: err}
 		}
 	}
-	// The message, dot-stuffed, goes into the connection's buffer; Close
-	// adds the ending dot and flushes: one write when it all fits in the
-	// buffer's 4 KiB, as authd's mails (about 2 KiB) do.
-	w := t.DotWriter()
-	if _, err := w.Write(env.data); err != nil {
-		return &stageError{stage: stageMessage, err: err}
-	}
-	if err := w.Close(); err != nil {
+	// The message, dot-stuffed, and its ending dot go into the
+	// connection's buffer and out in one write when they fit in its 4
+	// KiB, as authd's mails (about 2 KiB) do.
+	writeDotStuffed(t.W, env.data)
+	if err := t.W.Flush(); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
 	return nil
+}
+
+// writeDotStuffed writes data, a message with CRLF line ends
+// (buildMessage's), as DATA's content (RFC 5321 §4.5.2): a dot before
+// each line that begins with one, then the ending dot. A bare LF followed
+// by a dot gets its dot doubled too, so no server that takes a bare LF
+// for a line end can see the message end early. textproto's DotWriter
+// does the same a byte at a time, a tenth of a send's CPU.
+func writeDotStuffed(w *bufio.Writer, data []byte) {
+	if len(data) > 0 && data[0] == '.' {
+		w.WriteByte('.')
+	}
+	for {
+		i := bytes.Index(data, []byte("\n."))
+		if i < 0 {
+			break
+		}
+		w.Write(data[:i+1])
+		w.WriteByte('.')
+		data = data[i+1:]
+	}
+	w.Write(data)
+	if !bytes.HasSuffix(data, []byte("\r\n")) {
+		w.WriteString("\r\n")
+	}
+	w.WriteString(".\r\n")
 }
 
 // get returns a kept connection (reused true) or dials a new one.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -486,6 +488,52 @@ func TestSMTPSenderStallAtRcptIsTheRecipients(t *testing.T) {
 			se := sendError(t, s.Send(ctx, message("ana@example.com", "123456")))
 			if !se.Temporary || se.Reply || se.Session != tc.wantSession {
 				t.Fatalf("%s: %+v; want temporary, no reply, session %v", tc.name, se, tc.wantSession)
+			}
+		})
+	}
+}
+
+// A line of the mail that begins with a dot reaches the server whole: no
+// line of a template (nor a code in one) can end the message early and
+// have what follows read as SMTP commands, in 7bit parts and
+// quoted-printable ones alike.
+func TestSMTPSenderDotStuffs(t *testing.T) {
+	text := ".\n.starts with a dot\n..two\nCode {{.Code}}, {{.Minutes}} minutes\n.\nQUIT\n."
+	for name, html := range map[string]string{
+		"7bit":             "<p>{{.Code}}</p>\n.\nRSET\n..",
+		"quoted-printable": "<p>{{.Code}} — ✓</p>\n.\nRSET\n.",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for file, src := range map[string]string{"body.txt": text, "body.html": html} {
+				if err := os.WriteFile(filepath.Join(dir, file), []byte(src), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tmpl, err := mailer.LoadTemplates(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := smtptest.Start(t)
+			s := newSender(t, srv, func(c *mailer.Config) { c.Templates = tmpl })
+			m := message("ana@example.com", "123456")
+			for range 2 { // the second on the kept connection: the first ended where it should
+				if err := s.Send(context.Background(), m); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			want, err := tmpl.Render(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := srv.Wait(t, 2, 5*time.Second)
+			for _, g := range got {
+				if g.Text != want.Text || g.HTML != want.HTML {
+					t.Errorf("received\n%q\n%q\nwant\n%q\n%q", g.Text, g.HTML, want.Text, want.HTML)
+				}
+			}
+			if n := srv.Commands(smtptest.CmdData); n != 2 {
+				t.Errorf("%d DATA commands, want 2", n)
 			}
 		})
 	}
