@@ -270,14 +270,17 @@ end
 
 -- status_set writes a delivery's status, kept until its code expires (exp):
 -- for as long as the code lives, and no longer. A code that has expired
--- has no status left.
+-- has no status left. A delivery's exp never changes (its job's), so a
+-- status that had all four fields already has its TTL: HSET adding none
+-- spares the PEXPIRE, a fifth of finishing a job.
 local function status_set(key, now, exp, st, attempts, next_)
   if exp <= now then
     redis.call('DEL', key)
     return
   end
-  redis.call('HSET', key, 'st', st, 'n', attempts, 'next', next_, 'exp', int(exp))
-  redis.call('PEXPIRE', key, ms(exp - now))
+  if redis.call('HSET', key, 'st', st, 'n', attempts, 'next', next_, 'exp', int(exp)) > 0 then
+    redis.call('PEXPIRE', key, ms(exp - now))
+  end
 end
 
 -- enqueue_job adds a code's mail job to its partition's stream and writes

@@ -125,6 +125,36 @@ func testIssueWithJobOneRoundTrip(t *testing.T, m mode) {
 	if a, b := c.ClusterKeySlot(ctx, status).Val(), c.ClusterKeySlot(ctx, tag+"code:shop:"+job.Address.Key).Val(); a != b {
 		t.Errorf("status in slot %d, its code in slot %d", a, b)
 	}
+
+	// Its retries and its end keep that TTL; a status gone meanwhile is
+	// written with one again, never kept for good.
+	other := issue("00000000000000000000000000000004")
+	otherStatus := partitionTag(prefix, other.Address.Mailbox) + "dlv:" + other.DeliveryID
+	c.Del(ctx, otherStatus)
+	claimed, err := s.Claim(ctx, "w", 10, time.Minute, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []authd.FinishedJob
+	for _, j := range claimed {
+		if j.DeliveryID == job.DeliveryID {
+			if err := s.Retrying(ctx, j, 1, now.Add(time.Second), now.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done = append(done, authd.FinishedJob{Job: j, Status: authd.DeliverySent, Attempts: 2})
+	}
+	if err := s.FinishAll(ctx, done, now.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{status, otherStatus} {
+		if st := c.HGet(ctx, k, "st").Val(); st != authd.DeliverySent {
+			t.Errorf("%s: status %q, want sent", k, st)
+		}
+		if ttl := c.PTTL(ctx, k).Val(); ttl <= 4*time.Minute || ttl > 5*time.Minute {
+			t.Errorf("%s: TTL %v after the job ended, want what is left of the code's 5 minutes", k, ttl)
+		}
+	}
 }
 
 // TestQueueRoundTrips: on a single Redis, Claim reads the 64 streams in
