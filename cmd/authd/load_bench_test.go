@@ -316,8 +316,15 @@ type sink struct {
 	want  int
 }
 
-func newSink(b *testing.B, want int, opts ...smtptest.Option) *sink {
+// Its goroutines carry the label sink=name, for -tagfocus in a profile of
+// the load tool.
+func newSink(b *testing.B, name string, want int, opts ...smtptest.Option) *sink {
 	s := &sink{codes: newCodeBox(), all: make(chan struct{}), want: want}
+	pprof.Do(context.Background(), pprof.Labels("sink", name), func(context.Context) { s.start(b, opts) })
+	return s
+}
+
+func (s *sink) start(b *testing.B, opts []smtptest.Option) {
 	s.Server = smtptest.Start(b, append(opts, smtptest.WithHandler(func(m smtptest.Message) {
 		for _, to := range m.To {
 			s.codes.put(to, smtptest.CodeFrom(m))
@@ -330,7 +337,6 @@ func newSink(b *testing.B, want int, opts ...smtptest.Option) *sink {
 		}
 		s.mu.Unlock()
 	}))...)
-	return s
 }
 
 // wait returns when the last mail came, or an error after timeout.
@@ -422,7 +428,7 @@ type sendAndVerify struct {
 
 func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 	b := l.b
-	mail := newSink(b, l.n)
+	mail := newSink(b, "authd", l.n)
 	pid, base, stop := l.startAuthd(bin, l.authdEnv(mail))
 	defer stop()
 	run := randHex(4)
@@ -467,7 +473,7 @@ func (l *loader) authdRequestPath(bin string) phaseResult {
 	b := l.b
 	// The sink holds every mail past the phase: the workers wait on it,
 	// and nothing of the mail's work competes with the requests.
-	held := newSink(b, 0, smtptest.WithDelay(time.Hour))
+	held := newSink(b, "authd-held", 0, smtptest.WithDelay(time.Hour))
 	pid, base, stop := l.startAuthd(bin, l.authdEnv(held))
 	defer stop()
 	run := randHex(4)
@@ -536,7 +542,7 @@ func (l *loader) bareVerify() phaseResult {
 // handler, and bareMailer delivering what it queues.
 func (l *loader) bareDelivered() phaseResult {
 	b := l.b
-	mail := newSink(b, l.n)
+	mail := newSink(b, "bare", l.n)
 	srv, c := benchCeiling(b)
 	stop := bareMailer(b, c.rdb, c.prefix, mail.Addr(), 16)
 	defer stop()
