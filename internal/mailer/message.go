@@ -39,10 +39,12 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	boundary := rand.Text() + rand.Text()
 	var b bytes.Buffer
 	b.Grow(len(r.Text) + len(r.HTML) + 1024)
-	header := func(name, value string) {
+	// header writes one header; encoded says that value holds RFC 2047
+	// encoded words (told by the caller: an ASCII value may hold "=?").
+	header := func(name, value string, encoded bool) {
 		b.WriteString(name)
 		b.WriteString(":")
-		if strings.Contains(value, "=?") {
+		if encoded {
 			// RFC 2047: a line with encoded words holds at most 76
 			// characters, so each word (75 at most) goes on a line of
 			// its own: folded before the first when the name leaves too
@@ -52,32 +54,34 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 				b.WriteString("\r\n")
 			}
 		} else if !strings.Contains(value, "\r\n") {
-			value = fold(value, 78-len(name)-2)
+			value = fold(value, 78-len(name)-len(": "))
 		}
 		b.WriteString(" ")
 		b.WriteString(value)
 		b.WriteString("\r\n")
 	}
-	header("Auto-Submitted", "auto-generated")
-	header("Date", s.now().Format(time.RFC1123Z))
-	header("MIME-Version", "1.0")
-	header("Message-ID", "<"+strings.ToLower(rand.Text())+"@"+s.fromDomain+">")
+	header("Auto-Submitted", "auto-generated", false)
+	header("Date", s.now().Format(time.RFC1123Z), false)
+	header("MIME-Version", "1.0", false)
+	header("Message-ID", "<"+strings.ToLower(rand.Text())+"@"+s.fromDomain+">", false)
 	// Q-encoded when not plain ASCII; the templates' subject is one line
 	// (headerText).
-	header("Subject", mime.QEncoding.Encode("utf-8", r.Subject))
-	header("X-Auto-Response-Suppress", "All")
-	header("From", s.from.String())
-	header("To", "<"+to+">")
-	header("Content-Type", "multipart/alternative;\r\n boundary="+boundary)
+	subject := mime.QEncoding.Encode("utf-8", r.Subject)
+	header("Subject", subject, subject != r.Subject)
+	header("X-Auto-Response-Suppress", "All", false)
+	// net/mail encodes a display name unless it is printable ASCII.
+	header("From", s.from.String(), !isPrintableASCII(s.from.Name))
+	header("To", "<"+to+">", false)
+	header("Content-Type", "multipart/alternative;\r\n boundary="+boundary, false)
 	for _, part := range [...]struct{ typ, body string }{{"text/plain", r.Text}, {"text/html", r.HTML}} {
 		b.WriteString("\r\n--" + boundary + "\r\n")
 		plain := isPlain7bit(part.body)
 		if plain {
-			header("Content-Transfer-Encoding", "7bit")
+			header("Content-Transfer-Encoding", "7bit", false)
 		} else {
-			header("Content-Transfer-Encoding", "quoted-printable")
+			header("Content-Transfer-Encoding", "quoted-printable", false)
 		}
-		header("Content-Type", part.typ+"; charset=UTF-8")
+		header("Content-Type", part.typ+"; charset=UTF-8", false)
 		b.WriteString("\r\n")
 		if plain {
 			writeCRLF(&b, part.body)
@@ -102,12 +106,16 @@ const maxLine = 78
 
 // isPlain7bit reports whether body can go as 7bit (RFC 2045 §2.7): ASCII
 // without NUL or CR (its line breaks are LF, made CRLF by writeCRLF),
-// each line within maxLine.
+// each line within maxLine, and none ending in white space, which
+// gateways may strip (a signature's "-- " would lose its space).
 func isPlain7bit(body string) bool {
 	line := 0
 	for i := 0; i < len(body); i++ {
 		switch c := body[i]; {
 		case c == '\n':
+			if i > 0 && (body[i-1] == ' ' || body[i-1] == '\t') {
+				return false
+			}
 			line = 0
 			continue
 		case c == 0, c == '\r', c >= 0x80:
@@ -117,25 +125,44 @@ func isPlain7bit(body string) bool {
 			return false
 		}
 	}
+	return !strings.HasSuffix(body, " ") && !strings.HasSuffix(body, "\t")
+}
+
+// isPrintableASCII reports whether s is printable ASCII and spaces only.
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
 	return true
 }
 
 // fold breaks a header value of plain text at spaces (RFC 5322 §2.2.3)
 // so that its lines hold 78 octets at most, the first room; a word too
 // long for a line stays whole on its own (within 998: config bounds the
-// names).
+// names). It folds only before a space followed by something else, so
+// no line it makes is white space alone (which a relay could strip to
+// the empty line that ends the headers), whatever the value.
 func fold(value string, room int) string {
 	if len(value) <= room {
 		return value
 	}
+	// at reports whether a fold before value[i] leaves text on both lines.
+	at := func(i int) bool { return value[i] == ' ' && i+1 < len(value) && value[i+1] != ' ' }
 	var out strings.Builder
 	for len(value) > room {
-		// The last space that leaves a line of room at most, not the
-		// one a continuation line starts with.
-		i := strings.LastIndexByte(value[1:min(room+1, len(value))], ' ') + 1
-		if i <= 0 {
+		// The last fold that leaves a line of room at most, not before
+		// the space a continuation line starts with.
+		i := min(room, len(value)-1)
+		for i > 0 && !at(i) {
+			i--
+		}
+		if i == 0 {
 			// A word longer than the room: after it, then.
-			if i = strings.IndexByte(value[1:], ' ') + 1; i <= 0 {
+			for i = max(room+1, 1); i < len(value) && !at(i); i++ {
+			}
+			if i >= len(value) {
 				break
 			}
 		}

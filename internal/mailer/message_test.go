@@ -1,8 +1,10 @@
 package mailer
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"net/textproto"
 	"slices"
 	"strings"
 	"testing"
@@ -158,7 +160,8 @@ func TestBuildMessageEncodesOnlyWhatNeedsIt(t *testing.T) {
 		project string
 		want    []string // each part's Content-Transfer-Encoding: text, HTML
 	}{
-		{"Example Shop", []string{"7bit", "7bit"}},
+		// The text's signature line, "-- ", ends in a space.
+		{"Example Shop", []string{"quoted-printable", "7bit"}},
 		{"Café", []string{"quoted-printable", "quoted-printable"}},
 		// Too long for a line of the text part (and of the HTML's).
 		{strings.Repeat("Shop ", 16), []string{"quoted-printable", "quoted-printable"}},
@@ -191,6 +194,7 @@ func TestBuildMessageEncodesOnlyWhatNeedsIt(t *testing.T) {
 	for body, want := range map[string]bool{
 		"": true, "a\nb\n": true, strings.Repeat("x", 78): true,
 		strings.Repeat("x", 79): false, "a\r\nb": false, "é": false, "a\x00": false,
+		"-- \nSig": false, "a\t\nb": false, "a ": false, " a\n": true,
 	} {
 		if got := isPlain7bit(body); got != want {
 			t.Errorf("isPlain7bit(%q) = %v", body, got)
@@ -205,6 +209,10 @@ func TestFold(t *testing.T) {
 		want  string
 	}{
 		{"short", 10, "short"},
+		// Never a line of white space alone, nor one ending the value.
+		{"abc    def", 4, "abc   \r\n def"},
+		{"abcdef ", 4, "abcdef "},
+		{"ab " + strings.Repeat(" ", 100) + "cd", 10, "ab" + strings.Repeat(" ", 100) + "\r\n cd"},
 		{"one two three", 6, "one\r\n two three"},
 		{"one two three", 8, "one two\r\n three"},
 		{"unbreakable-word and more", 5, "unbreakable-word\r\n and more"},
@@ -216,6 +224,56 @@ func TestFold(t *testing.T) {
 		}
 		if strings.ReplaceAll(got, "\r\n", "") != tc.value {
 			t.Errorf("fold(%q) does not unfold to it", tc.value)
+		}
+	}
+}
+
+// Every header line of a mail holds 78 octets at most, and none is white
+// space alone, whatever the length of the subject and the sender's name,
+// and when an ASCII name holds "=?" (not an encoded word).
+func TestBuildMessageHeaderLines(t *testing.T) {
+	for k := 1; k <= 50; k++ {
+		for _, name := range []string{strings.Repeat("ab ", k), "Shop=? " + strings.Repeat("Long ", k), strings.Repeat("é ", k)} {
+			s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com", FromName: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := authd.Message{To: "ana@example.com", ProjectName: name, Code: "123456", TTL: 5 * time.Minute}
+			raw, err := s.buildMessage(m, "ana@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			head, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+			for i, line := range strings.Split(head, "\r\n") {
+				if len(line) > 78 || strings.TrimSpace(line) == "" {
+					t.Errorf("%q: header line %d: %q", name, i+1, line)
+				}
+			}
+			got := smtptest.Parse(raw)
+			if want, _ := s.templates.Render(m); got.ParseErr != nil || got.Subject != want.Subject {
+				t.Errorf("%q: subject %q (%v), want %q", name, got.Subject, got.ParseErr, want.Subject)
+			}
+		}
+	}
+}
+
+// writeDotStuffed writes what textproto's DotWriter did, byte for byte,
+// for the CRLF-only data it is given: leading dots, a dot alone, data
+// ending without a line end or with a dot, none at all.
+func TestWriteDotStuffed(t *testing.T) {
+	for _, data := range []string{
+		"", ".", "x", "x\r\n", ".x\r\n", "x\r\n.", "x\r\n.\r\n", "..\r\n.\r\n..x\r\n", "a\r\n.\r\nQUIT\r\n", "\r\n\r\n.",
+	} {
+		var got, want bytes.Buffer
+		w := bufio.NewWriter(&got)
+		writeDotStuffed(w, []byte(data))
+		w.Flush()
+		tw := textproto.NewWriter(bufio.NewWriter(&want))
+		dw := tw.DotWriter()
+		dw.Write([]byte(data))
+		dw.Close()
+		if got.String() != want.String() {
+			t.Errorf("%q: wrote %q, textproto %q", data, got.String(), want.String())
 		}
 	}
 }

@@ -345,12 +345,13 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	return nil
 }
 
-// writeDotStuffed writes data, a message with CRLF line ends
-// (buildMessage's), as DATA's content (RFC 5321 §4.5.2): a dot before
-// each line that begins with one, then the ending dot. A bare LF followed
-// by a dot gets its dot doubled too, so no server that takes a bare LF
-// for a line end can see the message end early. textproto's DotWriter
-// does the same a byte at a time, a tenth of a send's CPU.
+// writeDotStuffed writes data as DATA's content (RFC 5321 §4.5.2): a dot
+// before each line that begins with one, then the ending dot. data must
+// have CRLF line ends only, as buildMessage's has (every header is
+// checked or encoded, every part 7bit with LF made CRLF or
+// quoted-printable, which makes each CR and LF a CRLF): unlike
+// textproto's DotWriter, it does not mend bare line ends. That
+// DotWriter handled a byte at a time, a tenth of a send's CPU.
 func writeDotStuffed(w *bufio.Writer, data []byte) {
 	if len(data) > 0 && data[0] == '.' {
 		w.WriteByte('.')

@@ -531,6 +531,9 @@ func TestSMTPSenderDotStuffs(t *testing.T) {
 				if g.Text != want.Text || g.HTML != want.HTML {
 					t.Errorf("received\n%q\n%q\nwant\n%q\n%q", g.Text, g.HTML, want.Text, want.HTML)
 				}
+				if !strings.Contains(string(g.Data), "Content-Transfer-Encoding: "+name+"\r\n") {
+					t.Errorf("no %s part in\n%s", name, g.Data)
+				}
 			}
 			if n := srv.Commands(smtptest.CmdData); n != 2 {
 				t.Errorf("%d DATA commands, want 2", n)
