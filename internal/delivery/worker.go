@@ -603,25 +603,25 @@ func (w *Worker) attempt(h *heldJob) {
 	// (EraseAddress deletes the queued job, but not from this worker's
 	// hands).
 	first := h.attempts == 0 && now.Sub(h.claimedAt) <= heldTooLong
-	if first && j.Checked && !j.Live {
-		w.superseded.Add(1)
-		logger.Info("mail dropped unsent: its code was replaced or used")
-		w.finish(h, authd.DeliverySuperseded)
-		return
-	}
-	if w.current != nil && !(first && (j.Checked || now.Before(j.ReplaceableAt))) {
+	live := true
+	switch {
+	case first && j.Checked:
+		live = j.Live
+	case w.current == nil, first && now.Before(j.ReplaceableAt):
+	default:
 		ok, err := w.current(ctx, j.Address, j.Project, j.CodeID, now)
-		if err == nil && !ok {
-			w.superseded.Add(1)
-			logger.Info("mail dropped unsent: its code was replaced or used")
-			w.finish(h, authd.DeliverySuperseded)
-			return
-		}
 		if err != nil {
 			h.ownWait.Store(false) // the store fails every mail alike
 			w.retry(h, logger, slog.String("error", "code store: "+err.Error()))
 			return
 		}
+		live = ok
+	}
+	if !live {
+		w.superseded.Add(1)
+		logger.Info("mail dropped unsent: its code was replaced or used")
+		w.finish(h, authd.DeliverySuperseded)
+		return
 	}
 	if w.stopping() {
 		return // Close came during the check: as above
