@@ -206,6 +206,10 @@ func (m *meter) end(r *phaseResult) {
 	r.machine, r.redisCPU, r.self = machineCPU()-m.machine0, redisCPU(m.rdb)-m.redis0, cpuTime(os.Getpid())-m.self0
 }
 
+// clockTicks is USER_HZ, the unit of /proc/stat and /proc/PID/stat: 100
+// on every Linux architecture Go runs on.
+const clockTicks = 100
+
 // machineCPU is the CPU time every process has used since boot: the
 // first line of /proc/stat but idle and iowait.
 func machineCPU() time.Duration {
@@ -222,7 +226,6 @@ func machineCPU() time.Duration {
 		v, _ := strconv.ParseInt(f, 10, 64)
 		busy += v
 	}
-	const clockTicks = 100
 	return time.Duration(busy) * time.Second / clockTicks
 }
 
@@ -690,7 +693,6 @@ func cpuTime(pid int) time.Duration {
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go runs on
 	return time.Duration(ut+st) * time.Second / clockTicks
 }
 

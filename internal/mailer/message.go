@@ -75,12 +75,11 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	header("Content-Type", "multipart/alternative;\r\n boundary="+boundary, false)
 	for _, part := range [...]struct{ typ, body string }{{"text/plain", r.Text}, {"text/html", r.HTML}} {
 		b.WriteString("\r\n--" + boundary + "\r\n")
-		plain := isPlain7bit(part.body)
+		plain, cte := isPlain7bit(part.body), "quoted-printable"
 		if plain {
-			header("Content-Transfer-Encoding", "7bit", false)
-		} else {
-			header("Content-Transfer-Encoding", "quoted-printable", false)
+			cte = "7bit"
 		}
+		header("Content-Transfer-Encoding", cte, false)
 		header("Content-Type", part.typ+"; charset=UTF-8", false)
 		b.WriteString("\r\n")
 		if plain {
