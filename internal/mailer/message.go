@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"mime/quotedprintable"
+	netmail "net/mail"
 	"strings"
 	"time"
 
@@ -39,27 +40,7 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	boundary := rand.Text() + rand.Text()
 	var b bytes.Buffer
 	b.Grow(len(r.Text) + len(r.HTML) + 1024)
-	// header writes one header; encoded says that value holds RFC 2047
-	// encoded words (told by the caller: an ASCII value may hold "=?").
-	header := func(name, value string, encoded bool) {
-		b.WriteString(name)
-		b.WriteString(":")
-		if encoded {
-			// RFC 2047: a line with encoded words holds at most 76
-			// characters, so each word (75 at most) goes on a line of
-			// its own: folded before the first when the name leaves too
-			// little room, and between words.
-			value = strings.ReplaceAll(value, "?= ", "?=\r\n ")
-			if first, _, _ := strings.Cut(value, "\r\n"); len(name)+2+len(first) > 76 {
-				b.WriteString("\r\n")
-			}
-		} else if !strings.Contains(value, "\r\n") {
-			value = fold(value, 78-len(name)-len(": "))
-		}
-		b.WriteString(" ")
-		b.WriteString(value)
-		b.WriteString("\r\n")
-	}
+	header := func(name, value string, encoded bool) { writeHeader(&b, name, value, encoded) }
 	header("Auto-Submitted", "auto-generated", false)
 	header("Date", s.now().Format(time.RFC1123Z), false)
 	header("MIME-Version", "1.0", false)
@@ -69,8 +50,7 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	subject := mime.QEncoding.Encode("utf-8", r.Subject)
 	header("Subject", subject, subject != r.Subject)
 	header("X-Auto-Response-Suppress", "All", false)
-	// net/mail encodes a display name unless it is printable ASCII.
-	header("From", s.from.String(), !isPrintableASCII(s.from.Name))
+	b.WriteString(s.fromHeader)
 	header("To", "<"+to+">", false)
 	header("Content-Type", "multipart/alternative;\r\n boundary="+boundary, false)
 	for _, part := range [...]struct{ typ, body string }{{"text/plain", r.Text}, {"text/html", r.HTML}} {
@@ -96,6 +76,36 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	}
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return b.Bytes(), nil
+}
+
+// writeHeader writes one header to b; encoded says that value holds RFC
+// 2047 encoded words (told by the caller: an ASCII value may hold "=?").
+func writeHeader(b *bytes.Buffer, name, value string, encoded bool) {
+	b.WriteString(name)
+	b.WriteString(":")
+	if encoded {
+		// RFC 2047: a line with encoded words holds at most 76
+		// characters, so each word (75 at most) goes on a line of its
+		// own: folded before the first when the name leaves too little
+		// room, and between words.
+		value = strings.ReplaceAll(value, "?= ", "?=\r\n ")
+		if first, _, _ := strings.Cut(value, "\r\n"); len(name)+2+len(first) > 76 {
+			b.WriteString("\r\n")
+		}
+	} else if !strings.Contains(value, "\r\n") {
+		value = fold(value, 78-len(name)-len(": "))
+	}
+	b.WriteString(" ")
+	b.WriteString(value)
+	b.WriteString("\r\n")
+}
+
+// fromHeader is the From header for from, the same in every mail.
+func fromHeader(from netmail.Address) string {
+	var b bytes.Buffer
+	// net/mail encodes a display name unless it is printable ASCII.
+	writeHeader(&b, "From", from.String(), !isPrintableASCII(from.Name))
+	return b.String()
 }
 
 // maxLine is the longest line a part goes with as it is, CRLF not
@@ -153,13 +163,13 @@ func fold(value string, room int) string {
 	for len(value) > room {
 		// The last fold that leaves a line of room at most, not before
 		// the space a continuation line starts with.
-		i := min(room, len(value)-1)
+		i := room // < len(value)
 		for i > 0 && !at(i) {
 			i--
 		}
-		if i == 0 {
+		if i <= 0 {
 			// A word longer than the room: after it, then.
-			for i = max(room+1, 1); i < len(value) && !at(i); i++ {
+			for i = max(room, 0) + 1; i < len(value) && !at(i); i++ {
 			}
 			if i >= len(value) {
 				break

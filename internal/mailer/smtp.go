@@ -75,6 +75,8 @@ type SMTPSender struct {
 	implicitTLS bool
 	tlsConfig   *tls.Config // nil for plain SMTP
 	from        netmail.Address
+	fromHeader  string // its From header line, built once (fromHeader)
+	mailFrom    string // its address as MAIL FROM names it: "<addr>"
 	fromDomain  string // for Message-IDs
 	helo        string
 	templates   *Templates
@@ -156,6 +158,7 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 		return nil, errors.New("smtp: the from address has an invalid domain")
 	}
 	s.from = netmail.Address{Name: headerText(cfg.FromName), Address: ascii}
+	s.fromHeader, s.mailFrom = fromHeader(s.from), "<"+ascii+">"
 	s.fromDomain = ascii[strings.LastIndexByte(ascii, '@')+1:]
 
 	if cfg.TLS {
@@ -258,7 +261,7 @@ func (s *SMTPSender) message(m authd.Message, to string) (envelope, error) {
 	if err != nil {
 		return envelope{}, err
 	}
-	return envelope{data: data, from: "<" + s.from.Address + ">", to: "<" + to + ">"}, nil
+	return envelope{data: data, from: s.mailFrom, to: "<" + to + ">"}, nil
 }
 
 // sendOn sends env on c (transact). alive is false when ctx ended during
@@ -643,7 +646,7 @@ func atRcpt(err error) bool {
 func classify(err error, on *smtpConn) class {
 	plainOffered := on != nil && on.plainOffered
 	code := replyCode(err)
-	answered := code >= 400 && code < 600
+	answered := code != 0 // replyCode's 400 to 599
 	c := class{temporary: !answered || code < 500, reply: answered, session: true}
 
 	var st *stageError

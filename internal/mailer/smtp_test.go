@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -504,13 +502,7 @@ func TestSMTPSenderDotStuffs(t *testing.T) {
 		"quoted-printable": "<p>{{.Code}} — ✓</p>\n.\nRSET\n.",
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			for file, src := range map[string]string{"body.txt": text, "body.html": html} {
-				if err := os.WriteFile(filepath.Join(dir, file), []byte(src), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			tmpl, err := mailer.LoadTemplates(dir)
+			tmpl, err := mailer.LoadTemplates(writeTemplates(t, map[string]string{"body.txt": text, "body.html": html}))
 			if err != nil {
 				t.Fatal(err)
 			}
