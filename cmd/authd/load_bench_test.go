@@ -107,6 +107,22 @@ func BenchmarkLoad(b *testing.B) {
 		b.ReportMetric(got, r.key+"/s")
 		b.ReportMetric(got/bare, r.key+"-ratio")
 	}
+	// Where the mail side lags the requests, the last mails go out after
+	// the last answer: time in which the load generator idles.
+	for _, r := range []phaseResult{bareMail, send.send} {
+		d := r.drain
+		if d == nil || d.n == 0 {
+			continue
+		}
+		d.delivered = r.delivered - r.answered
+		fmt.Fprintf(&out, "%s: %d mails by the last answer (%v), the other %d in %v after it (%.0f/s): machine %.0f%% busy, per mail machine %.0fµs, Redis %.0fµs, load tool %.0fµs",
+			r.name, r.early, r.answered.Round(time.Millisecond), d.n, d.delivered.Round(time.Millisecond), d.rate(true),
+			100*d.machine.Seconds()/d.delivered.Seconds()/float64(runtime.NumCPU()), d.perRequest(d.machine), d.perRequest(d.redisCPU), d.perRequest(d.self))
+		if d.cpu > 0 {
+			fmt.Fprintf(&out, ", authd %.0fµs", d.cpuPerRequest())
+		}
+		out.WriteString("\n")
+	}
 	fmt.Fprintf(&out, "authd peak RSS: %.1f MiB (send + verify), %.1f MiB (request path)\n",
 		float64(send.rssKiB)/1024, float64(reqPath.rssKiB)/1024)
 	b.Log("\n" + out.String())
@@ -153,6 +169,8 @@ type phaseResult struct {
 	firstErr  error
 	lat       []time.Duration // each request's, in order of i
 	answered  time.Duration   // the first request to the last answer
+	early     int             // mails delivered by the last answer (mail phases)
+	drain     *phaseResult    // from the last answer to the last mail: the mails delivered after it, and the CPU (mail phases)
 	delivered time.Duration   // the first request to the last mail (mail phases)
 	cpu       time.Duration   // authd's CPU over the phase (authd phases)
 	machine   time.Duration   // every process's CPU over the phase (/proc/stat)
@@ -342,6 +360,13 @@ func (s *sink) start(b *testing.B, opts []smtptest.Option) {
 	}))...)
 }
 
+// count returns how many mails have come.
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
 // wait returns when the last mail came, or an error after timeout.
 func (s *sink) wait(timeout time.Duration) (time.Time, error) {
 	select {
@@ -445,7 +470,12 @@ func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 	send := l.drive("authd send-code", func(i int) error {
 		return l.post(base+"/api/v1/auth/send-code", sendBody(loadEmail(run, i)))
 	})
+	send.early = mail.count()
+	dw, dm := watchProcess(pid), l.meter()
 	last, err := mail.wait(2 * time.Minute)
+	send.drain = &phaseResult{n: l.n - send.early}
+	dw.end(send.drain)
+	dm.end(send.drain)
 	if err != nil {
 		send.fail(&sync.Mutex{}, err)
 	}
@@ -559,7 +589,11 @@ func (l *loader) bareDelivered() phaseResult {
 	r := l.drive("bare send-code", func(i int) error {
 		return l.post(srv.URL+"/send", sendBody(loadEmail(run, i)))
 	})
+	r.early = mail.count()
+	dm := l.meter()
 	last, err := mail.wait(2 * time.Minute)
+	r.drain = &phaseResult{n: l.n - r.early}
+	dm.end(r.drain)
 	var mu sync.Mutex
 	if err != nil {
 		r.fail(&mu, err)
