@@ -188,21 +188,26 @@ func result(t *testing.T, done <-chan error) error {
 	}
 }
 
-// With PIPELINING offered, MAIL FROM goes alone, then RCPT TO and DATA
-// come in one read, before the server has answered either; on the kept
-// connection the next mail's do too. The command bytes are those go-mail
-// sent.
+// With PIPELINING offered, MAIL FROM goes alone on a new connection,
+// then RCPT TO and DATA come in one read, before the server has answered
+// either; the message comes with the next mail's MAIL FROM after its
+// ending dot, before the server has answered the message, and the next
+// mail on the kept connection waits for that MAIL FROM's reply before
+// anything of its recipient. Closing the sender then reads that reply and
+// ends the session with QUIT. The command bytes are those go-mail sent.
 func TestSMTPSenderPipelines(t *testing.T) {
+	const mailFrom = "MAIL FROM:<info@example.com> BODY=8BITMIME"
 	r := startRaw(t)
 	s := r.sender(t)
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-	for i, code := range []string{"123456", "654321"} {
-		if i > 0 {
+	for i, code := range []string{"123456", "654321", "111111"} {
+		if i == 0 {
+			if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+				t.Errorf("mail %d: %q, want MAIL FROM", i, got)
+			}
+		} else {
 			done = sendAsync(s, code)
-		}
-		if got := c.lines(1, 5*time.Second)[0]; got != "MAIL FROM:<info@example.com> BODY=8BITMIME" {
-			t.Errorf("mail %d: %q, want MAIL FROM", i, got)
 		}
 		c.quiet(200 * time.Millisecond) // MAIL FROM waits for its reply
 		c.reply("250 2.1.0 ok")
@@ -216,14 +221,116 @@ func TestSMTPSenderPipelines(t *testing.T) {
 		}
 		c.reply("250 2.1.5 ok", "354 go ahead")
 		msg := c.data()
-		t.Logf("mail %d: %d bytes of message in %d reads", i, len(msg), c.reads)
 		if !strings.Contains(msg, code) {
 			t.Errorf("mail %d: the message lacks its code", i)
 		}
+		// Not answered yet: the next MAIL FROM came with the message.
+		if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+			t.Errorf("mail %d: after the message %q, want the next MAIL FROM", i, got)
+		}
+		t.Logf("mail %d: %d bytes of message and the next MAIL FROM in %d reads", i, len(msg), c.reads)
 		c.reply("250 2.0.0 queued")
 		if err := result(t, done); err != nil {
 			t.Fatalf("mail %d: Send: %v", i, err)
 		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	c.quiet(200 * time.Millisecond) // Close reads MAIL FROM's reply first
+	c.reply("250 2.1.0 ok")
+	if got := c.lines(1, 5*time.Second)[0]; got != "QUIT" {
+		t.Errorf("at Close: %q, want QUIT", got)
+	}
+	c.reply("221 2.0.0 bye")
+	c.hungUp()
+	if err := result(t, closed); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// A kept connection whose server hung up while it was idle, after
+// answering the MAIL FROM sent ahead or instead of it (an idle timeout),
+// is dialled again: the mail goes out on a new connection and Send
+// reports no failure. Nothing of it was sent on the dead one.
+func TestSMTPSenderMailAheadServerHungUp(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply []string // to the MAIL FROM sent ahead, before the server hangs up
+	}{
+		{"answered, then closed", []string{"250 2.1.0 ok"}},
+		{"answered, then 421", []string{"250 2.1.0 ok", "421 4.4.2 idle timeout"}},
+		{"421", []string{"421 4.4.2 idle timeout"}},
+		{"closed", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRaw(t)
+			s := r.sender(t)
+			done := sendAsync(s, "123456")
+			c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+			c.lines(1, 5*time.Second)
+			c.reply("250 2.1.0 ok")
+			c.lines(2, 5*time.Second)
+			c.reply("250 2.1.5 ok", "354 go ahead")
+			c.data()
+			c.lines(1, 5*time.Second) // the next MAIL FROM
+			c.reply("250 2.0.0 queued")
+			if err := result(t, done); err != nil {
+				t.Fatalf("first Send: %v", err)
+			}
+			if tc.reply != nil {
+				c.reply(tc.reply...)
+			}
+			c.c.Close()
+
+			done = sendAsync(s, "654321")
+			c2 := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+			if got := c2.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+				t.Fatalf("on the new connection: %q, want MAIL FROM", got)
+			}
+			c2.reply("250 2.1.0 ok")
+			c2.lines(2, 5*time.Second)
+			c2.reply("250 2.1.5 ok", "354 go ahead")
+			if msg := c2.data(); !strings.Contains(msg, "654321") {
+				t.Errorf("the message lacks its code")
+			}
+			c2.lines(1, 5*time.Second)
+			c2.reply("250 2.0.0 queued")
+			if err := result(t, done); err != nil {
+				t.Fatalf("second Send: %v", err)
+			}
+		})
+	}
+}
+
+// After a MAIL FROM sent ahead and answered, a refusal of RCPT TO is the
+// recipient's, as on a new connection: no dial again, nothing sent.
+func TestSMTPSenderMailAheadRcptRefused(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+	c.lines(1, 5*time.Second)
+	c.reply("250 2.1.0 ok")
+	c.lines(2, 5*time.Second)
+	c.reply("250 2.1.5 ok", "354 go ahead")
+	c.data()
+	c.lines(1, 5*time.Second)
+	c.reply("250 2.0.0 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	done = sendAsync(s, "654321")
+	c.quiet(200 * time.Millisecond)
+	c.reply("250 2.1.0 ok")
+	c.lines(2, 5*time.Second)
+	c.reply("550 5.1.1 <ana@example.com>: no such user", "554 5.5.1 no valid recipients")
+	c.hungUp()
+	err := result(t, done)
+	if err == nil {
+		t.Fatal("Send succeeded")
+	}
+	if se := sendError(t, err); se.Temporary || !se.Reply || se.Session {
+		t.Errorf("a 550 to RCPT TO is permanent, answered, the recipient's: %+v", se)
 	}
 }
 
@@ -252,6 +359,7 @@ func TestSMTPSenderWithoutPipelining(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
+	c.quiet(200 * time.Millisecond) // no MAIL FROM ahead without PIPELINING
 }
 
 // A server that refuses RCPT TO and still answers the pipelined DATA 354

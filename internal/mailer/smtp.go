@@ -103,6 +103,11 @@ type smtpConn struct {
 	pipelining bool   // PIPELINING: RCPT TO and DATA in one write, after MAIL FROM's reply
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
+
+	// mailAhead: the next transaction's MAIL FROM went out with the last
+	// message's ending dot (pipelining only); its reply is read when the
+	// connection is next used (transact).
+	mailAhead bool
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -177,9 +182,11 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode: a round
-// trip for MAIL FROM, one for RCPT TO and DATA together when the server
-// offers PIPELINING (one each when not), then one for the message.
+// Send delivers m to its address with the domain in punycode. When the
+// server offers PIPELINING: a round trip for RCPT TO and DATA together,
+// then one for the message with the next mail's MAIL FROM (on a new
+// connection, one more for MAIL FROM first); without it, one for each
+// command and one for the message.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -288,9 +295,19 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // addresses), the second the session's. Alone, MAIL FROM is answered
 // before anything of the recipient is known.
 //
+// On a pipelining server the next transaction's MAIL FROM goes out with
+// the message's ending dot, a group RFC 2920 allows (message content
+// first, then MAIL FROM), and its reply is read when the connection is
+// next used, before RCPT TO is sent: a round trip less per mail, and
+// MAIL FROM is still answered before anything of the recipient is known.
+// MAIL FROM names no recipient, so the one sent ahead is the same as the
+// one the next mail would send. A connection left idle with it is closed
+// by QUIT (close), which ends the unfinished transaction.
+//
 // There is no NOOP before the transaction: it costs a round trip, and a
-// dead kept connection shows at MAIL FROM instead (stale), where Send
-// redials. Nor RSET after it: a round trip that, failing, would report a
+// dead kept connection shows at MAIL FROM instead (stale), or at RCPT TO
+// when MAIL FROM went ahead and the server hung up after answering it,
+// where Send redials. Nor RSET after it: a round trip that, failing, would report a
 // delivered message as failed. Nor after a refusal: Send then drops the
 // connection.
 func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
@@ -308,7 +325,11 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		{stageRcpt, "RCPT TO:" + env.to, 25}, // 250 or 251
 		{stageData, "DATA", 354},
 	}
-	written := 0 // commands flushed to the server so far
+	written, ahead := 0, c.mailAhead // commands flushed to the server so far
+	if ahead {
+		c.mailAhead = false
+		written = 1 // MAIL FROM went with the last message
+	}
 	for i, cmd := range cmds {
 		if i == written {
 			written = i + 1
@@ -332,19 +353,24 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
 		// cut before it is discarded.
 		if _, _, err := t.ReadResponse(cmd.code); err != nil {
-			return &stageError{stage: cmd.stage, err: err}
+			return &stageError{stage: cmd.stage, err: err, mailAhead: ahead}
 		}
 	}
-	// The message, dot-stuffed, and its ending dot go into the
-	// connection's buffer and out in one write when they fit in its 4
-	// KiB, as authd's mails (about 2 KiB) do.
+	// The message, dot-stuffed, its ending dot and the next MAIL FROM go
+	// into the connection's buffer and out in one write when they fit in
+	// its 4 KiB, as authd's mails (about 2 KiB) do.
 	writeDotStuffed(t.W, env.data)
+	if c.pipelining {
+		t.W.WriteString(cmds[0].line) // the next transaction's
+		t.W.WriteString("\r\n")
+	}
 	if err := t.W.Flush(); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
+	c.mailAhead = c.pipelining
 	return nil
 }
 
@@ -516,6 +542,10 @@ func (s *SMTPSender) open(raw net.Conn) (c *smtp.Client, plainOffered bool, err 
 // second, and closes the socket in any case.
 func (c *smtpConn) close() {
 	if c.c.HasConnection() && c.c.UpdateDeadline(time.Second) == nil {
+		if c.mailAhead {
+			// Its reply first, so that QUIT's is the one Quit reads.
+			_, _, _ = c.c.Text.ReadResponse(250)
+		}
 		_ = c.c.Quit()
 	}
 	_ = c.raw.Close()
@@ -588,6 +618,7 @@ type stageError struct {
 	stage        stage
 	err          error
 	plainOffered bool // as smtpConn's, for AUTH
+	mailAhead    bool // the transaction's MAIL FROM went with the message before (transact)
 }
 
 func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }
@@ -756,12 +787,16 @@ func tlsRefused(err error) bool {
 }
 
 // stale reports whether err is a kept connection that died while idle: it
-// broke, or the server said 421 closing, at the first command.
+// broke, or the server said 421 closing, at the first command: MAIL FROM,
+// or RCPT TO when MAIL FROM went ahead (a server that hangs up after an
+// idle timeout has answered it already). Nothing of the message had been
+// sent.
 func stale(err error) bool {
 	var st *stageError
 	// A server that does not answer in time is slow, not gone: another
 	// connection would wait as long again.
-	if !errors.As(err, &st) || st.stage != stageMail || errors.Is(err, os.ErrDeadlineExceeded) {
+	if !errors.As(err, &st) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		st.stage != stageMail && (st.stage != stageRcpt || !st.mailAhead) {
 		return false
 	}
 	code := replyCode(err)
