@@ -3,6 +3,7 @@ package mailer
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"mime"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/authd/authd"
 )
+
+// randomText is rand.Text's encoding: base32, upper case, no padding.
+var randomText = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // buildMessage returns m's mail to the ASCII address to as it goes after
 // DATA: the headers (Auto-Submitted and X-Auto-Response-Suppress, RFC
@@ -37,14 +41,19 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 	if strings.ContainsAny(to, "<>\r\n") {
 		return nil, errors.New("smtp: the recipient is not a valid address")
 	}
-	boundary := rand.Text() + rand.Text()
+	// Both random names from one read of the random source, not a read
+	// (a system call) for each, and in rand.Text's alphabet.
+	var random [48]byte
+	rand.Read(random[:])
+	boundary := randomText.EncodeToString(random[:32])
+	messageID := strings.ToLower(randomText.EncodeToString(random[32:]))
 	var b bytes.Buffer
 	b.Grow(len(r.Text) + len(r.HTML) + 1024)
 	header := func(name, value string, encoded bool) { writeHeader(&b, name, value, encoded) }
 	header("Auto-Submitted", "auto-generated", false)
 	header("Date", s.now().Format(time.RFC1123Z), false)
 	header("MIME-Version", "1.0", false)
-	header("Message-ID", "<"+strings.ToLower(rand.Text())+"@"+s.fromDomain+">", false)
+	header("Message-ID", "<"+messageID+"@"+s.fromDomain+">", false)
 	// Q-encoded when not plain ASCII; the templates' subject is one line
 	// (headerText).
 	subject := mime.QEncoding.Encode("utf-8", r.Subject)

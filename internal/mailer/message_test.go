@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"net/textproto"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +67,41 @@ func TestBuildMessageReadsAsGoMails(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each mail has its own Message-ID and boundary, random from one read of
+// the random source: the id's 26 and the boundary's 52 characters of
+// rand.Text's alphabet.
+func TestBuildMessageRandomNames(t *testing.T) {
+	s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := regexp.MustCompile(`^<[a-z2-7]{26}@example\.com>$`)
+	boundary := regexp.MustCompile(`boundary=([A-Z2-7]{52})\r\n`)
+	ids, boundaries := map[string]bool{}, map[string]bool{}
+	for range 100 {
+		raw, err := s.buildMessage(authd.Message{To: "ana@example.com", ProjectName: "Shop", Code: "123456", TTL: time.Minute}, "ana@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := smtptest.Parse(raw)
+		if m.ParseErr != nil {
+			t.Fatal(m.ParseErr)
+		}
+		got := m.Header.Get("Message-ID")
+		if !id.MatchString(got) {
+			t.Fatalf("Message-ID %q", got)
+		}
+		b := boundary.FindSubmatch(raw)
+		if b == nil {
+			t.Fatalf("no boundary of 52 characters in %q", raw[:min(len(raw), 400)])
+		}
+		ids[got], boundaries[string(b[1])] = true, true
+	}
+	if len(ids) != 100 || len(boundaries) != 100 {
+		t.Errorf("%d Message-IDs and %d boundaries in 100 mails, want 100 of each", len(ids), len(boundaries))
 	}
 }
 
