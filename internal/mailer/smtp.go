@@ -104,9 +104,9 @@ type smtpConn struct {
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
 
-	// mailAhead: the next transaction's MAIL FROM went out with the last
-	// message's ending dot (pipelining only); its reply is read when the
-	// connection is next used (transact).
+	// mailAhead: the next transaction's MAIL FROM went out after the last
+	// message's reply (pipelining, a busy connection); its reply is read
+	// when the connection is next used (transact).
 	mailAhead bool
 }
 
@@ -182,11 +182,11 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode. When the
-// server offers PIPELINING: a round trip for RCPT TO and DATA together,
-// then one for the message with the next mail's MAIL FROM (on a new
-// connection, one more for MAIL FROM first); without it, one for each
-// command and one for the message.
+// Send delivers m to its address with the domain in punycode: a round
+// trip for MAIL FROM, one for RCPT TO and DATA together when the server
+// offers PIPELINING (one each when not), then one for the message. On a
+// busy pipelining connection MAIL FROM was sent ahead, after the mail
+// before: its reply is there already (transact).
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -295,26 +295,33 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // addresses), the second the session's. Alone, MAIL FROM is answered
 // before anything of the recipient is known.
 //
-// On a pipelining server the next transaction's MAIL FROM goes out with
-// the message's ending dot, a group RFC 2920 allows (message content
-// first, then MAIL FROM), and its reply is read when the connection is
-// next used, before RCPT TO is sent: a round trip less per mail, and
-// MAIL FROM is still answered before anything of the recipient is known.
-// MAIL FROM names no recipient, so the one sent ahead is the same as the
-// one the next mail would send. A connection left idle with it is closed
-// by QUIT (close), which ends the unfinished transaction.
+// On a pipelining server, a busy connection (used again within
+// aheadWithin of its last mail) sends the next transaction's MAIL FROM
+// ahead: written once the message's 250 has been read, not with its
+// ending dot (a server holding replies would hold the message's 250
+// behind MAIL FROM's checks, a milter's or a policy service's, and a
+// delivered mail could time out and go twice), and its reply read when
+// the connection is next used, before RCPT TO is sent: the next mail
+// does not wait a round trip for it. MAIL FROM names no recipient, so the
+// one sent ahead is the one the next mail would send. A reply that old
+// no longer shows that the server answers now: on a connection idle for
+// aheadWithin or more a NOOP goes first, and its reply is waited for,
+// so that a RCPT TO that then times out is still the recipient's stall,
+// not a server that stopped while the connection was idle. A connection
+// left idle with a MAIL FROM sent ahead ends it with QUIT (close).
 //
-// There is no NOOP before the transaction: it costs a round trip, and a
-// dead kept connection shows at MAIL FROM instead (stale), or at RCPT TO
-// when MAIL FROM went ahead and the server hung up after answering it,
-// where Send redials. Nor RSET after it: a round trip that, failing, would report a
-// delivered message as failed. Nor after a refusal: Send then drops the
-// connection.
+// There is no NOOP before the transaction otherwise: it costs a round
+// trip, and a dead kept connection shows at MAIL FROM instead (stale), or
+// at RCPT TO when MAIL FROM went ahead and the server hung up after
+// answering it, where Send redials. Nor RSET after it: a round trip that,
+// failing, would report a delivered message as failed. Nor after a
+// refusal: Send then drops the connection.
 func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// Timeout bounds each message's commands, from the first.
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
+	busy := !c.idleSince.IsZero() && s.now().Sub(c.idleSince) < aheadWithin
 	t := c.c.Text
 	cmds := [...]struct {
 		stage stage
@@ -325,12 +332,17 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		{stageRcpt, "RCPT TO:" + env.to, 25}, // 250 or 251
 		{stageData, "DATA", 354},
 	}
-	written, ahead := 0, c.mailAhead // commands flushed to the server so far
+	first, ahead := 0, c.mailAhead
 	if ahead {
 		c.mailAhead = false
-		written = 1 // MAIL FROM went with the last message
+		if err := mailAheadAnswered(c, busy); err != nil {
+			return err
+		}
+		first = 1
 	}
-	for i, cmd := range cmds {
+	written := first // commands flushed to the server so far
+	for i := first; i < len(cmds); i++ {
+		cmd := cmds[i]
 		if i == written {
 			written = i + 1
 			if c.pipelining && i > 0 {
@@ -341,9 +353,10 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 				t.W.WriteString("\r\n")
 			}
 			// A failed write is the first unanswered command's: at MAIL
-			// FROM, a kept connection the server has dropped (stale).
+			// FROM, or at RCPT TO after one sent ahead, a kept connection
+			// the server has dropped (stale).
 			if err := t.W.Flush(); err != nil {
-				return &stageError{stage: cmd.stage, err: err}
+				return &stageError{stage: cmd.stage, err: err, mailAhead: ahead}
 			}
 		}
 		// The first refusal ends the transaction; the later replies are
@@ -356,21 +369,53 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 			return &stageError{stage: cmd.stage, err: err, mailAhead: ahead}
 		}
 	}
-	// The message, dot-stuffed, its ending dot and the next MAIL FROM go
-	// into the connection's buffer and out in one write when they fit in
-	// its 4 KiB, as authd's mails (about 2 KiB) do.
+	// The message, dot-stuffed, and its ending dot go into the
+	// connection's buffer and out in one write when they fit in its 4
+	// KiB, as authd's mails (about 2 KiB) do.
 	writeDotStuffed(t.W, env.data)
-	if c.pipelining {
-		t.W.WriteString(cmds[0].line) // the next transaction's
-		t.W.WriteString("\r\n")
-	}
 	if err := t.W.Flush(); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
 		return &stageError{stage: stageMessage, err: err}
 	}
-	c.mailAhead = c.pipelining
+	if c.pipelining && busy {
+		t.W.WriteString(cmds[0].line)
+		t.W.WriteString("\r\n")
+		// The message is delivered whatever this write does: a failed one
+		// leaves the connection broken, its next use fails at this MAIL
+		// FROM's reply, and Send dials again (stale).
+		_ = t.W.Flush()
+		c.mailAhead = true
+	}
+	return nil
+}
+
+// aheadWithin is how soon after its last mail a connection must be used
+// again to be busy: to send the next MAIL FROM ahead, and to trust the
+// reply to one sent ahead without a NOOP (transact). A quiet sender (the
+// connection expires after IdleTimeout) sends none ahead and none in vain.
+const aheadWithin = time.Second
+
+// mailAheadAnswered reads the reply to the MAIL FROM sent ahead on c; on a
+// connection that was not busy, it sends a NOOP first and reads its reply
+// too. Both are MAIL FROM's step: a failure there is the session's, and
+// stale when the server has hung up.
+func mailAheadAnswered(c *smtpConn, busy bool) error {
+	t := c.c.Text
+	replies := 1
+	if !busy {
+		t.W.WriteString("NOOP\r\n")
+		if err := t.W.Flush(); err != nil {
+			return &stageError{stage: stageMail, err: err, mailAhead: true}
+		}
+		replies = 2
+	}
+	for range replies {
+		if _, _, err := t.ReadResponse(250); err != nil {
+			return &stageError{stage: stageMail, err: err, mailAhead: true}
+		}
+	}
 	return nil
 }
 
@@ -441,16 +486,19 @@ func (s *SMTPSender) put(c *smtpConn) {
 	}
 }
 
-// Close closes the kept connections. Sends after Close still work, one
+// Close closes the kept connections, all at once: each may wait up to a
+// second for a reply (close). Sends after Close still work, one
 // connection per message.
 func (s *SMTPSender) Close() error {
 	s.mu.Lock()
 	idle := s.idle
 	s.idle, s.closed = nil, true
 	s.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range idle {
-		c.close()
+		wg.Go(c.close)
 	}
+	wg.Wait()
 	return nil
 }
 
@@ -618,7 +666,7 @@ type stageError struct {
 	stage        stage
 	err          error
 	plainOffered bool // as smtpConn's, for AUTH
-	mailAhead    bool // the transaction's MAIL FROM went with the message before (transact)
+	mailAhead    bool // the transaction's MAIL FROM was sent ahead, after the message before (transact)
 }
 
 func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }
