@@ -64,6 +64,16 @@ func (r *rawServer) senderWith(t *testing.T, edit func(*mailer.Config)) *mailer.
 	return s
 }
 
+// noDial fails the test when the sender opens a connection within 300ms.
+func (r *rawServer) noDial(what string) {
+	r.t.Helper()
+	r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if nc, err := r.ln.Accept(); err == nil {
+		nc.Close()
+		r.t.Errorf("dialled again %s", what)
+	}
+}
+
 // accept takes the next connection, greets it and answers its EHLO
 // offering ext.
 func (r *rawServer) accept(ext ...string) *rawConn {
@@ -256,6 +266,7 @@ func twoMails(t *testing.T, r *rawServer, s *mailer.SMTPSender) *rawConn {
 	if err := result(t, done); err != nil {
 		t.Fatalf("mail 0: Send: %v", err)
 	}
+	c.quiet(100 * time.Millisecond) // a new connection is not busy: no MAIL FROM ahead
 	done = sendAsync(s, "654321")
 	c.mailFrom("mail 1")
 	c.serveMail(1, "654321")
@@ -275,25 +286,10 @@ func twoMails(t *testing.T, r *rawServer, s *mailer.SMTPSender) *rawConn {
 // Closing the sender then reads that reply and ends the session with
 // QUIT. The command bytes are those go-mail sent.
 func TestSMTPSenderPipelines(t *testing.T) {
-	clock := newClock()
 	r := startRaw(t)
-	s := r.senderWith(t, clock.edit)
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-	c.mailFrom("mail 0")
-	c.serveMail(0, "123456")
-	if err := result(t, done); err != nil {
-		t.Fatalf("mail 0: Send: %v", err)
-	}
-	c.quiet(200 * time.Millisecond) // a new connection is not busy: no MAIL FROM ahead
-
-	done = sendAsync(s, "654321")
-	c.mailFrom("mail 1")
-	c.serveMail(1, "654321")
-	c.mailFrom("after mail 1's reply, the next MAIL FROM")
-	if err := result(t, done); err != nil {
-		t.Fatalf("mail 1: Send: %v", err)
-	}
+	s := r.senderWith(t, newClock().edit)
+	c := twoMails(t, r, s)
+	var done <-chan error
 	for i, code := range []string{"111111", "222222"} {
 		done = sendAsync(s, code)
 		c.serveMail(2+i, code) // no MAIL FROM of its own: it went ahead
@@ -323,22 +319,63 @@ func TestSMTPSenderPipelines(t *testing.T) {
 // while the connection was idle is then the session's failure at MAIL
 // FROM, not the next recipient's stall, and is not dialled again.
 func TestSMTPSenderMailAheadAfterIdle(t *testing.T) {
-	t.Run("answered", func(t *testing.T) {
+	// A clock that went back says nothing of how long the connection
+	// idled: it is not taken for busy either.
+	for _, shift := range []time.Duration{2 * time.Second, -10 * time.Second} {
+		t.Run("answered, clock "+shift.String(), func(t *testing.T) {
+			clock := newClock()
+			r := startRaw(t)
+			s := r.senderWith(t, clock.edit)
+			c := twoMails(t, r, s)
+			clock.add(shift)
+			done := sendAsync(s, "111111")
+			if got := c.lines(1, 5*time.Second)[0]; got != "NOOP" {
+				t.Fatalf("after the idle time: %q, want NOOP", got)
+			}
+			c.reply("250 2.1.0 ok")         // the MAIL FROM sent ahead
+			c.serveMail(2, "111111")        // NOOP's reply, then the mail
+			c.quiet(200 * time.Millisecond) // the connection was not busy: nothing ahead
+			if err := result(t, done); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+		})
+	}
+	t.Run("NOOP refused", func(t *testing.T) {
+		// Nothing of the mail was sent: it goes on a new connection,
+		// which sends no NOOP.
 		clock := newClock()
 		r := startRaw(t)
 		s := r.senderWith(t, clock.edit)
 		c := twoMails(t, r, s)
 		clock.add(2 * time.Second)
 		done := sendAsync(s, "111111")
-		if got := c.lines(1, 5*time.Second)[0]; got != "NOOP" {
-			t.Fatalf("after the idle time: %q, want NOOP", got)
-		}
-		c.reply("250 2.1.0 ok")         // the MAIL FROM sent ahead
-		c.serveMail(2, "111111")        // NOOP's reply, then the mail
-		c.quiet(200 * time.Millisecond) // the connection was not busy: nothing ahead
+		c.lines(1, 5*time.Second)
+		c.reply("250 2.1.0 ok", "502 5.5.1 NOOP not implemented")
+		c.hungUp()
+		c2 := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+		c2.mailFrom("on the new connection")
+		c2.serveMail(2, "111111")
 		if err := result(t, done); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
+	})
+	t.Run("busy, MAIL FROM unanswered", func(t *testing.T) {
+		// No NOOP on a busy connection: the MAIL FROM sent ahead is
+		// waited for, and a server silent on it is the session's.
+		r := startRaw(t)
+		s := r.senderWith(t, func(cfg *mailer.Config) { newClock().edit(cfg); cfg.Timeout = 500 * time.Millisecond })
+		c := twoMails(t, r, s)
+		err := result(t, sendAsync(s, "111111"))
+		if err == nil {
+			t.Fatal("Send succeeded")
+		}
+		if se := sendError(t, err); !se.Temporary || se.Reply || !se.Session || !strings.Contains(err.Error(), "MAIL FROM") {
+			t.Errorf("a server silent at MAIL FROM is a temporary failure of the session: %+v (%v)", se, err)
+		}
+		if len(c.buf) > 0 {
+			t.Errorf("the client sent %q before MAIL FROM's reply", c.buf)
+		}
+		r.noDial("a slow server")
 	})
 	t.Run("unanswered", func(t *testing.T) {
 		clock := newClock()
@@ -357,14 +394,10 @@ func TestSMTPSenderMailAheadAfterIdle(t *testing.T) {
 		if se := sendError(t, err); !se.Temporary || se.Reply || !se.Session {
 			t.Errorf("a server silent at MAIL FROM is a temporary failure of the session: %+v", se)
 		}
-		if !strings.Contains(err.Error(), "MAIL FROM") {
+		if !strings.Contains(err.Error(), "MAIL FROM") { // the reply waited for first
 			t.Errorf("error %q does not name MAIL FROM", err)
 		}
-		r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(300 * time.Millisecond))
-		if nc, err := r.ln.Accept(); err == nil {
-			nc.Close()
-			t.Error("a slow server was dialled again")
-		}
+		r.noDial("a slow server")
 	})
 }
 
@@ -385,48 +418,37 @@ func TestSMTPSenderMailAheadServerHungUp(t *testing.T) {
 		{"closed", nil, false},
 		{"reset", nil, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := startRaw(t)
-			s := r.senderWith(t, newClock().edit)
-			c := twoMails(t, r, s)
-			if tc.reply != nil {
-				c.reply(tc.reply...)
+		for _, idle := range []bool{false, true} {
+			name := tc.name + ", busy"
+			if idle {
+				name = tc.name + ", after a NOOP" // the connection was idle
 			}
-			if tc.reset {
-				c.c.(*net.TCPConn).SetLinger(0)
-			}
-			c.c.Close()
-			time.Sleep(50 * time.Millisecond) // the close reaches the client's socket
+			t.Run(name, func(t *testing.T) {
+				clock := newClock()
+				r := startRaw(t)
+				s := r.senderWith(t, clock.edit)
+				c := twoMails(t, r, s)
+				if tc.reply != nil {
+					c.reply(tc.reply...)
+				}
+				if tc.reset {
+					c.c.(*net.TCPConn).SetLinger(0)
+				}
+				c.c.Close()
+				time.Sleep(50 * time.Millisecond) // the close reaches the client's socket
+				if idle {
+					clock.add(2 * time.Second)
+				}
 
-			done := sendAsync(s, "111111")
-			c2 := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-			c2.mailFrom("on the new connection")
-			c2.serveMail(2, "111111")
-			if err := result(t, done); err != nil {
-				t.Fatalf("Send: %v", err)
-			}
-		})
-	}
-}
-
-// After a MAIL FROM sent ahead and answered, a refusal of RCPT TO is the
-// recipient's, as on a new connection: no dial again, nothing sent.
-func TestSMTPSenderMailAheadRcptRefused(t *testing.T) {
-	r := startRaw(t)
-	s := r.senderWith(t, newClock().edit)
-	c := twoMails(t, r, s)
-	done := sendAsync(s, "111111")
-	c.quiet(100 * time.Millisecond)
-	c.reply("250 2.1.0 ok")
-	c.lines(2, 5*time.Second)
-	c.reply("550 5.1.1 <ana@example.com>: no such user", "554 5.5.1 no valid recipients")
-	c.hungUp()
-	err := result(t, done)
-	if err == nil {
-		t.Fatal("Send succeeded")
-	}
-	if se := sendError(t, err); se.Temporary || !se.Reply || se.Session {
-		t.Errorf("a 550 to RCPT TO is permanent, answered, the recipient's: %+v", se)
+				done := sendAsync(s, "111111")
+				c2 := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+				c2.mailFrom("on the new connection")
+				c2.serveMail(2, "111111")
+				if err := result(t, done); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			})
+		}
 	}
 }
 
@@ -461,11 +483,7 @@ func TestSMTPSenderMailAheadRefused(t *testing.T) {
 			if !tc.temporary && se.Setting != "EMAILS_FROM_EMAIL" {
 				t.Errorf("setting %q, want EMAILS_FROM_EMAIL", se.Setting)
 			}
-			r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(300 * time.Millisecond))
-			if nc, err := r.ln.Accept(); err == nil {
-				nc.Close()
-				t.Error("dialled again after a refusal")
-			}
+			r.noDial("after a refusal")
 		})
 	}
 }
@@ -476,25 +494,9 @@ func TestSMTPSenderMailAheadRefused(t *testing.T) {
 func TestSMTPSenderRcptCutIsNotStale(t *testing.T) {
 	r := startRaw(t)
 	s := r.senderWith(t, newClock().edit)
-	steps := func(c *rawConn, code string) {
-		for _, step := range []struct{ cmd, reply string }{
-			{mailFromLine, "250 2.1.0 ok"},
-			{"RCPT TO:<ana@example.com>", "250 2.1.5 ok"},
-			{"DATA", "354 go ahead"},
-		} {
-			if got := c.lines(1, 5*time.Second)[0]; got != step.cmd {
-				t.Fatalf("got %q, want %q", got, step.cmd)
-			}
-			c.reply(step.reply)
-		}
-		if msg := c.data(); !strings.Contains(msg, code) {
-			t.Errorf("the message lacks its code")
-		}
-		c.reply("250 2.0.0 queued")
-	}
 	done := sendAsync(s, "123456")
 	c := r.accept("8BITMIME", "ENHANCEDSTATUSCODES")
-	steps(c, "123456")
+	c.serveUnpipelined("123456")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -508,39 +510,48 @@ func TestSMTPSenderRcptCutIsNotStale(t *testing.T) {
 	if err := result(t, done); err == nil {
 		t.Fatal("Send succeeded")
 	}
-	r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(300 * time.Millisecond))
-	if nc, err := r.ln.Accept(); err == nil {
-		nc.Close()
-		t.Error("dialled again after a failure at RCPT TO")
-	}
+	r.noDial("after a failure at RCPT TO")
 }
 
-// Without PIPELINING, each command waits for its reply: nothing more comes
-// until the server has answered.
-func TestSMTPSenderWithoutPipelining(t *testing.T) {
-	r := startRaw(t)
-	s := r.sender(t)
-	done := sendAsync(s, "123456")
-	c := r.accept("8BITMIME", "ENHANCEDSTATUSCODES")
+// serveUnpipelined answers one transaction without PIPELINING: each
+// command waits for its reply, nothing more comes until the server has
+// answered.
+func (c *rawConn) serveUnpipelined(code string) {
+	c.t.Helper()
 	for _, step := range []struct{ cmd, reply string }{
-		{"MAIL FROM:<info@example.com> BODY=8BITMIME", "250 2.1.0 ok"},
+		{mailFromLine, "250 2.1.0 ok"},
 		{"RCPT TO:<ana@example.com>", "250 2.1.5 ok"},
 		{"DATA", "354 go ahead"},
 	} {
 		if got := c.lines(1, 5*time.Second)[0]; got != step.cmd {
-			t.Fatalf("got %q, want %q", got, step.cmd)
+			c.t.Fatalf("got %q, want %q", got, step.cmd)
 		}
-		c.quiet(300 * time.Millisecond)
+		c.quiet(100 * time.Millisecond)
 		c.reply(step.reply)
 	}
-	if msg := c.data(); !strings.Contains(msg, "123456") {
-		t.Errorf("the message lacks its code")
+	if msg := c.data(); !strings.Contains(msg, code) {
+		c.t.Errorf("the message lacks its code")
 	}
 	c.reply("250 2.0.0 queued")
-	if err := result(t, done); err != nil {
-		t.Fatalf("Send: %v", err)
+}
+
+// Without PIPELINING, each command waits for its reply, and nothing goes
+// ahead on a busy connection: the next mail sends its own MAIL FROM.
+func TestSMTPSenderWithoutPipelining(t *testing.T) {
+	r := startRaw(t)
+	s := r.senderWith(t, newClock().edit)
+	done := sendAsync(s, "123456")
+	c := r.accept("8BITMIME", "ENHANCEDSTATUSCODES")
+	for i, code := range []string{"123456", "654321", "111111"} {
+		if i > 0 {
+			done = sendAsync(s, code)
+		}
+		c.serveUnpipelined(code)
+		if err := result(t, done); err != nil {
+			t.Fatalf("mail %d: Send: %v", i, err)
+		}
+		c.quiet(200 * time.Millisecond) // no MAIL FROM ahead without PIPELINING
 	}
-	c.quiet(200 * time.Millisecond) // no MAIL FROM ahead without PIPELINING
 }
 
 // A server that refuses RCPT TO and still answers the pipelined DATA 354
@@ -548,25 +559,42 @@ func TestSMTPSenderWithoutPipelining(t *testing.T) {
 // never ended by its dot, is discarded. The refusal is the recipient's,
 // and the reply's copy of the address stays out of the error.
 func TestSMTPSenderPipelinedRcptRefusedSendsNothing(t *testing.T) {
-	r := startRaw(t)
-	s := r.sender(t)
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-	c.lines(1, 5*time.Second)
-	c.reply("250 2.1.0 ok")
-	c.lines(2, 5*time.Second)
-	c.reply("550 5.1.1 <ana@example.com>: no such user", "354 go ahead")
-	c.hungUp()
-	err := result(t, done)
-	if err == nil {
-		t.Fatal("Send succeeded")
-	}
-	se := sendError(t, err)
-	if se.Temporary || !se.Reply || se.Session {
-		t.Errorf("a 550 to RCPT TO is permanent, answered, the recipient's: %+v", se)
-	}
-	if strings.Contains(err.Error(), "ana@example.com") {
-		t.Errorf("error text holds the address: %v", err)
+	for _, ahead := range []bool{false, true} {
+		name := "new connection"
+		if ahead {
+			name = "after a MAIL FROM sent ahead" // as on a new connection: not dialled again
+		}
+		t.Run(name, func(t *testing.T) {
+			r := startRaw(t)
+			s := r.senderWith(t, newClock().edit)
+			var c *rawConn
+			var done <-chan error
+			if ahead {
+				c = twoMails(t, r, s)
+				done = sendAsync(s, "111111")
+			} else {
+				done = sendAsync(s, "123456")
+				c = r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
+				c.mailFrom("mail 0")
+			}
+			c.quiet(100 * time.Millisecond)
+			c.reply("250 2.1.0 ok")
+			c.lines(2, 5*time.Second)
+			c.reply("550 5.1.1 <ana@example.com>: no such user", "354 go ahead")
+			c.hungUp()
+			err := result(t, done)
+			if err == nil {
+				t.Fatal("Send succeeded")
+			}
+			se := sendError(t, err)
+			if se.Temporary || !se.Reply || se.Session {
+				t.Errorf("a 550 to RCPT TO is permanent, answered, the recipient's: %+v", se)
+			}
+			if strings.Contains(err.Error(), "ana@example.com") {
+				t.Errorf("error text holds the address: %v", err)
+			}
+			r.noDial("after the recipient's refusal")
+		})
 	}
 }
 

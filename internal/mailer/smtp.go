@@ -106,8 +106,9 @@ type smtpConn struct {
 
 	// mailAhead: the next transaction's MAIL FROM went out after the last
 	// message's reply (pipelining, a busy connection); its reply is read
-	// when the connection is next used (transact).
-	mailAhead bool
+	// when the connection is next used (transact). broken: that write
+	// failed, and the connection is not to be used again.
+	mailAhead, broken bool
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -321,7 +322,8 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
-	busy := !c.idleSince.IsZero() && s.now().Sub(c.idleSince) < aheadWithin
+	idle := s.now().Sub(c.idleSince)
+	busy := !c.idleSince.IsZero() && idle >= 0 && idle < aheadWithin
 	t := c.c.Text
 	cmds := [...]struct {
 		stage stage
@@ -382,11 +384,10 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	if c.pipelining && busy {
 		t.W.WriteString(cmds[0].line)
 		t.W.WriteString("\r\n")
-		// The message is delivered whatever this write does: a failed one
-		// leaves the connection broken, its next use fails at this MAIL
-		// FROM's reply, and Send dials again (stale).
-		_ = t.W.Flush()
-		c.mailAhead = true
+		// The message is delivered whatever this write does; after a
+		// failed one the connection is not kept (put).
+		c.broken = t.W.Flush() != nil
+		c.mailAhead = !c.broken
 	}
 	return nil
 }
@@ -399,21 +400,24 @@ const aheadWithin = time.Second
 
 // mailAheadAnswered reads the reply to the MAIL FROM sent ahead on c; on a
 // connection that was not busy, it sends a NOOP first and reads its reply
-// too. Both are MAIL FROM's step: a failure there is the session's, and
-// stale when the server has hung up.
+// too. A failure of MAIL FROM is its step's as ever; one of NOOP, whatever
+// the server answered, is stale unless it timed out: nothing of the mail
+// has been sent, and a new connection sends no NOOP (a server that does
+// not take one is not worth failing a mail over).
 func mailAheadAnswered(c *smtpConn, busy bool) error {
 	t := c.c.Text
-	replies := 1
 	if !busy {
 		t.W.WriteString("NOOP\r\n")
 		if err := t.W.Flush(); err != nil {
-			return &stageError{stage: stageMail, err: err, mailAhead: true}
+			return &stageError{stage: stageNOOP, err: err, mailAhead: true}
 		}
-		replies = 2
 	}
-	for range replies {
+	if _, _, err := t.ReadResponse(250); err != nil {
+		return &stageError{stage: stageMail, err: err, mailAhead: true}
+	}
+	if !busy {
 		if _, _, err := t.ReadResponse(250); err != nil {
-			return &stageError{stage: stageMail, err: err, mailAhead: true}
+			return &stageError{stage: stageNOOP, err: err, mailAhead: true}
 		}
 	}
 	return nil
@@ -475,6 +479,10 @@ func (s *SMTPSender) get(ctx context.Context) (c *smtpConn, reused bool, err err
 // put keeps c for the next message, or closes it when enough are kept.
 func (s *SMTPSender) put(c *smtpConn) {
 	c.idleSince = s.now()
+	if c.broken {
+		c.raw.Close() // a failed write's error stays in its buffer: no QUIT
+		return
+	}
 	s.mu.Lock()
 	if !s.closed && len(s.idle) < s.cfg.MaxIdle {
 		s.idle = append(s.idle, c)
@@ -654,10 +662,11 @@ const (
 	stageRcpt                  // RCPT TO
 	stageData                  // DATA, up to its 354
 	stageMessage               // the message, its ending dot and the reply
+	stageNOOP                  // NOOP, before a MAIL FROM sent ahead is trusted (transact)
 )
 
 var stageNames = [...]string{"connect", "TLS handshake", "greeting", "EHLO", "STARTTLS", "AUTH",
-	"MAIL FROM", "RCPT TO", "DATA", "message"}
+	"MAIL FROM", "RCPT TO", "DATA", "message", "NOOP"}
 
 // stageError is the failure of one step: err is the server's reply (a
 // *textproto.Error) when it answered, else what failed or cut the
@@ -696,6 +705,8 @@ type class struct {
 //	AUTH:                                                          SMTP_USER, SMTP_PASSWORD
 //	  neither PLAIN nor LOGIN offered   no         yes    yes      (SMTP_TLS when plain*)
 //	  answered 4xx / 5xx (535)          4xx        yes    yes
+//	NOOP (after a MAIL FROM sent ahead,
+//	on an idle connection) timed out    yes        no     yes      ""
 //	MAIL FROM answered 4xx              yes        yes    yes      ""
 //	MAIL FROM answered 530 or 5.7.0
 //	(AUTH or TLS required)              no         yes    yes      SMTP_USER, SMTP_PASSWORD (SMTP_TLS when plain*)
@@ -766,6 +777,10 @@ func classify(err error, on *smtpConn) class {
 		// recipient's stalls must neither hold up the others' mail in the
 		// lag (MAIL_MAX_LAG) nor make mail look degraded.
 		c.session = !answered && !errors.Is(err, os.ErrDeadlineExceeded)
+	case stageNOOP:
+		// Timed out (anything else is stale, and dialled again): the
+		// server stopped answering while the connection was idle.
+		c.temporary = true
 	case stageMail:
 		switch {
 		case code >= 500 && (code == 530 || on != nil && on.enhanced && enhancedCode(err) == "5.7.0"):
@@ -837,14 +852,19 @@ func tlsRefused(err error) bool {
 // stale reports whether err is a kept connection that died while idle: it
 // broke, or the server said 421 closing, at the first command: MAIL FROM,
 // or RCPT TO when MAIL FROM went ahead (a server that hangs up after an
-// idle timeout has answered it already). Nothing of the message had been
-// sent.
+// idle timeout has answered it already); or NOOP failed, any way but by
+// a timeout (mailAheadAnswered). Nothing of the message had been sent.
 func stale(err error) bool {
 	var st *stageError
 	// A server that does not answer in time is slow, not gone: another
 	// connection would wait as long again.
-	if !errors.As(err, &st) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		st.stage != stageMail && (st.stage != stageRcpt || !st.mailAhead) {
+	if !errors.As(err, &st) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	switch {
+	case st.stage == stageNOOP:
+		return true
+	case st.stage != stageMail && (st.stage != stageRcpt || !st.mailAhead):
 		return false
 	}
 	code := replyCode(err)
