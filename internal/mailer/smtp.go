@@ -103,12 +103,6 @@ type smtpConn struct {
 	pipelining bool   // PIPELINING: RCPT TO and DATA in one write, after MAIL FROM's reply
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
-
-	// mailAhead: the next transaction's MAIL FROM went out after the last
-	// message's reply (pipelining, a busy connection); its reply is read
-	// when the connection is next used (transact). broken: that write
-	// failed, and the connection is not to be used again.
-	mailAhead, broken bool
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -185,9 +179,7 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 
 // Send delivers m to its address with the domain in punycode: a round
 // trip for MAIL FROM, one for RCPT TO and DATA together when the server
-// offers PIPELINING (one each when not), then one for the message. On a
-// busy pipelining connection MAIL FROM was sent ahead, after the mail
-// before: its reply is there already (transact).
+// offers PIPELINING (one each when not), then one for the message.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -296,34 +288,16 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // addresses), the second the session's. Alone, MAIL FROM is answered
 // before anything of the recipient is known.
 //
-// On a pipelining server, a busy connection (used again within
-// aheadWithin of its last mail) sends the next transaction's MAIL FROM
-// ahead: written once the message's 250 has been read, not with its
-// ending dot (a server holding replies would hold the message's 250
-// behind MAIL FROM's checks, a milter's or a policy service's, and a
-// delivered mail could time out and go twice), and its reply read when
-// the connection is next used, before RCPT TO is sent: the next mail
-// does not wait a round trip for it. MAIL FROM names no recipient, so the
-// one sent ahead is the one the next mail would send. A reply that old
-// no longer shows that the server answers now: on a connection idle for
-// aheadWithin or more a NOOP goes first, and its reply is waited for,
-// so that a RCPT TO that then times out is still the recipient's stall,
-// not a server that stopped while the connection was idle. A connection
-// left idle with a MAIL FROM sent ahead ends it with QUIT (close).
-//
-// There is no NOOP before the transaction otherwise: it costs a round
-// trip, and a dead kept connection shows at MAIL FROM instead (stale), or
-// at RCPT TO when MAIL FROM went ahead and the server hung up after
-// answering it, where Send redials. Nor RSET after it: a round trip that,
-// failing, would report a delivered message as failed. Nor after a
-// refusal: Send then drops the connection.
+// There is no NOOP before the transaction: it costs a round trip, and a
+// dead kept connection shows at MAIL FROM instead (stale), where Send
+// redials. Nor RSET after it: a round trip that, failing, would report a
+// delivered message as failed. Nor after a refusal: Send then drops the
+// connection.
 func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// Timeout bounds each message's commands, from the first.
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
-	idle := s.now().Sub(c.idleSince)
-	busy := !c.idleSince.IsZero() && idle >= 0 && idle < aheadWithin
 	t := c.c.Text
 	cmds := [...]struct {
 		stage stage
@@ -334,17 +308,8 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		{stageRcpt, "RCPT TO:" + env.to, 25}, // 250 or 251
 		{stageData, "DATA", 354},
 	}
-	first, ahead := 0, c.mailAhead
-	if ahead {
-		c.mailAhead = false
-		if err := mailAheadAnswered(c, busy); err != nil {
-			return err
-		}
-		first = 1
-	}
-	written := first // commands flushed to the server so far
-	for i := first; i < len(cmds); i++ {
-		cmd := cmds[i]
+	written := 0 // commands flushed to the server so far
+	for i, cmd := range cmds {
 		if i == written {
 			written = i + 1
 			if c.pipelining && i > 0 {
@@ -355,10 +320,9 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 				t.W.WriteString("\r\n")
 			}
 			// A failed write is the first unanswered command's: at MAIL
-			// FROM, or at RCPT TO after one sent ahead, a kept connection
-			// the server has dropped (stale).
+			// FROM, a kept connection the server has dropped (stale).
 			if err := t.W.Flush(); err != nil {
-				return &stageError{stage: cmd.stage, err: err, mailAhead: ahead}
+				return &stageError{stage: cmd.stage, err: err}
 			}
 		}
 		// The first refusal ends the transaction; the later replies are
@@ -368,7 +332,7 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
 		// cut before it is discarded.
 		if _, _, err := t.ReadResponse(cmd.code); err != nil {
-			return &stageError{stage: cmd.stage, err: err, mailAhead: ahead}
+			return &stageError{stage: cmd.stage, err: err}
 		}
 	}
 	// The message, dot-stuffed, and its ending dot go into the
@@ -380,45 +344,6 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
 		return &stageError{stage: stageMessage, err: err}
-	}
-	if c.pipelining && busy {
-		t.W.WriteString(cmds[0].line)
-		t.W.WriteString("\r\n")
-		// The message is delivered whatever this write does; after a
-		// failed one the connection is not kept (put).
-		c.broken = t.W.Flush() != nil
-		c.mailAhead = !c.broken
-	}
-	return nil
-}
-
-// aheadWithin is how soon after its last mail a connection must be used
-// again to be busy: to send the next MAIL FROM ahead, and to trust the
-// reply to one sent ahead without a NOOP (transact). A quiet sender (the
-// connection expires after IdleTimeout) sends none ahead and none in vain.
-const aheadWithin = time.Second
-
-// mailAheadAnswered reads the reply to the MAIL FROM sent ahead on c; on a
-// connection that was not busy, it sends a NOOP first and reads its reply
-// too. A failure of MAIL FROM is its step's as ever; one of NOOP, whatever
-// the server answered, is stale unless it timed out: nothing of the mail
-// has been sent, and a new connection sends no NOOP (a server that does
-// not take one is not worth failing a mail over).
-func mailAheadAnswered(c *smtpConn, busy bool) error {
-	t := c.c.Text
-	if !busy {
-		t.W.WriteString("NOOP\r\n")
-		if err := t.W.Flush(); err != nil {
-			return &stageError{stage: stageNOOP, err: err, mailAhead: true}
-		}
-	}
-	if _, _, err := t.ReadResponse(250); err != nil {
-		return &stageError{stage: stageMail, err: err, mailAhead: true}
-	}
-	if !busy {
-		if _, _, err := t.ReadResponse(250); err != nil {
-			return &stageError{stage: stageNOOP, err: err, mailAhead: true}
-		}
 	}
 	return nil
 }
@@ -479,10 +404,6 @@ func (s *SMTPSender) get(ctx context.Context) (c *smtpConn, reused bool, err err
 // put keeps c for the next message, or closes it when enough are kept.
 func (s *SMTPSender) put(c *smtpConn) {
 	c.idleSince = s.now()
-	if c.broken {
-		c.raw.Close() // a failed write's error stays in its buffer: no QUIT
-		return
-	}
 	s.mu.Lock()
 	if !s.closed && len(s.idle) < s.cfg.MaxIdle {
 		s.idle = append(s.idle, c)
@@ -494,19 +415,16 @@ func (s *SMTPSender) put(c *smtpConn) {
 	}
 }
 
-// Close closes the kept connections, all at once: each may wait up to a
-// second for a reply (close). Sends after Close still work, one
+// Close closes the kept connections. Sends after Close still work, one
 // connection per message.
 func (s *SMTPSender) Close() error {
 	s.mu.Lock()
 	idle := s.idle
 	s.idle, s.closed = nil, true
 	s.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, c := range idle {
-		wg.Go(c.close)
+		c.close()
 	}
-	wg.Wait()
 	return nil
 }
 
@@ -598,10 +516,6 @@ func (s *SMTPSender) open(raw net.Conn) (c *smtp.Client, plainOffered bool, err 
 // second, and closes the socket in any case.
 func (c *smtpConn) close() {
 	if c.c.HasConnection() && c.c.UpdateDeadline(time.Second) == nil {
-		if c.mailAhead {
-			// Its reply first, so that QUIT's is the one Quit reads.
-			_, _, _ = c.c.Text.ReadResponse(250)
-		}
 		_ = c.c.Quit()
 	}
 	_ = c.raw.Close()
@@ -662,11 +576,10 @@ const (
 	stageRcpt                  // RCPT TO
 	stageData                  // DATA, up to its 354
 	stageMessage               // the message, its ending dot and the reply
-	stageNOOP                  // NOOP, before a MAIL FROM sent ahead is trusted (transact)
 )
 
 var stageNames = [...]string{"connect", "TLS handshake", "greeting", "EHLO", "STARTTLS", "AUTH",
-	"MAIL FROM", "RCPT TO", "DATA", "message", "NOOP"}
+	"MAIL FROM", "RCPT TO", "DATA", "message"}
 
 // stageError is the failure of one step: err is the server's reply (a
 // *textproto.Error) when it answered, else what failed or cut the
@@ -675,7 +588,6 @@ type stageError struct {
 	stage        stage
 	err          error
 	plainOffered bool // as smtpConn's, for AUTH
-	mailAhead    bool // the transaction's MAIL FROM was sent ahead, after the message before (transact)
 }
 
 func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }
@@ -705,8 +617,6 @@ type class struct {
 //	AUTH:                                                          SMTP_USER, SMTP_PASSWORD
 //	  neither PLAIN nor LOGIN offered   no         yes    yes      (SMTP_TLS when plain*)
 //	  answered 4xx / 5xx (535)          4xx        yes    yes
-//	NOOP (after a MAIL FROM sent ahead,
-//	on an idle connection) timed out    yes        no     yes      ""
 //	MAIL FROM answered 4xx              yes        yes    yes      ""
 //	MAIL FROM answered 530 or 5.7.0
 //	(AUTH or TLS required)              no         yes    yes      SMTP_USER, SMTP_PASSWORD (SMTP_TLS when plain*)
@@ -777,10 +687,6 @@ func classify(err error, on *smtpConn) class {
 		// recipient's stalls must neither hold up the others' mail in the
 		// lag (MAIL_MAX_LAG) nor make mail look degraded.
 		c.session = !answered && !errors.Is(err, os.ErrDeadlineExceeded)
-	case stageNOOP:
-		// Timed out (anything else is stale, and dialled again): the
-		// server stopped answering while the connection was idle.
-		c.temporary = true
 	case stageMail:
 		switch {
 		case code >= 500 && (code == 530 || on != nil && on.enhanced && enhancedCode(err) == "5.7.0"):
@@ -850,21 +756,12 @@ func tlsRefused(err error) bool {
 }
 
 // stale reports whether err is a kept connection that died while idle: it
-// broke, or the server said 421 closing, at the first command: MAIL FROM,
-// or RCPT TO when MAIL FROM went ahead (a server that hangs up after an
-// idle timeout has answered it already); or NOOP failed, any way but by
-// a timeout (mailAheadAnswered). Nothing of the message had been sent.
+// broke, or the server said 421 closing, at the first command.
 func stale(err error) bool {
 	var st *stageError
 	// A server that does not answer in time is slow, not gone: another
 	// connection would wait as long again.
-	if !errors.As(err, &st) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
-	}
-	switch {
-	case st.stage == stageNOOP:
-		return true
-	case st.stage != stageMail && (st.stage != stageRcpt || !st.mailAhead):
+	if !errors.As(err, &st) || st.stage != stageMail || errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
 	code := replyCode(err)
