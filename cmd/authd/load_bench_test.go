@@ -114,7 +114,6 @@ func BenchmarkLoad(b *testing.B) {
 		if d == nil || d.n == 0 {
 			continue
 		}
-		d.delivered = r.delivered - r.answered
 		fmt.Fprintf(&out, "%s: %d mails by the last answer (%v), the other %d in %v after it (%.0f/s): machine %.0f%% busy, per mail machine %.0fµs, Redis %.0fµs, load tool %.0fµs",
 			r.name, r.early, r.answered.Round(time.Millisecond), d.n, d.delivered.Round(time.Millisecond), d.rate(true),
 			100*d.machine.Seconds()/d.delivered.Seconds()/float64(runtime.NumCPU()), d.perRequest(d.machine), d.perRequest(d.redisCPU), d.perRequest(d.self))
@@ -170,7 +169,7 @@ type phaseResult struct {
 	lat       []time.Duration // each request's, in order of i
 	answered  time.Duration   // the first request to the last answer
 	early     int             // mails delivered by the last answer (mail phases)
-	drain     *phaseResult    // from the last answer to the last mail: the mails delivered after it, and the CPU (mail phases)
+	drain     *phaseResult    // from the last answer to the last mail: the mails delivered after it, the time, and the CPU (mail phases)
 	delivered time.Duration   // the first request to the last mail (mail phases)
 	cpu       time.Duration   // authd's CPU over the phase (authd phases)
 	machine   time.Duration   // every process's CPU over the phase (/proc/stat)
@@ -470,16 +469,9 @@ func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 	send := l.drive("authd send-code", func(i int) error {
 		return l.post(base+"/api/v1/auth/send-code", sendBody(loadEmail(run, i)))
 	})
-	send.early = mail.count()
-	dw, dm := watchProcess(pid), l.meter()
-	last, err := mail.wait(2 * time.Minute)
-	send.drain = &phaseResult{n: l.n - send.early}
-	dw.end(send.drain)
-	dm.end(send.drain)
-	if err != nil {
+	if err := l.awaitMails(&send, mail, pid, start); err != nil {
 		send.fail(&sync.Mutex{}, err)
 	}
-	send.delivered = last.Sub(start)
 	w.end(&send)
 	m.end(&send)
 
@@ -500,6 +492,21 @@ func (l *loader) authdSendAndVerify(bin string) sendAndVerify {
 	})
 	w.end(&verify)
 	return sendAndVerify{send: send, verify: verify, rssKiB: max(send.rssKiB, verify.rssKiB)}
+}
+
+// awaitMails waits for the last of a mail phase's mails, from the phase's
+// last answer: r gets the mails come by then (early), the time to the last
+// mail from start (delivered), and the drain in between, metered (pid:
+// authd's, 0 for none).
+func (l *loader) awaitMails(r *phaseResult, mail *sink, pid int, start time.Time) error {
+	r.early = mail.count()
+	w, m := watchProcess(pid), l.meter()
+	last, err := mail.wait(2 * time.Minute)
+	r.delivered = last.Sub(start)
+	r.drain = &phaseResult{n: l.n - r.early, delivered: r.delivered - r.answered}
+	w.end(r.drain)
+	m.end(r.drain)
+	return err
 }
 
 func (l *loader) authdRequestPath(bin string) phaseResult {
@@ -589,16 +596,10 @@ func (l *loader) bareDelivered() phaseResult {
 	r := l.drive("bare send-code", func(i int) error {
 		return l.post(srv.URL+"/send", sendBody(loadEmail(run, i)))
 	})
-	r.early = mail.count()
-	dm := l.meter()
-	last, err := mail.wait(2 * time.Minute)
-	r.drain = &phaseResult{n: l.n - r.early}
-	dm.end(r.drain)
 	var mu sync.Mutex
-	if err != nil {
+	if err := l.awaitMails(&r, mail, 0, start); err != nil {
 		r.fail(&mu, err)
 	}
-	r.delivered = last.Sub(start)
 	m.end(&r)
 	for i, ch := range waits {
 		e := loadEmail(run, i)
