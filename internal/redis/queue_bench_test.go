@@ -40,19 +40,13 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 			if _, err := s.Claim(ctx, "w", 1, 30*time.Second, now); err != nil {
 				b.Fatal(err)
 			}
-			claimed := make([][]authd.ClaimedJob, 0, b.N)
-			b.ResetTimer()
-			resetStats(b, c)
-			for range b.N {
+			costPerJob(b, c, func() []authd.ClaimedJob {
 				jobs, err := s.Claim(ctx, "w", batch, 30*time.Second, now)
 				if err != nil || len(jobs) == 0 {
 					b.Fatalf("claimed %d: %v", len(jobs), err)
 				}
-				claimed = append(claimed, jobs)
-			}
-			claims, n := commandMicros(b, c, "evalsha", "hmget"), 0
-			resetStats(b, c)
-			for _, jobs := range claimed {
+				return jobs
+			}, []string{"evalsha", "hmget"}, func(jobs []authd.ClaimedJob) {
 				done := make([]authd.FinishedJob, len(jobs))
 				for i, j := range jobs {
 					done[i] = authd.FinishedJob{Job: j, Status: authd.DeliverySent, Attempts: 1}
@@ -60,11 +54,7 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 				if err := s.FinishAll(ctx, done, now); err != nil {
 					b.Fatal(err)
 				}
-				n += len(jobs)
-			}
-			finishes := commandMicros(b, c, "evalsha")
-			b.ReportMetric(claims/float64(n), "claim-µs/job")
-			b.ReportMetric(finishes/float64(n), "finish-µs/job")
+			}, []string{"evalsha"})
 		})
 	}
 	for _, batch := range []int{1, 16, 32} {
@@ -84,10 +74,7 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 			if _, err := p.Exec(ctx); err != nil {
 				b.Fatal(err)
 			}
-			read := make([][]string, 0, b.N)
-			b.ResetTimer()
-			resetStats(b, c)
-			for range b.N {
+			costPerJob(b, c, func() []string {
 				res, err := c.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: "bare", Consumer: "w", Streams: []string{stream, ">"}, Count: int64(batch), Block: -1}).Result()
 				if err != nil || len(res) != 1 || len(res[0].Messages) == 0 {
 					b.Fatalf("read %v: %v", res, err)
@@ -96,24 +83,39 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 				for i, m := range res[0].Messages {
 					ids[i] = m.ID
 				}
-				read = append(read, ids)
-			}
-			claims, n := commandMicros(b, c, "xreadgroup"), 0
-			resetStats(b, c)
-			for _, ids := range read {
+				return ids
+			}, []string{"xreadgroup"}, func(ids []string) {
 				p := c.Pipeline()
 				p.XAck(ctx, stream, "bare", ids...)
 				p.XDel(ctx, stream, ids...)
 				if _, err := p.Exec(ctx); err != nil {
 					b.Fatal(err)
 				}
-				n += len(ids)
-			}
-			finishes := commandMicros(b, c, "xack", "xdel")
-			b.ReportMetric(claims/float64(n), "claim-µs/job")
-			b.ReportMetric(finishes/float64(n), "finish-µs/job")
+			}, []string{"xack", "xdel"})
 		})
 	}
+}
+
+// costPerJob claims b.N times, then finishes what each claim took, and
+// reports the microseconds per job Redis spent in each step's commands
+// (claimCmds, finishCmds: commandMicros).
+func costPerJob[J any](b *testing.B, c *goredis.Client, claim func() []J, claimCmds []string, finish func([]J), finishCmds []string) {
+	b.Helper()
+	claimed := make([][]J, 0, b.N)
+	b.ResetTimer()
+	resetStats(b, c)
+	for range b.N {
+		claimed = append(claimed, claim())
+	}
+	claims, n := commandMicros(b, c, claimCmds...), 0
+	resetStats(b, c)
+	for _, jobs := range claimed {
+		finish(jobs)
+		n += len(jobs)
+	}
+	finishes := commandMicros(b, c, finishCmds...)
+	b.ReportMetric(claims/float64(n), "claim-µs/job")
+	b.ReportMetric(finishes/float64(n), "finish-µs/job")
 }
 
 // queueJobs queues n mail jobs on s, as send-code does, each with its
