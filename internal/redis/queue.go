@@ -78,25 +78,35 @@ func badRef(ref string) error {
 // saw then lapses or this store released one. A claim made since by
 // another instance lapses claimTimeout after it was made, so it is seen in
 // time; one released by another instance waits up to claimTimeout/4.
+// It also keeps whether the last claim took all it asked for: while the
+// queue is that long, Claim reads a stream by XREADGROUP first (readFresh).
 type claimState struct {
 	mu       sync.Mutex
 	turn     int       // the stream the next look starts from
 	looked   time.Time // the caller's time of the last look; zero: never, or released since
 	earliest time.Time // the earliest claim time seen then; zero: none
+	full     bool      // the last claim took all it asked for
 }
 
-// due reports whether Claim at now should look for lapsed claims, and
-// from which stream.
-func (c *claimState) due(now time.Time, timeout time.Duration) (bool, int) {
+// due reports whether Claim at now should look for lapsed claims, from
+// which stream, and whether the last claim was full.
+func (c *claimState) due(now time.Time, timeout time.Duration) (look bool, turn int, full bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.turn++
 	switch {
 	case c.looked.IsZero(), now.Before(c.looked), now.Sub(c.looked) >= timeout/4,
 		!c.earliest.IsZero() && !now.Before(c.earliest.Add(timeout)):
-		return true, c.turn
+		return true, c.turn, c.full
 	}
-	return false, c.turn
+	return false, c.turn, c.full
+}
+
+// took records whether a claim took all it asked for.
+func (c *claimState) took(full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.full = full
 }
 
 // saw records a look at now that left earliest as the earliest claim.
@@ -116,15 +126,31 @@ func (c *claimState) released() {
 // Claim implements authd.MailQueue: claim.lua. On a single Redis one
 // script reads all 64 streams, one round trip, and claims up to n jobs in
 // all (new ones first, then lapsed claims when any may have lapsed: see
-// claimState). On a Redis Cluster a pipeline of one per stream (a round
-// trip per node), each claiming up to ceil(n/64): at most n+63 in all, so
-// that one instance does not take the queue while the others idle.
+// claimState). While the queue is long (the last claim was full) and no
+// lapsed claim is due, the stream whose turn it is is read by XREADGROUP
+// first (readFresh), claim.lua running only for what it lacked: two round
+// trips, the second writing the claims' times beside the code lookups
+// (checkLive), for a third of the script's cost to Redis. On a Redis
+// Cluster a pipeline of one script per stream (a round trip per node),
+// each claiming up to ceil(n/64): at most n+63 in all, so that one
+// instance does not take the queue while the others idle.
 func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	claimTimeout = max(claimTimeout, 0)
-	look, turn := s.claims.due(now, claimTimeout)
+	look, turn, full := s.claims.due(now, claimTimeout)
+	var read []authd.ClaimedJob // by readFresh: their claims' times are still to be written
+	if full && !look && !s.split {
+		var err error
+		if read, err = s.readFresh(ctx, consumer, n, s.queue[2*(turn%authd.Partitions)]); err != nil {
+			return nil, err
+		}
+		if len(read) == n {
+			s.checkLive(ctx, read, read, now)
+			return read, nil
+		}
+	}
 	lapsedArg := "0"
 	if look {
 		lapsedArg = "1"
@@ -134,7 +160,7 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	}
 	var calls []scriptCall
 	if !s.split {
-		calls = []scriptCall{{claimScript, s.queue, args(n, turn%authd.Partitions)}}
+		calls = []scriptCall{{claimScript, s.queue, args(n-len(read), turn%authd.Partitions)}}
 	} else {
 		for i := 0; i < len(s.queue); i += 2 {
 			calls = append(calls, scriptCall{claimScript, s.queue[i : i+2], args((n+authd.Partitions-1)/authd.Partitions, 0)})
@@ -161,33 +187,101 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	if look && err == nil {
 		s.claims.saw(now, earliest)
 	}
-	jobs := append(fresh, lapsed...)
+	jobs := append(append(read, fresh...), lapsed...)
+	s.claims.took(len(jobs) >= n)
 	if err != nil && len(jobs) == 0 {
 		return nil, err
 	}
 	// Some streams failed, others were claimed from: those jobs are this
 	// consumer's now, and the others are read next time.
-	s.checkLive(ctx, jobs, now)
+	s.checkLive(ctx, jobs, read, now)
 	return jobs, nil
+}
+
+// readFresh claims up to n jobs never claimed from stream, by XREADGROUP
+// itself: in claim.lua the same read costs Redis three times as much,
+// Lua turning each entry's nine fields into tables and back
+// (BenchmarkQueueRedisCost). Their claims' times are not written: the
+// caller's checkLive writes them. A consumer that dies in between leaves
+// its entries in the group's pending list without one; claim.lua's
+// adopt_unrecorded ages them from their idle time, and they lapse as any
+// claim does. A stream without the group yet (claim.lua makes a
+// stream's when it first reads it; or a Redis emptied) has every stream's
+// group made, and is read again.
+func (s *Store) readFresh(ctx context.Context, consumer string, n int, stream string) ([]authd.ClaimedJob, error) {
+	read := func() ([]goredis.XStream, error) {
+		return s.client.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: mailGroup, Consumer: consumer,
+			Streams: []string{stream, ">"}, Count: int64(n), Block: -1}).Result()
+	}
+	res, err := read()
+	if goredis.HasErrorPrefix(err, "NOGROUP") {
+		if err = s.makeGroups(ctx); err == nil {
+			res, err = read()
+		}
+	}
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var jobs []authd.ClaimedJob
+	for _, st := range res {
+		for _, m := range st.Messages {
+			jobs = append(jobs, parseJob(st.Stream, m))
+		}
+	}
+	return jobs, nil
+}
+
+// makeGroups makes the consumer group of every stream (and the stream
+// where there is none), from id 0: jobs queued before it are read too. A
+// group already there stays as it is.
+func (s *Store) makeGroups(ctx context.Context) error {
+	cmds := make([]*goredis.StatusCmd, authd.Partitions)
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.XGroupCreateMkStream(ctx, s.queue[2*i], mailGroup, "0")
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkLive looks up whether the codes of the jobs past their
 // ReplaceableAt are still live (ClaimedJob.Checked): one HMGET each, all
 // in one pipeline (a round trip per node on a Redis Cluster), in place of
-// the worker's IsCurrent per mail. A failed pipeline leaves the jobs
-// unchecked: they are claimed all the same, and the worker asks itself.
-func (s *Store) checkLive(ctx context.Context, jobs []authd.ClaimedJob, now time.Time) {
+// the worker's IsCurrent per mail. The same pipeline first writes the
+// claims' times of record, jobs of one stream that readFresh claimed. A
+// failed pipeline leaves the jobs unchecked: they are claimed all the
+// same, and the worker asks itself; a claim's time it did not write is
+// the keeper's next Extend's to write (adopt_unrecorded's until then).
+func (s *Store) checkLive(ctx context.Context, jobs, record []authd.ClaimedJob, now time.Time) {
 	var due []int
 	for i, j := range jobs {
 		if j.DeliveryID != "" && !now.Before(j.ReplaceableAt) {
 			due = append(due, i)
 		}
 	}
-	if len(due) == 0 {
+	if len(due) == 0 && len(record) == 0 {
 		return
 	}
 	cmds := make([]*goredis.SliceCmd, len(due))
 	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if len(record) > 0 {
+			tag, _, _, _ := s.splitRef(record[0].Ref)
+			members := make([]goredis.Z, len(record))
+			for i, j := range record {
+				_, _, id, _ := s.splitRef(j.Ref)
+				members[i] = goredis.Z{Score: float64(now.UnixMicro()), Member: id}
+			}
+			p.ZAdd(ctx, claimsKey(tag), members...)
+		}
 		for k, i := range due {
 			cmds[k] = p.HMGet(ctx, s.keysOf(jobs[i].Address, jobs[i].Project).code, "id", "exp")
 		}

@@ -17,8 +17,10 @@ import (
 
 // BenchmarkQueueRedisCost is what a mail job costs Redis itself, in the
 // microseconds of the commands it is sent (INFO commandstats; a
-// script's time holds its own commands): claiming the jobs (claim.lua, and
-// the code lookups of checkLive) and finishing them (finish.lua), in
+// script's time holds its own commands): claiming the jobs (on a long
+// queue, as under load, XREADGROUP of the stream whose turn it is, then
+// the claims' times and the code lookups of checkLive; claim.lua where
+// the stream lacks jobs) and finishing them (finish.lua), in
 // batches of 1, 16 and 32, beside the bare mailer's native commands for
 // the same jobs (XREADGROUP, then XACK and XDEL: no claim record, no
 // status, no code lookup). The load command's drain line shows that cost
@@ -34,7 +36,10 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 		b.Run("authd/batch="+strconv.Itoa(batch), func(b *testing.B) {
 			s := redis.New(c, redis.Options{Prefix: newPrefix(b, c)})
 			now := time.Now()
-			queueJobs(b, s, b.N*batch+1, now)
+			// Twice the jobs claimed, and a batch more a stream: each claim
+			// finds the stream whose turn it is long enough to fill it, as
+			// under the load command until its last mails.
+			queueJobs(b, s, 2*b.N*batch+authd.Partitions*batch+1, now)
 			// The first claim looks for lapsed claims too (claimState):
 			// out of the count, as it is one claim in many under load.
 			if _, err := s.Claim(ctx, "w", 1, 30*time.Second, now); err != nil {
@@ -46,7 +51,7 @@ func BenchmarkQueueRedisCost(b *testing.B) {
 					b.Fatalf("claimed %d: %v", len(jobs), err)
 				}
 				return jobs
-			}, []string{"evalsha", "hmget"}, func(jobs []authd.ClaimedJob) {
+			}, []string{"evalsha", "xreadgroup", "zadd", "hmget"}, func(jobs []authd.ClaimedJob) {
 				done := make([]authd.FinishedJob, len(jobs))
 				for i, j := range jobs {
 					done[i] = authd.FinishedJob{Job: j, Status: authd.DeliverySent, Attempts: 1}

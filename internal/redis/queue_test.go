@@ -158,9 +158,10 @@ func testIssueWithJobOneRoundTrip(t *testing.T, m mode) {
 }
 
 // TestQueueRoundTrips: on a single Redis, Claim reads the 64 streams in
-// one round trip (one script); Extend, Retrying and Finish of a job take
-// one each. In split mode Claim is one pipeline (a round trip per node on
-// a cluster).
+// one round trip (one script) while the queue is short (the last claim
+// took less than it asked for: TestClaimLongQueue has the other case);
+// Extend, Retrying and Finish of a job take one each. In split mode Claim
+// is one pipeline (a round trip per node on a cluster).
 func TestQueueRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	for _, m := range allModes {
@@ -184,7 +185,7 @@ func TestQueueRoundTrips(t *testing.T) {
 		}
 		// Load the scripts.
 		issue(1)
-		warm, err := f.s.Claim(ctx, "warm", 1, time.Minute, now)
+		warm, err := f.s.Claim(ctx, "warm", 2, time.Minute, now)
 		if err != nil || len(warm) != 1 {
 			t.Fatalf("Claim: %v, %v", warm, err)
 		}
@@ -365,6 +366,108 @@ func TestClaimTakesAtMostN(t *testing.T) {
 			}
 			if !m.clusterPath() && len(got) != 9 {
 				t.Fatalf("three Claim(3) took %d distinct jobs, want 9", len(got))
+			}
+		})
+	}
+}
+
+// TestClaimLongQueue: while the queue is long (the last claim took all it
+// asked for), Claim on a single Redis reads the stream whose turn it is
+// by XREADGROUP, then writes the claims' times: two round trips, up to n
+// jobs of one stream, each claimed once; and those claims lapse as the
+// script's do, by the callers' clock: another consumer takes them over
+// once the claim timeout has passed, not before.
+func TestClaimLongQueue(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range allModes {
+		if m.clusterPath() {
+			continue // one script per stream: TestQueueRoundTrips
+		}
+		t.Run(m.name, func(t *testing.T) {
+			f := newSplitFixture(t, m, redis.Options{})
+			now := time.Now()
+			const per = 3 // jobs in each partition
+			for p := range authd.Partitions {
+				for i := 0; i < per; {
+					a := newAddress()
+					if authd.Partition(a) != p {
+						continue
+					}
+					r := splitIssue(t, a, "192.0.2.1", "c"+a, now)
+					r.MailsPerProject, r.SendPerIP = authd.Rate{}, authd.Rate{}
+					if _, err := f.s.IssueCode(ctx, r); err != nil {
+						t.Fatal(err)
+					}
+					i++
+				}
+			}
+			// The first claim looks for lapsed claims (the script) and is full.
+			first, err := f.s.Claim(ctx, "a", per, time.Minute, now)
+			if err != nil || len(first) != per {
+				t.Fatalf("Claim: %d jobs, %v", len(first), err)
+			}
+			// The first read by XREADGROUP meets a stream without the group
+			// (the script made those of the streams it read): it makes all
+			// 64, then reads.
+			second, err := f.s.Claim(ctx, "a", per, time.Minute, now)
+			if err != nil || len(second) != per {
+				t.Fatalf("Claim: %d jobs, %v", len(second), err)
+			}
+			held := map[string]bool{}
+			for _, j := range append(first, second...) {
+				held[j.Ref] = true
+			}
+			for round := range 10 {
+				var jobs []authd.ClaimedJob
+				if n := f.trips(func() { jobs, err = f.s.Claim(ctx, "a", per, time.Minute, now) }); err != nil || n != 2 {
+					t.Fatalf("round %d: %d round trips, %v; want 2", round, n, err)
+				}
+				if len(jobs) != per {
+					t.Fatalf("round %d: claimed %d jobs, want %d", round, len(jobs), per)
+				}
+				stream, _, _ := strings.Cut(jobs[0].Ref, " ")
+				for _, j := range jobs {
+					st, id, _ := strings.Cut(j.Ref, " ")
+					if st != stream {
+						t.Fatalf("round %d: jobs of %s and %s, want one stream", round, stream, st)
+					}
+					if held[j.Ref] {
+						t.Fatalf("round %d: %s claimed twice", round, j.Ref)
+					}
+					held[j.Ref] = true
+					claims := strings.TrimSuffix(st, "mail") + "claims"
+					if at, err := f.c.ZScore(ctx, claims, id).Result(); err != nil || int64(at) != now.UnixMicro() {
+						t.Fatalf("round %d: %s's claim time %v, %v; want %d", round, j.Ref, int64(at), err, now.UnixMicro())
+					}
+				}
+			}
+			// Not lapsed yet: another consumer takes only the jobs never claimed.
+			other := f.plain(m)
+			rest, err := other.Claim(ctx, "b", 1000, time.Minute, now.Add(time.Minute-time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range rest {
+				if held[j.Ref] {
+					t.Fatalf("b took %s before its claim lapsed", j.Ref)
+				}
+			}
+			if want := per*authd.Partitions - len(held); len(rest) != want {
+				t.Fatalf("b claimed %d jobs, want the %d never claimed", len(rest), want)
+			}
+			// Lapsed: b takes a's over.
+			lapsed, err := other.Claim(ctx, "b", 1000, time.Minute, now.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := 0
+			for _, j := range lapsed {
+				if held[j.Ref] {
+					took++
+				}
+			}
+			if took != len(held) {
+				t.Fatalf("b took over %d of a's %d lapsed claims", took, len(held))
 			}
 		})
 	}
