@@ -244,9 +244,18 @@ func (s *idSource) next() string {
 // (WithRequestID); durations are written as Go writes them ("1.5s"), not
 // as nanoseconds.
 func NewLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Value.Kind() == slog.KindDuration {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		switch {
+		case a.Value.Kind() == slog.KindDuration:
 			return slog.String(a.Key, a.Value.Duration().String())
+		case len(groups) == 0 && a.Key == slog.LevelKey:
+			// With a ReplaceAttr the line's level comes as an Any, which
+			// the JSON handler writes through encoding/json (Level's
+			// MarshalJSON, an encoder a line): the same text, written as a
+			// string.
+			if l, ok := a.Value.Any().(slog.Level); ok {
+				return slog.String(a.Key, l.String())
+			}
 		}
 		return a
 	}}
