@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/authd/authd"
 )
@@ -122,6 +123,12 @@ func (f *fields) str(name string, optional bool) (string, bool) {
 			f.errs = append(f.errs, FieldError{Loc: []any{"body", name}, Msg: "Field required", Type: "missing"})
 		}
 		return "", false
+	}
+	// decodeObject checked the body's syntax: a string with no escape
+	// and valid UTF-8 is its bytes between the quotes, as Unmarshal would
+	// give them (it makes each invalid byte U+FFFD), without its pass.
+	if n := len(raw); n >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw[1:n-1]) {
+		return string(raw[1 : n-1]), true
 	}
 	var s string
 	// json.Unmarshal leaves a string alone on null; pydantic calls null

@@ -82,3 +82,24 @@ func TestRedactAddresses(t *testing.T) {
 		t.Fatalf("masked forms missing: %s", got)
 	}
 }
+
+// A string field reads as json.Unmarshal reads it, whether it takes the
+// way without escapes or not: escapes, non-ASCII, invalid UTF-8 (each
+// bad byte U+FFFD), and what is not a string.
+func TestFieldStringAsUnmarshal(t *testing.T) {
+	for _, v := range []string{
+		`"ana@example.com"`, `""`, `"zo\u00eb@ex\u00e4mple.com"`, `"a\"b\\c"`, `"line\nbreak"`, `"zoë@exämple.com"`,
+		"\"bad \xff\xfe byte\"", "\"cut \xe2\x82\"", `"\ud83d\ude00"`, `"<x>&"`, `null`, `12`, `{"a":1}`, `["x"]`, `true`,
+	} {
+		f, err := decodeObject([]byte(`{"email":` + v + `}`))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		got, ok := f.str("email", false)
+		var want string
+		wantOK := json.Unmarshal([]byte(v), &want) == nil && v != "null"
+		if ok != wantOK || got != want {
+			t.Errorf("%s: str = %q, %v; want %q, %v", v, got, ok, want, wantOK)
+		}
+	}
+}
