@@ -78,14 +78,15 @@ func badRef(ref string) error {
 // saw then lapses or this store released one. A claim made since by
 // another instance lapses claimTimeout after it was made, so it is seen in
 // time; one released by another instance waits up to claimTimeout/4.
-// It also keeps whether the last claim took all it asked for: while the
-// queue is that long, Claim reads a stream by XREADGROUP first (readFresh).
+// It also keeps whether the last claim was full from one stream: while
+// the queue is that long, Claim reads a stream by XREADGROUP first
+// (readFresh).
 type claimState struct {
 	mu       sync.Mutex
 	turn     int       // the stream the next look starts from
 	looked   time.Time // the caller's time of the last look; zero: never, or released since
 	earliest time.Time // the earliest claim time seen then; zero: none
-	full     bool      // the last claim took all it asked for
+	full     bool      // the last claim took all it asked for, new jobs of one stream
 }
 
 // due reports whether Claim at now should look for lapsed claims, from
@@ -102,7 +103,7 @@ func (c *claimState) due(now time.Time, timeout time.Duration) (look bool, turn 
 	return false, c.turn, c.full
 }
 
-// took records whether a claim took all it asked for.
+// took records whether a claim was full from one stream.
 func (c *claimState) took(full bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -126,11 +127,15 @@ func (c *claimState) released() {
 // Claim implements authd.MailQueue: claim.lua. On a single Redis one
 // script reads all 64 streams, one round trip, and claims up to n jobs in
 // all (new ones first, then lapsed claims when any may have lapsed: see
-// claimState). While the queue is long (the last claim was full) and no
-// lapsed claim is due, the stream whose turn it is is read by XREADGROUP
-// first (readFresh), claim.lua running only for what it lacked: two round
-// trips, the second writing the claims' times beside the code lookups
-// (checkLive), for a third of the script's cost to Redis. On a Redis
+// claimState). While the queue is long (the last claim took all it asked
+// for, new jobs of one stream), the stream whose turn it is is read by
+// XREADGROUP first (readFresh), claim.lua running only for what it
+// lacked: two round trips, the second writing the claims' times beside
+// the code lookups (checkLive), for a third of the script's cost to
+// Redis. A read that fills the claim does so whether or not a look for
+// lapsed claims is due: the script too would have filled it with new
+// jobs first and taken none over, so the look waits for a claim that new
+// jobs do not fill. On a Redis
 // Cluster a pipeline of one script per stream (a round trip per node),
 // each claiming up to ceil(n/64): at most n+63 in all, so that one
 // instance does not take the queue while the others idle.
@@ -141,7 +146,7 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	claimTimeout = max(claimTimeout, 0)
 	look, turn, full := s.claims.due(now, claimTimeout)
 	var read []authd.ClaimedJob // by readFresh: their claims' times are still to be written
-	if full && !look && !s.split {
+	if full && !s.split {
 		var err error
 		if read, err = s.readFresh(ctx, consumer, n, s.queue[2*(turn%authd.Partitions)]); err != nil {
 			return nil, err
@@ -188,7 +193,7 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 		s.claims.saw(now, earliest)
 	}
 	jobs := append(append(read, fresh...), lapsed...)
-	s.claims.took(len(jobs) >= n)
+	s.claims.took(len(read) == 0 && len(fresh) == n && oneStream(fresh))
 	if err != nil && len(jobs) == 0 {
 		return nil, err
 	}
@@ -196,6 +201,21 @@ func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout 
 	// consumer's now, and the others are read next time.
 	s.checkLive(ctx, jobs, read, now)
 	return jobs, nil
+}
+
+// oneStream reports whether jobs (at least one) all come from one
+// stream.
+func oneStream(jobs []authd.ClaimedJob) bool {
+	if len(jobs) == 0 {
+		return false
+	}
+	first, _, _ := strings.Cut(jobs[0].Ref, " ")
+	for _, j := range jobs[1:] {
+		if st, _, _ := strings.Cut(j.Ref, " "); st != first {
+			return false
+		}
+	}
+	return true
 }
 
 // readFresh claims up to n jobs never claimed from stream, by XREADGROUP
