@@ -421,6 +421,21 @@ func TestClaimLongQueue(t *testing.T) {
 			for _, j := range append(first, second...) {
 				held[j.Ref] = true
 			}
+			// hold notes jobs a claimed: each once, its claim timed now.
+			hold := func(step string, jobs []authd.ClaimedJob) {
+				t.Helper()
+				for _, j := range jobs {
+					if held[j.Ref] {
+						t.Fatalf("%s: %s claimed twice", step, j.Ref)
+					}
+					held[j.Ref] = true
+					st, id, _ := strings.Cut(j.Ref, " ")
+					claims := strings.TrimSuffix(st, "mail") + "claims"
+					if at, err := f.c.ZScore(ctx, claims, id).Result(); err != nil || int64(at) != now.UnixMicro() {
+						t.Fatalf("%s: %s's claim time %v, %v; want %d", step, j.Ref, int64(at), err, now.UnixMicro())
+					}
+				}
+			}
 			for round := range 10 {
 				var jobs []authd.ClaimedJob
 				if n := f.trips(func() { jobs, err = f.s.Claim(ctx, "a", per, time.Minute, now) }); err != nil || n != 2 {
@@ -431,19 +446,11 @@ func TestClaimLongQueue(t *testing.T) {
 				}
 				stream, _, _ := strings.Cut(jobs[0].Ref, " ")
 				for _, j := range jobs {
-					st, id, _ := strings.Cut(j.Ref, " ")
-					if st != stream {
+					if st, _, _ := strings.Cut(j.Ref, " "); st != stream {
 						t.Fatalf("round %d: jobs of %s and %s, want one stream", round, stream, st)
 					}
-					if held[j.Ref] {
-						t.Fatalf("round %d: %s claimed twice", round, j.Ref)
-					}
-					held[j.Ref] = true
-					claims := strings.TrimSuffix(st, "mail") + "claims"
-					if at, err := f.c.ZScore(ctx, claims, id).Result(); err != nil || int64(at) != now.UnixMicro() {
-						t.Fatalf("round %d: %s's claim time %v, %v; want %d", round, j.Ref, int64(at), err, now.UnixMicro())
-					}
 				}
+				hold(fmt.Sprint("round ", round), jobs)
 			}
 			// The rest, the streams coming round again with one job each.
 			for round := 0; ; round++ {
@@ -457,17 +464,7 @@ func TestClaimLongQueue(t *testing.T) {
 				if len(jobs) > per || round > queued*authd.Partitions {
 					t.Fatalf("drain round %d: claimed %d jobs, want 1 to %d", round, len(jobs), per)
 				}
-				for _, j := range jobs {
-					st, id, _ := strings.Cut(j.Ref, " ")
-					if held[j.Ref] {
-						t.Fatalf("drain round %d: %s claimed twice", round, j.Ref)
-					}
-					held[j.Ref] = true
-					claims := strings.TrimSuffix(st, "mail") + "claims"
-					if at, err := f.c.ZScore(ctx, claims, id).Result(); err != nil || int64(at) != now.UnixMicro() {
-						t.Fatalf("drain round %d: %s's claim time %v, %v; want %d", round, j.Ref, int64(at), err, now.UnixMicro())
-					}
-				}
+				hold(fmt.Sprint("drain round ", round), jobs)
 			}
 			if len(held) != queued*authd.Partitions {
 				t.Fatalf("a claimed %d jobs, want all %d", len(held), queued*authd.Partitions)
