@@ -135,10 +135,10 @@ func (c *claimState) released() {
 // Redis. A read that fills the claim does so whether or not a look for
 // lapsed claims is due: the script too would have filled it with new
 // jobs first and taken none over, so the look waits for a claim that new
-// jobs do not fill. On a Redis
-// Cluster a pipeline of one script per stream (a round trip per node),
-// each claiming up to ceil(n/64): at most n+63 in all, so that one
-// instance does not take the queue while the others idle.
+// jobs do not fill. On a Redis Cluster a pipeline of one script per
+// stream (a round trip per node), each claiming up to ceil(n/64): at most
+// n+63 in all, so that one instance does not take the queue while the
+// others idle.
 func (s *Store) Claim(ctx context.Context, consumer string, n int, claimTimeout time.Duration, now time.Time) ([]authd.ClaimedJob, error) {
 	if n <= 0 {
 		return nil, nil
