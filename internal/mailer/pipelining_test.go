@@ -188,24 +188,35 @@ func result(t *testing.T, done <-chan error) error {
 	}
 }
 
-// With PIPELINING offered, MAIL FROM goes alone, then RCPT TO and DATA
-// come in one read, before the server has answered either; on the kept
-// connection the next mail's do too. The command bytes are those go-mail
-// sent.
+// With PIPELINING offered, a new connection's MAIL FROM goes alone, then
+// RCPT TO and DATA come in one read, before the server has answered
+// either. The next mail's MAIL FROM comes with the message's ending dot,
+// before the dot is answered (RFC 2920 §3.1), and its reply is read when
+// the next mail comes: that mail, on the kept connection, waits for it,
+// then sends its RCPT TO and DATA in one read. A server that holds its
+// replies answers the dot and MAIL FROM in one write, as Postfix does.
+// Close reads MAIL FROM's reply before its QUIT. The command bytes are
+// those go-mail sent.
 func TestSMTPSenderPipelines(t *testing.T) {
+	const mailFrom = "MAIL FROM:<info@example.com> BODY=8BITMIME"
 	r := startRaw(t)
 	s := r.sender(t)
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
-	for i, code := range []string{"123456", "654321"} {
-		if i > 0 {
+	if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+		t.Errorf("first mail: %q, want MAIL FROM", got)
+	}
+	c.quiet(200 * time.Millisecond) // MAIL FROM waits for its reply
+	c.reply("250 2.1.0 ok")
+	for i, code := range []string{"123456", "654321", "765432"} {
+		switch i {
+		case 1:
+			done = sendAsync(s, code) // MAIL FROM answered already
+		case 2:
 			done = sendAsync(s, code)
+			c.quiet(200 * time.Millisecond) // RCPT TO waits for MAIL FROM's reply
+			c.reply("250 2.1.0 ok")
 		}
-		if got := c.lines(1, 5*time.Second)[0]; got != "MAIL FROM:<info@example.com> BODY=8BITMIME" {
-			t.Errorf("mail %d: %q, want MAIL FROM", i, got)
-		}
-		c.quiet(200 * time.Millisecond) // MAIL FROM waits for its reply
-		c.reply("250 2.1.0 ok")
 		got := c.lines(2, 5*time.Second)
 		want := []string{"RCPT TO:<ana@example.com>", "DATA"}
 		if strings.Join(got, "|") != strings.Join(want, "|") {
@@ -220,10 +231,104 @@ func TestSMTPSenderPipelines(t *testing.T) {
 		if !strings.Contains(msg, code) {
 			t.Errorf("mail %d: the message lacks its code", i)
 		}
-		c.reply("250 2.0.0 queued")
+		if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+			t.Errorf("mail %d: %q after the dot, want the next MAIL FROM", i, got)
+		}
+		if i == 0 {
+			c.reply("250 2.0.0 queued", "250 2.1.0 ok") // held, then answered together
+		} else {
+			c.reply("250 2.0.0 queued")
+		}
 		if err := result(t, done); err != nil {
 			t.Fatalf("mail %d: Send: %v", i, err)
 		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	c.quiet(200 * time.Millisecond) // QUIT waits for MAIL FROM's reply
+	c.reply("250 2.1.0 ok")
+	if got := c.lines(1, 5*time.Second)[0]; got != "QUIT" {
+		t.Errorf("Close sent %q, want QUIT", got)
+	}
+	c.reply("221 2.0.0 bye")
+	if err := result(t, closed); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// A kept connection whose MAIL FROM went ahead with the last message,
+// answered 250, and which the server then closed idle with a 421 (as
+// Postfix does at its timeout): the next mail meets the 421 at RCPT TO,
+// takes it for a dead connection, not for its recipient's answer, and
+// goes out on a new one.
+func TestSMTPSenderAheadMailFromThenIdleClose(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.lines(2, 5*time.Second)
+	c.reply("250 ok", "354 go ahead")
+	c.data()
+	c.lines(1, 5*time.Second) // the next MAIL FROM
+	c.reply("250 queued", "250 ok")
+	if err := result(t, done); err != nil {
+		t.Fatalf("first mail: %v", err)
+	}
+	c.reply("421 4.4.2 raw.test Error: timeout exceeded")
+	c.c.Close()
+
+	done = sendAsync(s, "654321")
+	c2 := r.accept("PIPELINING", "8BITMIME")
+	if got := c2.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+		t.Fatalf("new connection: %q, want MAIL FROM", got)
+	}
+	c2.reply("250 ok")
+	c2.lines(2, 5*time.Second)
+	c2.reply("250 ok", "354 go ahead")
+	if msg := c2.data(); !strings.Contains(msg, "654321") {
+		t.Error("the second message lacks its code")
+	}
+	c2.lines(1, 5*time.Second)
+	c2.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("second mail, after the idle close: %v", err)
+	}
+}
+
+// A MAIL FROM sent ahead and refused is the next mail's refusal at MAIL
+// FROM, classified as one alone would be, against the real server: no
+// message is offered on that connection, and the mail after goes out on
+// a new one.
+func TestSMTPSenderAheadMailFromRefused(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.WithCommandReply(smtptest.CmdMail, func(n int, _ string) *smtp.SMTPError {
+		if n == 2 {
+			return reply(451)
+		}
+		return nil
+	}))
+	s := newSender(t, srv, nil)
+	ctx := context.Background()
+	if err := s.Send(ctx, message("ana@example.com", "123456")); err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	se := sendError(t, s.Send(ctx, message("ana@example.com", "234567")))
+	if !se.Temporary || !se.Reply || !se.Session {
+		t.Errorf("451 to the MAIL FROM sent ahead: %+v, want temporary, answered, the session's", se)
+	}
+	if err := s.Send(ctx, message("ana@example.com", "345678")); err != nil {
+		t.Fatalf("third Send: %v", err)
+	}
+	got := srv.Wait(t, 2, 5*time.Second)
+	if len(got) != 2 || smtptest.CodeFrom(got[0]) != "123456" || smtptest.CodeFrom(got[1]) != "345678" {
+		t.Errorf("delivered %d messages, want the first and the third", len(got))
+	}
+	if n := srv.Attempts(); n != 2 {
+		t.Errorf("%d messages offered, want 2", n)
+	}
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("connections = %d, want 2: the refused one was reused", n)
 	}
 }
 

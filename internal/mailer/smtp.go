@@ -103,6 +103,10 @@ type smtpConn struct {
 	pipelining bool   // PIPELINING: RCPT TO and DATA in one write, after MAIL FROM's reply
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
+
+	// opened: the next transaction's MAIL FROM went out with the last
+	// message's ending dot, its reply not yet read (transact).
+	opened bool
 }
 
 // NewSMTPSender checks cfg and returns a sender; it does not connect.
@@ -177,9 +181,11 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode: a round
-// trip for MAIL FROM, one for RCPT TO and DATA together when the server
-// offers PIPELINING (one each when not), then one for the message.
+// Send delivers m to its address with the domain in punycode. When the
+// server offers PIPELINING, a mail on a kept connection costs two round
+// trips: RCPT TO and DATA together, then the message with the next
+// mail's MAIL FROM (transact); a new connection's first mail one more,
+// for MAIL FROM alone. Without PIPELINING each command is a round trip.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -279,26 +285,40 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // order; without it each command waits for its reply. One loop does
 // both, so the two modes cannot drift apart.
 //
-// MAIL FROM goes alone: a pipelining server may hold its replies until
-// it must wait for input (Postfix and Exim do), so with MAIL FROM in the
-// same write a recipient slow to check (a callout, a tarpit) would keep
-// MAIL FROM's reply back too, and a wait past the deadline could not be
-// told from a server stalled on every mail: the first is the recipient's
-// (it must not make mail look degraded: anyone can ask codes for tarpit
-// addresses), the second the session's. Alone, MAIL FROM is answered
-// before anything of the recipient is known.
+// MAIL FROM is never in RCPT TO's write: a pipelining server may hold
+// its replies until it must wait for input (Postfix and Exim do), so
+// with MAIL FROM there a recipient slow to check (a callout, a tarpit)
+// would keep MAIL FROM's reply back too, and a wait past the deadline
+// could not be told from a server stalled on every mail: the first is
+// the recipient's (it must not make mail look degraded: anyone can ask
+// codes for tarpit addresses), the second the session's. MAIL FROM is
+// answered before anything of the recipient is known, and its reply is
+// read before RCPT TO goes out.
+//
+// With PIPELINING, the next transaction's MAIL FROM (the same for every
+// mail of a connection) goes out with this message's ending dot, as RFC
+// 2920 §3.1 allows, and its reply is read when the connection is next
+// used (c.opened): a kept connection's mail costs two round trips, not
+// three. The message's outcome is its dot's reply, read here. A server
+// holding replies answers the dot only once it has checked MAIL FROM too;
+// MAIL FROM names nothing of a recipient, and a stall there is the
+// session's, as at the dot. The cost: a connection closed unused (idle
+// too long, or at Close) had one MAIL FROM that no message followed.
 //
 // There is no NOOP before the transaction: it costs a round trip, and a
-// dead kept connection shows at MAIL FROM instead (stale), where Send
-// redials. Nor RSET after it: a round trip that, failing, would report a
-// delivered message as failed. Nor after a refusal: Send then drops the
-// connection.
+// dead kept connection shows at the first reply read instead, MAIL
+// FROM's, or RCPT TO's when MAIL FROM's came before the server dropped
+// the connection (stale), where Send redials. Nor RSET after it: a
+// round trip that, failing, would report a delivered message as failed.
+// Nor after a refusal: Send then drops the connection.
 func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// Timeout bounds each message's commands, from the first.
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
 	t := c.c.Text
+	ahead := c.opened // MAIL FROM went out with the last message
+	c.opened = false
 	cmds := [...]struct {
 		stage stage
 		line  string
@@ -309,6 +329,12 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		{stageData, "DATA", 354},
 	}
 	written := 0 // commands flushed to the server so far
+	if ahead {
+		written = 1
+	}
+	fail := func(st stage, err error) error {
+		return &stageError{stage: st, err: err, ahead: ahead}
+	}
 	for i, cmd := range cmds {
 		if i == written {
 			written = i + 1
@@ -320,9 +346,10 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 				t.W.WriteString("\r\n")
 			}
 			// A failed write is the first unanswered command's: at MAIL
-			// FROM, a kept connection the server has dropped (stale).
+			// FROM, or at RCPT TO after MAIL FROM went ahead, a kept
+			// connection the server has dropped (stale).
 			if err := t.W.Flush(); err != nil {
-				return &stageError{stage: cmd.stage, err: err}
+				return fail(cmd.stage, err)
 			}
 		}
 		// The first refusal ends the transaction; the later replies are
@@ -332,19 +359,24 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
 		// cut before it is discarded.
 		if _, _, err := t.ReadResponse(cmd.code); err != nil {
-			return &stageError{stage: cmd.stage, err: err}
+			return fail(cmd.stage, err)
 		}
 	}
 	// The message, dot-stuffed, and its ending dot go into the
 	// connection's buffer and out in one write when they fit in its 4
 	// KiB, as authd's mails (about 2 KiB) do.
 	writeDotStuffed(t.W, env.data)
+	if c.pipelining {
+		t.W.WriteString(cmds[0].line)
+		t.W.WriteString("\r\n")
+	}
 	if err := t.W.Flush(); err != nil {
-		return &stageError{stage: stageMessage, err: err}
+		return fail(stageMessage, err)
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
-		return &stageError{stage: stageMessage, err: err}
+		return fail(stageMessage, err)
 	}
+	c.opened = c.pipelining
 	return nil
 }
 
@@ -513,10 +545,18 @@ func (s *SMTPSender) open(raw net.Conn) (c *smtp.Client, plainOffered bool, err 
 }
 
 // close ends the session politely when the server still listens, within a
-// second, and closes the socket in any case.
+// second, and closes the socket in any case. A MAIL FROM sent ahead has
+// its reply read first, so that QUIT's is the one Quit reads.
 func (c *smtpConn) close() {
 	if c.c.HasConnection() && c.c.UpdateDeadline(time.Second) == nil {
-		_ = c.c.Quit()
+		polite := true
+		if c.opened {
+			_, _, err := c.c.Text.ReadResponse(250)
+			polite = err == nil
+		}
+		if polite {
+			_ = c.c.Quit()
+		}
 	}
 	_ = c.raw.Close()
 }
@@ -588,6 +628,7 @@ type stageError struct {
 	stage        stage
 	err          error
 	plainOffered bool // as smtpConn's, for AUTH
+	ahead        bool // the transaction's MAIL FROM went out with the last message (smtpConn.opened)
 }
 
 func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }
@@ -756,12 +797,19 @@ func tlsRefused(err error) bool {
 }
 
 // stale reports whether err is a kept connection that died while idle: it
-// broke, or the server said 421 closing, at the first command.
+// broke, or the server said 421 closing, at the first reply the server
+// gave since: MAIL FROM's, or RCPT TO's when MAIL FROM went ahead with
+// the last message and was answered before the server dropped the
+// connection. A recipient's own 421 comes again on the new connection,
+// at RCPT TO after MAIL FROM, and is its answer then.
 func stale(err error) bool {
 	var st *stageError
 	// A server that does not answer in time is slow, not gone: another
 	// connection would wait as long again.
-	if !errors.As(err, &st) || st.stage != stageMail || errors.Is(err, os.ErrDeadlineExceeded) {
+	if !errors.As(err, &st) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if st.stage != stageMail && (st.stage != stageRcpt || !st.ahead) {
 		return false
 	}
 	code := replyCode(err)

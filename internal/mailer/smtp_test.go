@@ -407,8 +407,9 @@ func TestSMTPSenderReusesConnections(t *testing.T) {
 		t.Errorf("5 sequential messages used %d connections, want 1", n)
 	}
 
-	// The server drops the kept connection: the next message notices at
-	// MAIL FROM and goes out on a new one.
+	// The server drops the kept connection, after answering the MAIL FROM
+	// that went ahead with the last message: the next message notices at
+	// RCPT TO and goes out on a new one.
 	srv.DropConnections()
 	if err := s.Send(ctx, message("ana@example.com", "200000")); err != nil {
 		t.Fatalf("Send after the server dropped the connection: %v", err)
