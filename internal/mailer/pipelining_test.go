@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,22 @@ func (c *rawConn) data() string {
 	}
 }
 
+// firstMessage answers a new connection's first transaction, pipelined:
+// MAIL FROM alone, then RCPT TO and DATA together; it returns the
+// message (data).
+func (c *rawConn) firstMessage() string {
+	c.t.Helper()
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+		c.t.Fatalf("got %q, want MAIL FROM", got)
+	}
+	c.reply("250 ok")
+	if got := c.lines(2, 5*time.Second); !strings.HasPrefix(got[0], "RCPT TO:") || got[1] != "DATA" {
+		c.t.Fatalf("got %q, want RCPT TO and DATA", got)
+	}
+	c.reply("250 ok", "354 go ahead")
+	return c.data()
+}
+
 // hungUp fails the test unless the client closes the connection without
 // sending anything more.
 func (c *rawConn) hungUp() {
@@ -192,11 +209,11 @@ func result(t *testing.T, done <-chan error) error {
 // RCPT TO and DATA come in one read, before the server has answered
 // either. The next mail's MAIL FROM comes with the message's ending dot,
 // before the dot is answered (RFC 2920 §3.1), and its reply is read when
-// the next mail comes: that mail, on the kept connection, waits for it,
-// then sends its RCPT TO and DATA in one read. A server that holds its
-// replies answers the dot and MAIL FROM in one write, as Postfix does.
-// Close reads MAIL FROM's reply before its QUIT. The command bytes are
-// those go-mail sent.
+// the next mail comes: that mail, on the kept connection, waits for it
+// (when it has not come yet), then sends its RCPT TO and DATA in one
+// read. A server that holds its replies answers the dot and MAIL FROM in
+// one write, as Postfix does. Close reads MAIL FROM's reply before its
+// QUIT. The command bytes are those go-mail sent.
 func TestSMTPSenderPipelines(t *testing.T) {
 	const mailFrom = "MAIL FROM:<info@example.com> BODY=8BITMIME"
 	r := startRaw(t)
@@ -256,7 +273,7 @@ func TestSMTPSenderPipelines(t *testing.T) {
 	}
 }
 
-// A kept connection whose MAIL FROM went ahead with the last message,
+// A kept connection whose MAIL FROM went out with the last message,
 // answered 250, and which the server then closed idle with a 421 (as
 // Postfix does at its timeout): the next mail meets the 421 at RCPT TO,
 // takes it for a dead connection, not for its recipient's answer, and
@@ -266,11 +283,7 @@ func TestSMTPSenderAheadMailFromThenIdleClose(t *testing.T) {
 	s := r.sender(t)
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME")
-	c.lines(1, 5*time.Second)
-	c.reply("250 ok")
-	c.lines(2, 5*time.Second)
-	c.reply("250 ok", "354 go ahead")
-	c.data()
+	c.firstMessage()
 	c.lines(1, 5*time.Second) // the next MAIL FROM
 	c.reply("250 queued", "250 ok")
 	if err := result(t, done); err != nil {
@@ -281,24 +294,18 @@ func TestSMTPSenderAheadMailFromThenIdleClose(t *testing.T) {
 
 	done = sendAsync(s, "654321")
 	c2 := r.accept("PIPELINING", "8BITMIME")
-	if got := c2.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
-		t.Fatalf("new connection: %q, want MAIL FROM", got)
-	}
-	c2.reply("250 ok")
-	c2.lines(2, 5*time.Second)
-	c2.reply("250 ok", "354 go ahead")
-	if msg := c2.data(); !strings.Contains(msg, "654321") {
+	if msg := c2.firstMessage(); !strings.Contains(msg, "654321") {
 		t.Error("the second message lacks its code")
 	}
-	c2.lines(1, 5*time.Second)
+	c2.lines(1, 5*time.Second) // the next MAIL FROM
 	c2.reply("250 queued")
 	if err := result(t, done); err != nil {
 		t.Fatalf("second mail, after the idle close: %v", err)
 	}
 }
 
-// A MAIL FROM sent ahead and refused is the next mail's refusal at MAIL
-// FROM, classified as one alone would be, against the real server: no
+// A MAIL FROM sent with the last message and refused is the next mail's
+// refusal at MAIL FROM, classified as one alone would be, against the real server: no
 // message is offered on that connection, and the mail after goes out on
 // a new one.
 func TestSMTPSenderAheadMailFromRefused(t *testing.T) {
@@ -353,10 +360,12 @@ func TestSMTPSenderWithoutPipelining(t *testing.T) {
 	if msg := c.data(); !strings.Contains(msg, "123456") {
 		t.Errorf("the message lacks its code")
 	}
+	c.quiet(300 * time.Millisecond) // nothing with the dot: no MAIL FROM ahead
 	c.reply("250 2.0.0 queued")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
+	c.quiet(300 * time.Millisecond) // nor after its reply
 }
 
 // A server that refuses RCPT TO and still answers the pipelined DATA 354
@@ -586,8 +595,8 @@ func TestSMTPSenderMailFromEnhancedCode(t *testing.T) {
 // input) and runs past the timeout on a tarpit address: the wait is the
 // recipient's, as at RCPT TO, not the session's (mail does not look
 // degraded), and the kept connection is not taken for a dead one (no
-// second connection, waiting as long again). MAIL FROM goes alone so
-// that this holds: in the same write, its reply would be held too.
+// second connection, waiting as long again). MAIL FROM is never in RCPT
+// TO's write, so that this holds: there, its reply would be held too.
 func TestSMTPSenderPipelinedHeldReplyIsTheRecipients(t *testing.T) {
 	r := startRaw(t)
 	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
@@ -598,18 +607,14 @@ func TestSMTPSenderPipelinedHeldReplyIsTheRecipients(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME")
-	c.lines(1, 5*time.Second)
-	c.reply("250 ok")
-	c.lines(2, 5*time.Second)
-	c.reply("250 ok", "354 go ahead")
-	c.data()
+	c.firstMessage()
 	c.reply("250 queued")
 	if err := result(t, done); err != nil {
 		t.Fatalf("first mail: %v", err)
 	}
-	// The second mail, on the kept connection: MAIL FROM answered at once
-	// (the server waits for input), then RCPT TO's and DATA's replies
-	// held past the timeout.
+	// The second mail, on the kept connection: MAIL FROM, come with the
+	// first mail's dot, answered at once (the server waits for input),
+	// then RCPT TO's and DATA's replies held past the timeout.
 	done = sendAsync(s, "654321")
 	c.lines(1, 5*time.Second)
 	c.reply("250 ok")
@@ -625,5 +630,141 @@ func TestSMTPSenderPipelinedHeldReplyIsTheRecipients(t *testing.T) {
 	if nc, err := r.ln.Accept(); err == nil {
 		nc.Close()
 		t.Error("Send dialled again after a timeout, as if the kept connection had died")
+	}
+}
+
+// A recipient answered 421 at RCPT TO on a kept connection (as a policy
+// service can for chosen domains) looks like a connection dropped while
+// idle, and is tried once more, on a new connection, not on every kept
+// one: anyone can ask codes for such a recipient, and must not empty the
+// pool with one. The new connection's 421 is the answer: the recipient's.
+func TestSMTPSenderRecipient421CostsOneConnection(t *testing.T) {
+	var arrived sync.WaitGroup
+	arrived.Add(4)
+	srv := smtptest.Start(t,
+		smtptest.WithCommandReply(smtptest.CmdData, func(n int, _ string) *smtp.SMTPError {
+			if n <= 4 { // the first 4 messages wait for each other: 4 connections, kept
+				arrived.Done()
+				arrived.Wait()
+			}
+			return nil
+		}),
+		smtptest.WithCommandReply(smtptest.CmdRcpt, func(_ int, to string) *smtp.SMTPError {
+			if strings.Contains(to, "policy") {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try again later"}
+			}
+			return nil
+		}))
+	s := newSender(t, srv, nil)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() { errs <- s.Send(ctx, message("ana@example.com", "12345"+strconv.Itoa(i))) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if n := srv.Connections(); n != 4 {
+		t.Fatalf("%d connections, want 4", n)
+	}
+	se := sendError(t, s.Send(ctx, message("policy@example.com", "234567")))
+	if !se.Temporary || !se.Reply || se.Session {
+		t.Errorf("421 at RCPT TO on a new connection: %+v, want temporary, answered, the recipient's", se)
+	}
+	if n := srv.Commands(smtptest.CmdRcpt); n != 4+2 {
+		t.Errorf("%d RCPT TO for 5 mails, want 6: the kept connection's and one new one's for the 421", n)
+	}
+	if n := srv.Connections(); n != 5 {
+		t.Errorf("%d connections, want 5", n)
+	}
+	for i := range 3 { // the other kept connections still serve
+		if err := s.Send(ctx, message("ana@example.com", "34567"+strconv.Itoa(i))); err != nil {
+			t.Fatalf("Send after the 421: %v", err)
+		}
+	}
+	if n := srv.Connections(); n != 5 {
+		t.Errorf("%d connections after 3 more mails, want 5", n)
+	}
+}
+
+// A server that offers PIPELINING and yet drops what follows the ending
+// dot never answers the MAIL FROM that went with it: the next mail times
+// out there (the session's, as any stall at MAIL FROM), and from then on
+// MAIL FROM goes alone, so that no later mail waits for a reply that will
+// not come.
+func TestSMTPSenderAheadMailFromLostFallsBack(t *testing.T) {
+	r := startRaw(t)
+	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
+		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.firstMessage()
+	c.lines(1, 5*time.Second) // the MAIL FROM that went with the dot: dropped
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("first mail: %v", err)
+	}
+	se := sendError(t, result(t, sendAsync(s, "234567")))
+	if !se.Temporary || se.Reply || !se.Session {
+		t.Errorf("MAIL FROM unanswered: %+v, want temporary, no reply, the session's", se)
+	}
+
+	done = sendAsync(s, "345678")
+	c2 := r.accept("PIPELINING", "8BITMIME")
+	if msg := c2.firstMessage(); !strings.Contains(msg, "345678") {
+		t.Error("the third message lacks its code")
+	}
+	c2.quiet(200 * time.Millisecond) // MAIL FROM alone from now on
+	c2.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("third mail: %v", err)
+	}
+}
+
+// A server holding its replies that takes the message, then stalls on
+// the MAIL FROM that came with its dot past the timeout: the message's
+// outcome is unknown, and Send says temporary, the session's, so that the
+// worker retries it (the mail may arrive twice, same code, as after a cut
+// at the dot; README's failure table says so). From then on MAIL FROM
+// goes alone.
+func TestSMTPSenderAheadMailFromHeldPastTimeout(t *testing.T) {
+	r := startRaw(t)
+	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
+		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.firstMessage()
+	c.lines(1, 5*time.Second) // MAIL FROM with the dot: both replies held
+	c.reply("250 queued", "250 ok")
+	if err := result(t, done); err != nil {
+		t.Fatalf("first mail: %v", err)
+	}
+	done = sendAsync(s, "234567")
+	c.lines(2, 5*time.Second)
+	c.reply("250 ok", "354 go ahead")
+	c.data()
+	c.lines(1, 5*time.Second) // the next MAIL FROM; the sender checks it past the timeout
+	se := sendError(t, result(t, done))
+	if !se.Temporary || se.Reply || !se.Session {
+		t.Errorf("the dot's reply held past the timeout: %+v, want temporary, no reply, the session's", se)
+	}
+
+	done = sendAsync(s, "345678")
+	c2 := r.accept("PIPELINING", "8BITMIME")
+	c2.firstMessage()
+	c2.quiet(200 * time.Millisecond) // MAIL FROM alone from now on
+	c2.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("third mail: %v", err)
 	}
 }

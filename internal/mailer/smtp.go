@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -85,6 +86,11 @@ type SMTPSender struct {
 	mu     sync.Mutex
 	idle   []*smtpConn // most recently used last
 	closed bool
+
+	// notAhead: a MAIL FROM sent with a message's dot, or that message,
+	// went unanswered past the timeout; MAIL FROM goes alone from then on
+	// (transact).
+	notAhead atomic.Bool
 }
 
 var _ authd.Sender = (*SMTPSender)(nil)
@@ -100,7 +106,7 @@ type smtpConn struct {
 	plainOffered bool
 
 	// From the server's EHLO, for each message's transaction:
-	pipelining bool   // PIPELINING: RCPT TO and DATA in one write, after MAIL FROM's reply
+	pipelining bool   // PIPELINING: RCPT TO and DATA in one write
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
 
@@ -181,11 +187,12 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 	return s, nil
 }
 
-// Send delivers m to its address with the domain in punycode. When the
-// server offers PIPELINING, a mail on a kept connection costs two round
-// trips: RCPT TO and DATA together, then the message with the next
-// mail's MAIL FROM (transact); a new connection's first mail one more,
-// for MAIL FROM alone. Without PIPELINING each command is a round trip.
+// Send delivers m to its address with the domain in punycode. A mail on a
+// kept connection waits for two round trips when the server offers
+// PIPELINING: RCPT TO and DATA together, then the message; its MAIL FROM
+// went out with the last mail's message, and its reply came with that
+// message's (transact). A new connection's first mail waits for MAIL FROM too.
+// Without PIPELINING, RCPT TO and DATA are a round trip each.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
@@ -226,8 +233,9 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 	if err := ctx.Err(); err != nil {
 		return fail(err, nil)
 	}
+	fresh := false // the retry after a dead kept connection
 	for {
-		c, reused, err := s.get(ctx)
+		c, reused, err := s.get(ctx, fresh)
 		if err != nil {
 			return fail(err, nil)
 		}
@@ -244,10 +252,14 @@ func (s *SMTPSender) Send(ctx context.Context, m authd.Message) error {
 			// with it: the message is delivered.
 			return nil
 		}
-		// A kept connection the server has since dropped fails at MAIL
-		// FROM, before anything was accepted: try once more on a fresh
-		// one. A fresh connection's failure is the answer.
+		// A kept connection the server has since dropped fails at its
+		// first reply since (stale), before anything was accepted: try
+		// once more, on a new connection, not another kept one: a
+		// recipient's own 421 at RCPT TO looks the same, and must cost
+		// one connection, not every kept one. A new connection's failure
+		// is the answer.
 		if reused && stale(err) && ctx.Err() == nil {
+			fresh = true
 			continue
 		}
 		return fail(err, c)
@@ -285,6 +297,26 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // order; without it each command waits for its reply. One loop does
 // both, so the two modes cannot drift apart.
 //
+// With PIPELINING, the next mail's MAIL FROM (the same for every mail of
+// a connection) goes out with this message's ending dot, as RFC 2920
+// §3.1 allows, when the connection is to be kept; its reply is read when
+// the connection is next used (c.opened), and has come with the dot's:
+// a kept connection's mail waits for two round trips, not three. (Sent
+// after the dot's reply instead, MAIL FROM's would be a round trip away
+// when the next mail comes at once, as under load.) The message's outcome
+// is its dot's reply, read here. The costs:
+//   - A server holding its replies (Postfix, Exim) answers the dot once
+//     it has checked MAIL FROM too (a milter on the sender). MAIL FROM
+//     names no recipient, and a stall there is the session's, as at the
+//     dot; but when it outlasts the timeout, a message the server had
+//     taken is retried and arrives twice, as after a connection cut at
+//     the dot. After one such timeout the sender sends MAIL FROM alone
+//     (notAhead).
+//   - A server that offers PIPELINING and yet drops what follows the dot
+//     leaves MAIL FROM unanswered: so too after one such timeout.
+//   - A connection closed unused (idle too long, or at Close) had one
+//     MAIL FROM that no message followed.
+//
 // MAIL FROM is never in RCPT TO's write: a pipelining server may hold
 // its replies until it must wait for input (Postfix and Exim do), so
 // with MAIL FROM there a recipient slow to check (a callout, a tarpit)
@@ -294,16 +326,6 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // codes for tarpit addresses), the second the session's. MAIL FROM is
 // answered before anything of the recipient is known, and its reply is
 // read before RCPT TO goes out.
-//
-// With PIPELINING, the next transaction's MAIL FROM (the same for every
-// mail of a connection) goes out with this message's ending dot, as RFC
-// 2920 §3.1 allows, and its reply is read when the connection is next
-// used (c.opened): a kept connection's mail costs two round trips, not
-// three. The message's outcome is its dot's reply, read here. A server
-// holding replies answers the dot only once it has checked MAIL FROM too;
-// MAIL FROM names nothing of a recipient, and a stall there is the
-// session's, as at the dot. The cost: a connection closed unused (idle
-// too long, or at Close) had one MAIL FROM that no message followed.
 //
 // There is no NOOP before the transaction: it costs a round trip, and a
 // dead kept connection shows at the first reply read instead, MAIL
@@ -333,6 +355,9 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		written = 1
 	}
 	fail := func(st stage, err error) error {
+		if ahead && st == stageMail && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.notAhead.Store(true)
+		}
 		return &stageError{stage: st, err: err, ahead: ahead}
 	}
 	for i, cmd := range cmds {
@@ -366,7 +391,8 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// connection's buffer and out in one write when they fit in its 4
 	// KiB, as authd's mails (about 2 KiB) do.
 	writeDotStuffed(t.W, env.data)
-	if c.pipelining {
+	next := c.pipelining && s.cfg.MaxIdle > 0 && !s.notAhead.Load() // MaxIdle: to be kept (put)
+	if next {
 		t.W.WriteString(cmds[0].line)
 		t.W.WriteString("\r\n")
 	}
@@ -374,9 +400,13 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		return fail(stageMessage, err)
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
+		if next && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Held, perhaps, on MAIL FROM's checks: no more duplicates so.
+			s.notAhead.Store(true)
+		}
 		return fail(stageMessage, err)
 	}
-	c.opened = c.pipelining
+	c.opened = next
 	return nil
 }
 
@@ -407,8 +437,13 @@ func writeDotStuffed(w *bufio.Writer, data []byte) {
 	w.WriteString(".\r\n")
 }
 
-// get returns a kept connection (reused true) or dials a new one.
-func (s *SMTPSender) get(ctx context.Context) (c *smtpConn, reused bool, err error) {
+// get returns a kept connection (reused true) or dials a new one; a new
+// one always when fresh.
+func (s *SMTPSender) get(ctx context.Context, fresh bool) (c *smtpConn, reused bool, err error) {
+	if fresh {
+		c, err = s.dial(ctx)
+		return c, false, err
+	}
 	now := s.now()
 	var expired []*smtpConn
 	s.mu.Lock()
@@ -546,15 +581,17 @@ func (s *SMTPSender) open(raw net.Conn) (c *smtp.Client, plainOffered bool, err 
 
 // close ends the session politely when the server still listens, within a
 // second, and closes the socket in any case. A MAIL FROM sent ahead has
-// its reply read first, so that QUIT's is the one Quit reads.
+// its reply read first, so that QUIT's is the one Quit reads; any reply
+// will do, only a broken connection gets no QUIT.
 func (c *smtpConn) close() {
 	if c.c.HasConnection() && c.c.UpdateDeadline(time.Second) == nil {
-		polite := true
+		inStep := true
 		if c.opened {
+			var reply *textproto.Error
 			_, _, err := c.c.Text.ReadResponse(250)
-			polite = err == nil
+			inStep = err == nil || errors.As(err, &reply)
 		}
-		if polite {
+		if inStep {
 			_ = c.c.Quit()
 		}
 	}
@@ -798,7 +835,7 @@ func tlsRefused(err error) bool {
 
 // stale reports whether err is a kept connection that died while idle: it
 // broke, or the server said 421 closing, at the first reply the server
-// gave since: MAIL FROM's, or RCPT TO's when MAIL FROM went ahead with
+// gave since: MAIL FROM's, or RCPT TO's when MAIL FROM went out with
 // the last message and was answered before the server dropped the
 // connection. A recipient's own 421 comes again on the new connection,
 // at RCPT TO after MAIL FROM, and is its answer then.
