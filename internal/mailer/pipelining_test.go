@@ -177,6 +177,52 @@ func (c *rawConn) firstMessage() string {
 	return c.data()
 }
 
+// quickSender is sender with a timeout of 300 ms, for stalls.
+func (r *rawServer) quickSender(t *testing.T) *mailer.SMTPSender {
+	t.Helper()
+	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
+		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// firstMail delivers a first mail from s on a new connection, pipelined:
+// the next MAIL FROM comes with its dot, and the server answers with
+// replies. It returns the connection, kept.
+func (r *rawServer) firstMail(t *testing.T, s *mailer.SMTPSender, replies ...string) *rawConn {
+	t.Helper()
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.firstMessage()
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+		t.Fatalf("%q after the dot, want the next MAIL FROM", got)
+	}
+	c.reply(replies...)
+	if err := result(t, done); err != nil {
+		t.Fatalf("first mail: %v", err)
+	}
+	return c
+}
+
+// mailAlone delivers a mail from s on a new connection and fails the test
+// when a MAIL FROM comes with its dot.
+func (r *rawServer) mailAlone(t *testing.T, s *mailer.SMTPSender) {
+	t.Helper()
+	done := sendAsync(s, "345678")
+	c := r.accept("PIPELINING", "8BITMIME")
+	if msg := c.firstMessage(); !strings.Contains(msg, "345678") {
+		t.Error("the message lacks its code")
+	}
+	c.quiet(200 * time.Millisecond) // MAIL FROM alone
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("mail on a new connection: %v", err)
+	}
+}
+
 // hungUp fails the test unless the client closes the connection without
 // sending anything more.
 func (c *rawConn) hungUp() {
@@ -599,27 +645,15 @@ func TestSMTPSenderMailFromEnhancedCode(t *testing.T) {
 // TO's write, so that this holds: there, its reply would be held too.
 func TestSMTPSenderPipelinedHeldReplyIsTheRecipients(t *testing.T) {
 	r := startRaw(t)
-	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
-		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "8BITMIME")
-	c.firstMessage()
-	c.reply("250 queued")
-	if err := result(t, done); err != nil {
-		t.Fatalf("first mail: %v", err)
-	}
+	s := r.quickSender(t)
+	c := r.firstMail(t, s, "250 queued")
 	// The second mail, on the kept connection: MAIL FROM, come with the
 	// first mail's dot, answered at once (the server waits for input),
 	// then RCPT TO's and DATA's replies held past the timeout.
-	done = sendAsync(s, "654321")
-	c.lines(1, 5*time.Second)
+	done := sendAsync(s, "654321")
 	c.reply("250 ok")
 	c.lines(2, 5*time.Second)
-	err = result(t, done)
+	err := result(t, done)
 	if err == nil {
 		t.Fatal("Send succeeded with no reply")
 	}
@@ -696,35 +730,14 @@ func TestSMTPSenderRecipient421CostsOneConnection(t *testing.T) {
 // not come.
 func TestSMTPSenderAheadMailFromLostFallsBack(t *testing.T) {
 	r := startRaw(t)
-	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
-		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "8BITMIME")
-	c.firstMessage()
-	c.lines(1, 5*time.Second) // the MAIL FROM that went with the dot: dropped
-	c.reply("250 queued")
-	if err := result(t, done); err != nil {
-		t.Fatalf("first mail: %v", err)
-	}
+	s := r.quickSender(t)
+	r.firstMail(t, s, "250 queued") // the MAIL FROM that went with the dot: dropped
 	se := sendError(t, result(t, sendAsync(s, "234567")))
 	if !se.Temporary || se.Reply || !se.Session {
 		t.Errorf("MAIL FROM unanswered: %+v, want temporary, no reply, the session's", se)
 	}
 
-	done = sendAsync(s, "345678")
-	c2 := r.accept("PIPELINING", "8BITMIME")
-	if msg := c2.firstMessage(); !strings.Contains(msg, "345678") {
-		t.Error("the third message lacks its code")
-	}
-	c2.quiet(200 * time.Millisecond) // MAIL FROM alone from now on
-	c2.reply("250 queued")
-	if err := result(t, done); err != nil {
-		t.Fatalf("third mail: %v", err)
-	}
+	r.mailAlone(t, s)
 }
 
 // A server holding its replies that takes the message, then stalls on
@@ -735,21 +748,9 @@ func TestSMTPSenderAheadMailFromLostFallsBack(t *testing.T) {
 // goes alone.
 func TestSMTPSenderAheadMailFromHeldPastTimeout(t *testing.T) {
 	r := startRaw(t)
-	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
-		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "8BITMIME")
-	c.firstMessage()
-	c.lines(1, 5*time.Second) // MAIL FROM with the dot: both replies held
-	c.reply("250 queued", "250 ok")
-	if err := result(t, done); err != nil {
-		t.Fatalf("first mail: %v", err)
-	}
-	done = sendAsync(s, "234567")
+	s := r.quickSender(t)
+	c := r.firstMail(t, s, "250 queued", "250 ok") // MAIL FROM with the dot: both replies held
+	done := sendAsync(s, "234567")
 	c.lines(2, 5*time.Second)
 	c.reply("250 ok", "354 go ahead")
 	c.data()
@@ -759,12 +760,5 @@ func TestSMTPSenderAheadMailFromHeldPastTimeout(t *testing.T) {
 		t.Errorf("the dot's reply held past the timeout: %+v, want temporary, no reply, the session's", se)
 	}
 
-	done = sendAsync(s, "345678")
-	c2 := r.accept("PIPELINING", "8BITMIME")
-	c2.firstMessage()
-	c2.quiet(200 * time.Millisecond) // MAIL FROM alone from now on
-	c2.reply("250 queued")
-	if err := result(t, done); err != nil {
-		t.Fatalf("third mail: %v", err)
-	}
+	r.mailAlone(t, s)
 }
