@@ -762,3 +762,27 @@ func TestSMTPSenderAheadMailFromHeldPastTimeout(t *testing.T) {
 
 	r.mailAlone(t, s)
 }
+
+// A sender that keeps no connection (MaxIdle < 0) sends no MAIL FROM
+// ahead: nothing follows the dot but, once it is answered, QUIT.
+func TestSMTPSenderNotKeptSendsNothingAhead(t *testing.T) {
+	r := startRaw(t)
+	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
+		From: "info@example.com", Timeout: 5 * time.Second, HELO: "authd.test", MaxIdle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.firstMessage()
+	c.quiet(200 * time.Millisecond)
+	c.reply("250 queued")
+	if got := c.lines(1, 5*time.Second)[0]; got != "QUIT" {
+		t.Errorf("after the message's reply: %q, want QUIT", got)
+	}
+	c.reply("221 bye")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
