@@ -191,8 +191,8 @@ func NewSMTPSender(cfg Config) (*SMTPSender, error) {
 // kept connection waits for two round trips when the server offers
 // PIPELINING: RCPT TO and DATA together, then the message; its MAIL FROM
 // went out with the last mail's message, and its reply came with that
-// message's (transact). A new connection's first mail waits for MAIL FROM too.
-// Without PIPELINING, RCPT TO and DATA are a round trip each.
+// message's (transact). A new connection's first mail waits for MAIL
+// FROM too. Without PIPELINING, each command is a round trip.
 //
 // Errors: a *authd.SendError classified by the step that failed (classify
 // has the table): Temporary for 4xx replies, connection failures, timeouts
