@@ -41,7 +41,8 @@ func startRaw(t *testing.T) *rawServer {
 	return &rawServer{t: t, ln: ln}
 }
 
-func (r *rawServer) sender(t *testing.T) *mailer.SMTPSender {
+// sender returns a sender to r; edit, when given, changes its Config.
+func (r *rawServer) sender(t *testing.T, edit ...func(*mailer.Config)) *mailer.SMTPSender {
 	t.Helper()
 	cfg := mailer.Config{
 		Host:    "127.0.0.1",
@@ -49,6 +50,9 @@ func (r *rawServer) sender(t *testing.T) *mailer.SMTPSender {
 		From:    "info@example.com",
 		Timeout: 5 * time.Second,
 		HELO:    "authd.test",
+	}
+	for _, e := range edit {
+		e(&cfg)
 	}
 	s, err := mailer.NewSMTPSender(cfg)
 	if err != nil {
@@ -180,13 +184,7 @@ func (c *rawConn) firstMessage() string {
 // quickSender is sender with a timeout of 300 ms, for stalls.
 func (r *rawServer) quickSender(t *testing.T) *mailer.SMTPSender {
 	t.Helper()
-	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
-		From: "info@example.com", Timeout: 300 * time.Millisecond, HELO: "authd.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return r.sender(t, func(c *mailer.Config) { c.Timeout = 300 * time.Millisecond })
 }
 
 // firstMail delivers a first mail from s on a new connection, pipelined:
@@ -767,12 +765,7 @@ func TestSMTPSenderAheadMailFromHeldPastTimeout(t *testing.T) {
 // ahead: nothing follows the dot but, once it is answered, QUIT.
 func TestSMTPSenderNotKeptSendsNothingAhead(t *testing.T) {
 	r := startRaw(t)
-	s, err := mailer.NewSMTPSender(mailer.Config{Host: "127.0.0.1", Port: r.ln.Addr().(*net.TCPAddr).Port,
-		From: "info@example.com", Timeout: 5 * time.Second, HELO: "authd.test", MaxIdle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := r.sender(t, func(c *mailer.Config) { c.MaxIdle = -1 })
 	done := sendAsync(s, "123456")
 	c := r.accept("PIPELINING", "8BITMIME")
 	c.firstMessage()
