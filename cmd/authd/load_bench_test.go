@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/smtp"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -53,6 +54,10 @@ import (
 // AUTHD_LOAD_INPROCESS=1 runs authd inside the test instead, for
 // go test's -cpuprofile and -memprofile (its CPU is then not printed; in
 // the profile, -tagfocus=process=authd tells it apart from the load's).
+//
+// authd's log goes to a file, not a pipe into this process: the bare
+// servers log nothing, and a pipe's reader here would be counted in the
+// load tool's CPU of authd's phases only.
 //
 // It prints req/s, delivered/s, p50/p99, errors, authd's CPU per request
 // (utime + stime from /proc/PID/stat over the phase), its peak RSS, and
@@ -530,8 +535,16 @@ func (l *loader) authdRequestPath(bin string) phaseResult {
 // that its idle polling is no noise for the next phase.
 func (l *loader) startAuthd(bin string, env map[string]string) (pid int, base string, stop func()) {
 	b := l.b
+	// authd's log goes to a file, as it may in production: its writes are
+	// authd's cost; a pipe would add a reader's, in this process, that the
+	// bare servers (which log nothing) do not pay.
+	logFile, err := os.Create(filepath.Join(b.TempDir(), "authd.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { logFile.Close() })
 	if bin != "" {
-		cmd, base, _ := startBinary(b, bin, env)
+		cmd, base := startBinaryTo(b, bin, env, logFile, func() string { return fileTail(logFile.Name(), 64<<10) })
 		return cmd.Process.Pid, base, func() { cmd.Process.Kill(); cmd.Wait() }
 	}
 	env["HOST"], env["PORT"], env["AUTHD_DATA_DIR"] = "127.0.0.1", strconv.Itoa(freePort(b)), b.TempDir()
@@ -541,7 +554,7 @@ func (l *loader) startAuthd(bin string, env map[string]string) (pid int, base st
 	// Labelled, with every goroutine it starts: in a -cpuprofile,
 	// -tagfocus=process=authd shows authd's share alone.
 	go pprof.Do(ctx, pprof.Labels("process", "authd"), func(ctx context.Context) {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+		done <- run(ctx, nil, func(k string) string { return env[k] }, nil, logFile, logFile)
 	})
 	base = "http://127.0.0.1:" + env["PORT"]
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -738,4 +751,18 @@ func loadAvg() string {
 	}
 	f := strings.Fields(string(raw))
 	return strings.Join(f[:3], " ")
+}
+
+// fileTail is the last n bytes of the file at path, for a failure's message.
+func fileTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		f.Seek(fi.Size()-n, io.SeekStart)
+	}
+	tail, _ := io.ReadAll(f)
+	return string(tail)
 }

@@ -52,8 +52,18 @@ func buildAuthd(t testing.TB) string {
 }
 
 // startBinary runs bin with exactly env, in a directory of its own (no
-// .env), and waits for readiness.
+// .env), and waits for readiness; its output is kept in memory.
 func startBinary(t testing.TB, bin string, env map[string]string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd, base := startBinaryTo(t, bin, env, logs, logs.String)
+	return cmd, base, logs
+}
+
+// startBinaryTo is startBinary with the output written to out (an
+// *os.File is handed to the process as it is: no pipe, no goroutine of
+// this process copying it); logs reads it back for a failure's message.
+func startBinaryTo(t testing.TB, bin string, env map[string]string, out io.Writer, logs func() string) (*exec.Cmd, string) {
 	t.Helper()
 	env = cloneEnv(env)
 	env["HOST"] = "127.0.0.1"
@@ -69,8 +79,7 @@ func startBinary(t testing.TB, bin string, env map[string]string) (*exec.Cmd, st
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +89,7 @@ func startBinary(t testing.TB, bin string, env map[string]string) (*exec.Cmd, st
 			cmd.Wait()
 		}
 		if t.Failed() {
-			t.Logf("authd log:\n%s", logs.String())
+			t.Logf("authd log:\n%s", logs())
 		}
 	})
 	base := "http://127.0.0.1:" + env["PORT"]
@@ -90,11 +99,11 @@ func startBinary(t testing.TB, bin string, env map[string]string) (*exec.Cmd, st
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd, base, logs
+				return cmd, base
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the binary was not ready within 15s:\n%s", logs.String())
+			t.Fatalf("the binary was not ready within 15s:\n%s", logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
