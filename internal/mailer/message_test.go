@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -310,6 +313,96 @@ func TestWriteDotStuffed(t *testing.T) {
 		dw.Close()
 		if got.String() != want.String() {
 			t.Errorf("%q: wrote %q, textproto %q", data, got.String(), want.String())
+		}
+	}
+}
+
+// A kind's parts encoded once and the code put in (encodeKind) are the
+// bytes encoding each mail's own rendering gives, for every code; a kind
+// whose encoding would not hold the code whole (a quoted-printable soft
+// line break inside it) is encoded per mail, as is a mail whose code is
+// not the placeholders' six digits.
+func TestBuildMessageCachedPartsAsEncodedPerMail(t *testing.T) {
+	dir := t.TempDir()
+	// 74 octets, then the code: a line over 78, so quoted-printable,
+	// whose soft break after 75 octets falls inside the code.
+	straddle := strings.Repeat("x", 74) + "{{.Code}} ({{.ProjectName}}, {{.Minutes}} min)\n"
+	for name, src := range map[string]string{"body.txt": straddle, "body.html": "<p>" + straddle + "</p>\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	straddling, err := LoadTemplates(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 72 octets, then the code: a line of 78, 7bit with a six-digit code,
+	// over the limit with a longer one.
+	dir = t.TempDir()
+	atLimit := strings.Repeat("x", 72) + "{{.Code}}\n{{.ProjectName}}, {{.Minutes}} min\n"
+	for name, src := range map[string]string{"body.txt": atLimit, "body.html": atLimit} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit, err := LoadTemplates(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		tmpl   *Templates
+		cached bool // the kind's parts are encoded once (for the plain ASCII project)
+	}{
+		{"default", DefaultTemplates(), true},
+		{"code across a soft line break", straddling, false},
+		{"code at the end of a line of 78", limit, true},
+	} {
+		s, err := NewSMTPSender(Config{Host: "127.0.0.1", From: "info@example.com", Templates: tc.tmpl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, project := range []string{"Example Shop", "Zoë's Café & <Bar>", strings.Repeat("Long Project Name ", 8)} {
+			for i := range 40 {
+				code := fmt.Sprintf("%06d", (i*7919+13)%1000000)
+				if i == 39 {
+					code = "1234567" // not a code the proof covers
+				}
+				m := authd.Message{To: "ana@example.com", ProjectName: project, Code: code, TTL: 5 * time.Minute}
+				k, err := s.templates.kind(m)
+				if err != nil || k == nil {
+					t.Fatalf("%s, %q: kind = %v, %v", tc.name, project, k, err)
+				}
+				// With a plain ASCII project the default kind is 7bit
+				// where its code is; whether another project's is
+				// depends on its line lengths: only the bytes are
+				// held to account there.
+				if got := k.encoding() != nil; got != tc.cached && (!tc.cached || project == "Example Shop") {
+					t.Fatalf("%s, %q: encoded once = %v, want %v", tc.name, project, got, tc.cached)
+				}
+				subject, parts, err := s.content(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := s.templates.Direct(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if subject != r.Subject {
+					t.Errorf("%s, %q, %s: subject %q, want %q", tc.name, project, code, subject, r.Subject)
+				}
+				for j, body := range []string{r.Text, r.HTML} {
+					cte, want, err := encodePart(body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var got bytes.Buffer
+					parts[j].write(&got, code)
+					if parts[j].cte != cte || got.String() != want {
+						t.Fatalf("%s, %q, %s, part %d: %s\n%s\nwant %s\n%s", tc.name, project, code, j, parts[j].cte, got.String(), cte, want)
+					}
+				}
+			}
 		}
 	}
 }

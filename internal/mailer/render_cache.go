@@ -27,6 +27,16 @@ type renderCache struct {
 // when the kind is not cacheable.
 type renderedKind struct {
 	subject, text, html []string
+
+	encodeOnce sync.Once
+	encoded    *encodedKind // its parts as they go in a mail (encodeKind); nil: encoded per mail
+}
+
+// encoding returns k's parts as they go in a mail, encoded at its first
+// mail; nil when they must be encoded per mail.
+func (k *renderedKind) encoding() *encodedKind {
+	k.encodeOnce.Do(func() { k.encoded = encodeKind(k) })
+	return k.encoded
 }
 
 // maxKinds bounds the cache: a kind per project and language is far
@@ -43,6 +53,22 @@ const placeholderA, placeholderB = "918273", "364510"
 const expiryShift = 400*24*time.Hour + 13*time.Hour + 7*time.Minute + 11*time.Second
 
 func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
+	k, err := c.kind(t, d)
+	if err != nil {
+		return Rendered{}, err
+	}
+	if k == nil {
+		return t.render(d)
+	}
+	return Rendered{
+		Subject: strings.Join(k.subject, d.Code), Text: strings.Join(k.text, d.Code), HTML: strings.Join(k.html, d.Code),
+	}, nil
+}
+
+// kind returns d's kind, cached; nil when d's mail is rendered on its
+// own (the templates name .ExpiresAt, the cache is full, or the kind is
+// not provably its rendering with the code put in).
+func (c *renderCache) kind(t *Templates, d TemplateData) (*renderedKind, error) {
 	c.once.Do(func() {
 		var srcs []string
 		for _, tt := range append(t.subject.Templates(), t.text.Templates()...) {
@@ -61,9 +87,8 @@ func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
 		c.kinds = make(map[TemplateData]*renderedKind)
 	})
 	if c.expiry {
-		return t.render(d)
+		return nil, nil
 	}
-	code := d.Code
 	key := d
 	key.Code, key.ExpiresAt = "", time.Time{}
 	c.mu.RLock()
@@ -72,11 +97,11 @@ func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
 	c.mu.RUnlock()
 	if !ok {
 		if full {
-			return t.render(d)
+			return nil, nil
 		}
 		var err error
 		if k, err = kindOf(t, d); err != nil {
-			return Rendered{}, err
+			return nil, err
 		}
 		c.mu.Lock()
 		if len(c.kinds) < maxKinds {
@@ -85,11 +110,9 @@ func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
 		c.mu.Unlock()
 	}
 	if k.subject == nil {
-		return t.render(d)
+		return nil, nil
 	}
-	return Rendered{
-		Subject: strings.Join(k.subject, code), Text: strings.Join(k.text, code), HTML: strings.Join(k.html, code),
-	}, nil
+	return k, nil
 }
 
 // kindOf renders d's kind with the placeholders and checks that the two

@@ -173,12 +173,25 @@ func (t *Templates) Render(m authd.Message) (Rendered, error) {
 	if m.Link != "" {
 		return renderSignIn(m)
 	}
-	return t.cache.render(t, TemplateData{
+	return t.cache.render(t, templateData(m))
+}
+
+// kind returns m's kind, cached (render_cache.go); nil when m's mail is
+// rendered on its own (Render).
+func (t *Templates) kind(m authd.Message) (*renderedKind, error) {
+	if m.Link != "" {
+		return nil, nil
+	}
+	return t.cache.kind(t, templateData(m))
+}
+
+func templateData(m authd.Message) TemplateData {
+	return TemplateData{
 		ProjectName: headerText(m.ProjectName),
 		Code:        m.Code,
 		Minutes:     minutes(m.TTL),
 		ExpiresAt:   m.ExpiresAt,
-	})
+	}
 }
 
 func (t *Templates) render(d TemplateData) (Rendered, error) {
