@@ -5,5 +5,5 @@ import "github.com/authd/authd"
 // Direct executes the templates for m, past the cache: the reference the
 // cache is held to.
 func (t *Templates) Direct(m authd.Message) (Rendered, error) {
-	return t.render(TemplateData{ProjectName: headerText(m.ProjectName), Code: m.Code, Minutes: minutes(m.TTL), ExpiresAt: m.ExpiresAt})
+	return t.render(templateData(m))
 }

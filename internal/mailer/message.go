@@ -80,11 +80,11 @@ func (s *SMTPSender) buildMessage(m authd.Message, to string) ([]byte, error) {
 // the mail: its kind's, encoded once and the code put in, when the kind
 // is cached (encodeKind); rendered and encoded for this mail otherwise.
 func (s *SMTPSender) content(m authd.Message) (string, [2]encodedPart, error) {
-	k, err := s.templates.kind(m)
+	k, ok, err := s.templates.kind(m)
 	if err != nil {
 		return "", [2]encodedPart{}, fmt.Errorf("smtp: render: %w", err)
 	}
-	if k != nil && isCode(m.Code) {
+	if ok && isCode(m.Code) {
 		if e := k.encoding(); e != nil {
 			return strings.Join(k.subject, m.Code), e.parts, nil
 		}

@@ -369,9 +369,9 @@ func TestBuildMessageCachedPartsAsEncodedPerMail(t *testing.T) {
 					code = "1234567" // not a code the proof covers
 				}
 				m := authd.Message{To: "ana@example.com", ProjectName: project, Code: code, TTL: 5 * time.Minute}
-				k, err := s.templates.kind(m)
-				if err != nil || k == nil {
-					t.Fatalf("%s, %q: kind = %v, %v", tc.name, project, k, err)
+				k, ok, err := s.templates.kind(m)
+				if err != nil || !ok {
+					t.Fatalf("%s, %q: kind cached = %v, %v", tc.name, project, ok, err)
 				}
 				// With a plain ASCII project the default kind is 7bit
 				// where its code is; whether another project's is

@@ -53,11 +53,11 @@ const placeholderA, placeholderB = "918273", "364510"
 const expiryShift = 400*24*time.Hour + 13*time.Hour + 7*time.Minute + 11*time.Second
 
 func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
-	k, err := c.kind(t, d)
+	k, ok, err := c.kind(t, d)
 	if err != nil {
 		return Rendered{}, err
 	}
-	if k == nil {
+	if !ok {
 		return t.render(d)
 	}
 	return Rendered{
@@ -65,10 +65,10 @@ func (c *renderCache) render(t *Templates, d TemplateData) (Rendered, error) {
 	}, nil
 }
 
-// kind returns d's kind, cached; nil when d's mail is rendered on its
-// own (the templates name .ExpiresAt, the cache is full, or the kind is
-// not provably its rendering with the code put in).
-func (c *renderCache) kind(t *Templates, d TemplateData) (*renderedKind, error) {
+// kind returns d's kind, cached; ok is false when d's mail is rendered on
+// its own (the templates name .ExpiresAt, the cache is full, or the kind
+// is not provably its rendering with the code put in).
+func (c *renderCache) kind(t *Templates, d TemplateData) (k *renderedKind, ok bool, err error) {
 	c.once.Do(func() {
 		var srcs []string
 		for _, tt := range append(t.subject.Templates(), t.text.Templates()...) {
@@ -87,21 +87,20 @@ func (c *renderCache) kind(t *Templates, d TemplateData) (*renderedKind, error) 
 		c.kinds = make(map[TemplateData]*renderedKind)
 	})
 	if c.expiry {
-		return nil, nil
+		return nil, false, nil
 	}
 	key := d
 	key.Code, key.ExpiresAt = "", time.Time{}
 	c.mu.RLock()
-	k, ok := c.kinds[key]
+	k, ok = c.kinds[key]
 	full := len(c.kinds) >= maxKinds
 	c.mu.RUnlock()
 	if !ok {
 		if full {
-			return nil, nil
+			return nil, false, nil
 		}
-		var err error
 		if k, err = kindOf(t, d); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.mu.Lock()
 		if len(c.kinds) < maxKinds {
@@ -110,9 +109,9 @@ func (c *renderCache) kind(t *Templates, d TemplateData) (*renderedKind, error) 
 		c.mu.Unlock()
 	}
 	if k.subject == nil {
-		return nil, nil
+		return nil, false, nil
 	}
-	return k, nil
+	return k, true, nil
 }
 
 // kindOf renders d's kind with the placeholders and checks that the two

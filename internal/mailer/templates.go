@@ -176,11 +176,11 @@ func (t *Templates) Render(m authd.Message) (Rendered, error) {
 	return t.cache.render(t, templateData(m))
 }
 
-// kind returns m's kind, cached (render_cache.go); nil when m's mail is
-// rendered on its own (Render).
-func (t *Templates) kind(m authd.Message) (*renderedKind, error) {
+// kind returns m's kind, cached (render_cache.go); ok is false when m's
+// mail is rendered on its own (Render).
+func (t *Templates) kind(m authd.Message) (k *renderedKind, ok bool, err error) {
 	if m.Link != "" {
-		return nil, nil
+		return nil, false, nil
 	}
 	return t.cache.kind(t, templateData(m))
 }
