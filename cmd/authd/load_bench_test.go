@@ -535,9 +535,7 @@ func (l *loader) authdRequestPath(bin string) phaseResult {
 // that its idle polling is no noise for the next phase.
 func (l *loader) startAuthd(bin string, env map[string]string) (pid int, base string, stop func()) {
 	b := l.b
-	// authd's log goes to a file, as it may in production: its writes are
-	// authd's cost; a pipe would add a reader's, in this process, that the
-	// bare servers (which log nothing) do not pay.
+	// Its log to a file, not a pipe into this process (BenchmarkLoad).
 	logFile, err := os.Create(filepath.Join(b.TempDir(), "authd.log"))
 	if err != nil {
 		b.Fatal(err)

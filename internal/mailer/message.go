@@ -84,7 +84,7 @@ func (s *SMTPSender) content(m authd.Message) (string, [2]encodedPart, error) {
 	if err != nil {
 		return "", [2]encodedPart{}, fmt.Errorf("smtp: render: %w", err)
 	}
-	if ok && isCode(m.Code) {
+	if ok && authd.ValidCode(m.Code, len(placeholderA)) {
 		if e := k.encoding(); e != nil {
 			return strings.Join(k.subject, m.Code), e.parts, nil
 		}
@@ -138,7 +138,7 @@ type encodedKind struct {
 // provably what encoding each mail's would give: encoded with the two
 // placeholder codes, the encodings must differ by the code alone, as the
 // renderings do (kindOf). That holds for every code of the placeholders'
-// length and digits only (isCode): no encoding here tells one digit from
+// length and digits only (authd.ValidCode): no encoding here tells one digit from
 // another (each is 7bit, and quoted-printable as it is, one octet wide),
 // so only a code's length and kind could move a line break or an escape.
 // nil when the parts must be encoded per mail.
@@ -154,20 +154,6 @@ func encodeKind(k *renderedKind) *encodedKind {
 		e.parts[i] = encodedPart{cte: cteA, pieces: split}
 	}
 	return &e
-}
-
-// isCode reports whether code is digits only, as long as the
-// placeholders: what encodeKind's proof covers.
-func isCode(code string) bool {
-	if len(code) != len(placeholderA) {
-		return false
-	}
-	for i := 0; i < len(code); i++ {
-		if code[i] < '0' || code[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // encodePart encodes a part's body: as it is (7bit, LF made CRLF) when it
