@@ -496,12 +496,13 @@ func startRelay(t *testing.T, srv *smtptest.Server) (*relay, string, int) {
 	return r, "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
 }
 
-// pipelined reports whether some read held RCPT TO and DATA.
+// pipelined reports whether some read held RCPT TO and the message:
+// go-smtp offers CHUNKING, and the message goes as BDAT.
 func (r *relay) pipelined() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.chunks {
-		if strings.HasPrefix(c, "RCPT TO:") && strings.HasSuffix(c, "\r\nDATA\r\n") {
+		if strings.HasPrefix(c, "RCPT TO:") && strings.Contains(c, "\r\nBDAT ") && strings.Contains(c, " LAST\r\n") {
 			return true
 		}
 	}
@@ -557,7 +558,7 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 				t.Errorf("connections = %d, want 2: the failed one was reused", n)
 			}
 			if !rl.pipelined() {
-				t.Errorf("RCPT TO and DATA were not written together")
+				t.Errorf("RCPT TO and BDAT were not written together")
 			}
 		})
 	}
@@ -571,7 +572,7 @@ func TestSMTPSenderPipelinedAgainstServer(t *testing.T) {
 		}
 		m := srv.Wait(t, 1, 5*time.Second)[0]
 		if !rl.pipelined() {
-			t.Errorf("RCPT TO and DATA were not written together")
+			t.Errorf("RCPT TO and BDAT were not written together")
 		}
 		if m.ParseErr != nil {
 			t.Fatalf("parse: %v", m.ParseErr)

@@ -91,6 +91,10 @@ type SMTPSender struct {
 	// went unanswered past the timeout; MAIL FROM goes alone from then on
 	// (transact).
 	notAhead atomic.Bool
+	// rcptAlone: a RCPT TO sent with the message (BDAT) went unanswered
+	// past the timeout; RCPT TO waits for its reply from then on
+	// (transact).
+	rcptAlone atomic.Bool
 }
 
 var _ authd.Sender = (*SMTPSender)(nil)
@@ -106,7 +110,8 @@ type smtpConn struct {
 	plainOffered bool
 
 	// From the server's EHLO, for each message's transaction:
-	pipelining bool   // PIPELINING: RCPT TO and DATA in one write
+	pipelining bool   // PIPELINING: RCPT TO and DATA (or BDAT) in one write
+	chunking   bool   // CHUNKING: the message as one BDAT chunk, not DATA
 	enhanced   bool   // ENHANCEDSTATUSCODES: replies carry one ("5.7.0")
 	mailParams string // what go-mail's Client.Mail adds: " BODY=8BITMIME", " SMTPUTF8"
 
@@ -290,32 +295,47 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 	return stop(), err
 }
 
-// transact runs one mail transaction on c: MAIL FROM, RCPT TO, DATA, the
-// message, each failure tagged with its step (stageError). When the
-// server offered PIPELINING (RFC 2920), RCPT TO and DATA go out in one
-// write after MAIL FROM's reply and their replies are read after it, in
-// order; without it each command waits for its reply. One loop does
-// both, so the two modes cannot drift apart.
+// transact runs one mail transaction on c: MAIL FROM, RCPT TO, then the
+// message, each failure tagged with its step (stageError). The message
+// goes as DATA, its 354 and the message dot-stuffed; or, when the server
+// offered CHUNKING (RFC 3030), as one BDAT chunk with its size: no
+// dot-stuffing and no 354 to wait for. When the server offered
+// PIPELINING (RFC 2920), the commands that need not wait for a reply go
+// out in one write and their replies are read after it, in order; without
+// it each command waits for its reply. One loop does every mode, so that
+// they cannot drift apart.
 //
-// With PIPELINING, the next mail's MAIL FROM (the same for every mail of
-// a connection) goes out with this message's ending dot, as RFC 2920
-// §3.1 allows, when the connection is to be kept; its reply is read when
-// the connection is next used (c.opened), and has come with the dot's:
-// a kept connection's mail waits for two round trips, not three. (Sent
-// after the dot's reply instead, MAIL FROM's would be a round trip away
-// when the next mail comes at once, as under load.) The message's outcome
-// is its dot's reply, read here. The costs:
-//   - A server holding its replies (Postfix, Exim) answers the dot once
-//     it has checked MAIL FROM too (a milter on the sender). MAIL FROM
-//     names no recipient, and a stall there is the session's, as at the
-//     dot; but when it outlasts the timeout, a message the server had
-//     taken is retried and arrives twice, as after a connection cut at
-//     the dot. After one such timeout the sender sends MAIL FROM alone
-//     (notAhead).
-//   - A server that offers PIPELINING and yet drops what follows the dot
-//     leaves MAIL FROM unanswered: so too after one such timeout.
+// With PIPELINING, RCPT TO and DATA go out in one write after MAIL
+// FROM's reply, then the message after DATA's 354: two round trips a
+// mail. With CHUNKING too, RCPT TO and the BDAT chunk go in one write:
+// one round trip. And the next mail's MAIL FROM (the same for every mail
+// of a connection) goes out with the message, as RFC 2920 §3.1 allows,
+// when the connection is to be kept; its reply is read when the
+// connection is next used (c.opened), and has come with the message's.
+// (Sent after the message's reply instead, MAIL FROM's would be a round
+// trip away when the next mail comes at once, as under load.) The
+// message's outcome is its own reply (the dot's or BDAT's), read here.
+// The costs:
+//   - A server holding its replies (Postfix, Exim) answers the message
+//     once it has checked MAIL FROM too (a milter on the sender). MAIL
+//     FROM names no recipient, and a stall there is the session's, as
+//     the message's; but when it outlasts the timeout, a message the
+//     server had taken is retried and arrives twice, as after a
+//     connection cut at the dot. After one such timeout the sender sends
+//     MAIL FROM alone (notAhead).
+//   - A server that offers PIPELINING and yet drops what follows the
+//     message leaves MAIL FROM unanswered: so too after one such timeout.
 //   - A connection closed unused (idle too long, or at Close) had one
 //     MAIL FROM that no message followed.
+//   - With CHUNKING, a server holding its replies answers RCPT TO only
+//     once it has taken the message too (its content checks): a stall
+//     there outlasting the timeout looks like a recipient slow to check
+//     (below), and is taken for one: the mail is retried, not counted
+//     against the session. The sender then sends RCPT TO alone
+//     (rcptAlone), so that the retry, and every mail after, tells the two
+//     apart. A recipient cannot make a message be accepted: one refused
+//     at RCPT TO leaves the chunk without a recipient, which the server
+//     discards (RFC 3030 §2), and the refusal ends the transaction here.
 //
 // MAIL FROM is never in RCPT TO's write: a pipelining server may hold
 // its replies until it must wait for input (Postfix and Exim do), so
@@ -341,40 +361,65 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	t := c.c.Text
 	ahead := c.opened // MAIL FROM went out with the last message
 	c.opened = false
-	cmds := [...]struct {
+	next := c.pipelining && s.cfg.MaxIdle > 0 && !s.notAhead.Load() // MaxIdle: to be kept (put)
+	type step struct {
 		stage stage
-		line  string
-		code  int // expected, as textproto.Reader.ReadResponse takes it
-	}{
-		{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250},
-		{stageRcpt, "RCPT TO:" + env.to, 25}, // 250 or 251
-		{stageData, "DATA", 354},
+		line  string // the command; "" for the message itself
+		code  int    // expected, as textproto.Reader.ReadResponse takes it
+		join  bool   // goes out in the write before it (PIPELINING)
 	}
-	written := 0 // commands flushed to the server so far
-	if ahead {
-		written = 1
+	steps := [...]step{
+		{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250, false},
+		{stageRcpt, "RCPT TO:" + env.to, 25, false}, // 250 or 251
+		{stageData, "DATA", 354, c.pipelining},
+		{stageMessage, "", 250, false},
 	}
+	n := len(steps)
+	if c.chunking {
+		// BDAT carries the message: no DATA, no 354.
+		steps[2] = step{stageMessage, "", 250, c.pipelining && !s.rcptAlone.Load()}
+		n = 3
+	}
+	withRcpt := steps[2].stage == stageMessage && steps[2].join // the message goes in RCPT TO's write
 	fail := func(st stage, err error) error {
-		if ahead && st == stageMail && errors.Is(err, os.ErrDeadlineExceeded) {
-			s.notAhead.Store(true)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			switch {
+			case ahead && st == stageMail:
+				s.notAhead.Store(true)
+			case next && st == stageMessage:
+				// Held, perhaps, on MAIL FROM's checks: no more duplicates so.
+				s.notAhead.Store(true)
+			case withRcpt && st == stageRcpt:
+				// Held, perhaps, on the message's checks.
+				s.rcptAlone.Store(true)
+			}
 		}
 		return &stageError{stage: st, err: err, ahead: ahead}
 	}
-	for i, cmd := range cmds {
+	written := 0 // steps flushed to the server so far
+	if ahead {
+		written = 1
+	}
+	for i, st := range steps[:n] {
 		if i == written {
-			written = i + 1
-			if c.pipelining && i > 0 {
-				written = len(cmds) // RCPT TO and DATA together
+			for written < n && (written == i || steps[written].join) {
+				if line := steps[written].line; line != "" {
+					t.W.WriteString(line)
+					t.W.WriteString("\r\n")
+				} else {
+					writeMessage(t.W, env.data, c.chunking)
+					if next {
+						t.W.WriteString(steps[0].line)
+						t.W.WriteString("\r\n")
+					}
+				}
+				written++
 			}
-			for _, w := range cmds[i:written] {
-				t.W.WriteString(w.line)
-				t.W.WriteString("\r\n")
-			}
-			// A failed write is the first unanswered command's: at MAIL
+			// A failed write is the first unanswered step's: at MAIL
 			// FROM, or at RCPT TO after MAIL FROM went ahead, a kept
 			// connection the server has dropped (stale).
 			if err := t.W.Flush(); err != nil {
-				return fail(cmd.stage, err)
+				return fail(st.stage, err)
 			}
 		}
 		// The first refusal ends the transaction; the later replies are
@@ -382,32 +427,38 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		// DATA, and may even answer it 354; the message is never sent
 		// then: Send closes the connection, and a server acts on a
 		// transaction only at its ending dot (RFC 5321 §4.1.1.4), so one
-		// cut before it is discarded.
-		if _, _, err := t.ReadResponse(cmd.code); err != nil {
-			return fail(cmd.stage, err)
+		// cut before it is discarded. (With BDAT it got the message, and
+		// has no recipient to give it to.)
+		if _, _, err := t.ReadResponse(st.code); err != nil {
+			return fail(st.stage, err)
 		}
-	}
-	// The message, dot-stuffed, and its ending dot go into the
-	// connection's buffer and out in one write when they fit in its 4
-	// KiB, as authd's mails (about 2 KiB) do.
-	writeDotStuffed(t.W, env.data)
-	next := c.pipelining && s.cfg.MaxIdle > 0 && !s.notAhead.Load() // MaxIdle: to be kept (put)
-	if next {
-		t.W.WriteString(cmds[0].line)
-		t.W.WriteString("\r\n")
-	}
-	if err := t.W.Flush(); err != nil {
-		return fail(stageMessage, err)
-	}
-	if _, _, err := t.ReadResponse(250); err != nil {
-		if next && errors.Is(err, os.ErrDeadlineExceeded) {
-			// Held, perhaps, on MAIL FROM's checks: no more duplicates so.
-			s.notAhead.Store(true)
-		}
-		return fail(stageMessage, err)
 	}
 	c.opened = next
 	return nil
+}
+
+// writeMessage writes data, the message, as BDAT's one chunk (chunked)
+// or as DATA's content (writeDotStuffed). It ends with CRLF either way.
+// The message goes into the connection's buffer and out with what comes
+// after it in one write when they fit in its 4 KiB, as authd's mails
+// (about 2 KiB) do.
+func writeMessage(w *bufio.Writer, data []byte, chunked bool) {
+	if !chunked {
+		writeDotStuffed(w, data)
+		return
+	}
+	crlf := bytes.HasSuffix(data, []byte("\r\n"))
+	size := len(data)
+	if !crlf {
+		size += 2
+	}
+	w.WriteString("BDAT ")
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(size), 10))
+	w.WriteString(" LAST\r\n")
+	w.Write(data)
+	if !crlf {
+		w.WriteString("\r\n")
+	}
 }
 
 // writeDotStuffed writes data as DATA's content (RFC 5321 §4.5.2): a dot
@@ -523,6 +574,7 @@ func (s *SMTPSender) dial(ctx context.Context) (*smtpConn, error) {
 	}
 	sc := &smtpConn{c: c, raw: raw, plainOffered: plainOffered}
 	sc.pipelining, _ = c.Extension("PIPELINING")
+	sc.chunking, _ = c.Extension("CHUNKING")
 	sc.enhanced, _ = c.Extension("ENHANCEDSTATUSCODES")
 	// As go-mail's Client.Mail (without DSN, and with SMTPUTF8 not
 	// turned off) has always sent them.
@@ -838,7 +890,10 @@ func tlsRefused(err error) bool {
 // gave since: MAIL FROM's, or RCPT TO's when MAIL FROM went out with
 // the last message and was answered before the server dropped the
 // connection. A recipient's own 421 comes again on the new connection,
-// at RCPT TO after MAIL FROM, and is its answer then.
+// at RCPT TO after MAIL FROM, and is its answer then. With BDAT in RCPT
+// TO's write the message went too: a server that took it and then closed
+// the connection without a reply gets it again, a duplicate (same code),
+// as after a cut at the dot.
 func stale(err error) bool {
 	var st *stageError
 	// A server that does not answer in time is slow, not gone: another

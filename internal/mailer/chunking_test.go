@@ -1,0 +1,181 @@
+package mailer_test
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authd/authd/internal/mailer"
+	"github.com/authd/authd/internal/smtptest"
+)
+
+// CHUNKING (RFC 3030) seen from the server's side of the wire, as the
+// pipelining tests see PIPELINING: the message goes as one BDAT chunk of
+// its exact size, not dot-stuffed, and with PIPELINING in RCPT TO's
+// write.
+
+// chunk reads "BDAT <size> LAST" and the chunk after it, and returns the
+// chunk.
+func (c *rawConn) chunk() string {
+	c.t.Helper()
+	line := c.lines(1, 5*time.Second)[0]
+	size, ok := strings.CutSuffix(strings.TrimPrefix(line, "BDAT "), " LAST")
+	n, err := strconv.Atoi(size)
+	if !ok || !strings.HasPrefix(line, "BDAT ") || err != nil {
+		c.t.Fatalf("got %q, want BDAT <size> LAST", line)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.buf) < n {
+		if err := c.read(deadline); err != nil {
+			c.t.Fatalf("%d of the chunk's %d bytes came (%v)", len(c.buf), n, err)
+		}
+	}
+	msg := string(c.buf[:n])
+	c.buf = c.buf[n:]
+	return msg
+}
+
+// With PIPELINING and CHUNKING, a new connection's MAIL FROM goes alone;
+// then RCPT TO, BDAT with the whole message and the next mail's MAIL FROM
+// come in one read, before the server has answered any: one round trip a
+// mail on a kept connection. The chunk is the message as DATA would carry
+// it, unstuffed, CRLF at its end, and its size is BDAT's.
+func TestSMTPSenderChunks(t *testing.T) {
+	const mailFrom = "MAIL FROM:<info@example.com> BODY=8BITMIME"
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME", "CHUNKING")
+	if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+		t.Fatalf("first mail: %q, want MAIL FROM", got)
+	}
+	c.quiet(200 * time.Millisecond) // MAIL FROM waits for its reply
+	c.reply("250 ok")
+	for i, code := range []string{"123456", "654321"} {
+		if i > 0 {
+			done = sendAsync(s, code)
+		}
+		if got := c.lines(1, 5*time.Second)[0]; got != "RCPT TO:<ana@example.com>" {
+			t.Fatalf("mail %d: %q, want RCPT TO", i, got)
+		}
+		msg := c.chunk()
+		if got := c.lines(1, 5*time.Second)[0]; got != mailFrom {
+			t.Errorf("mail %d: %q after the chunk, want the next MAIL FROM", i, got)
+		}
+		if c.reads != 1 {
+			t.Errorf("mail %d: RCPT TO, BDAT and the next MAIL FROM came in %d reads, want 1", i, c.reads)
+		}
+		if strings.Contains(msg, "\r\n.\r\n") || !strings.HasSuffix(msg, "\r\n") {
+			t.Errorf("mail %d: the chunk holds an ending dot, or does not end with CRLF", i)
+		}
+		m := smtptest.Parse([]byte(msg))
+		if m.ParseErr != nil || smtptest.CodeFrom(m) != code || !strings.Contains(m.HTML, code) {
+			t.Errorf("mail %d: the chunk does not parse (%v) or lacks its code", i, m.ParseErr)
+		}
+		c.reply("250 ok", "250 queued", "250 ok")
+		if err := result(t, done); err != nil {
+			t.Fatalf("mail %d: Send: %v", i, err)
+		}
+	}
+}
+
+// A message whose lines begin with a dot goes as it is: BDAT has no
+// dot-stuffing, and a stuffed dot would reach the reader.
+func TestSMTPSenderChunkNotDotStuffed(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t, withTemplate(t, ".{{.Code}}\n..two dots\n."))
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "CHUNKING")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.lines(1, 5*time.Second) // RCPT TO
+	msg := c.chunk()
+	c.lines(1, 5*time.Second) // the next MAIL FROM
+	c.reply("250 ok", "250 queued", "250 ok")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if !strings.Contains(msg, "\r\n.123456\r\n..two dots\r\n.\r\n") {
+		t.Errorf("the text part was changed on the way:\n%s", msg)
+	}
+}
+
+// Without PIPELINING, BDAT waits for RCPT TO's reply, and no MAIL FROM
+// follows it.
+func TestSMTPSenderChunksWithoutPipelining(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("8BITMIME", "CHUNKING")
+	for _, cmd := range []string{"MAIL FROM:", "RCPT TO:"} {
+		if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, cmd) {
+			t.Fatalf("got %q, want %s", got, cmd)
+		}
+		c.quiet(300 * time.Millisecond)
+		c.reply("250 ok")
+	}
+	if msg := c.chunk(); !strings.Contains(msg, "123456") {
+		t.Error("the chunk lacks the code")
+	}
+	c.quiet(300 * time.Millisecond)
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+// A server holding its replies that stalls past the timeout after a
+// RCPT TO sent with the message (a content check, or a recipient slow to
+// check: from here the two look alike) is taken for the recipient's
+// stall, as at RCPT TO: temporary, not the session's, so that tarpit
+// addresses cannot make mail look degraded. From then on RCPT TO waits
+// for its reply before the message goes, and a stall after it is the
+// session's, as a message's is.
+func TestSMTPSenderChunkedHeldRcptThenAlone(t *testing.T) {
+	r := startRaw(t)
+	s := r.quickSender(t)
+	done := sendAsync(s, "123456")
+	c := r.accept("PIPELINING", "CHUNKING")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.lines(1, 5*time.Second) // RCPT TO, then BDAT and the message: no reply
+	c.chunk()
+	se := sendError(t, result(t, done))
+	if !se.Temporary || se.Session {
+		t.Errorf("RCPT TO held with the message past the timeout: %+v, want temporary and not the session's", se)
+	}
+
+	done = sendAsync(s, "234567")
+	c = r.accept("PIPELINING", "CHUNKING")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "RCPT TO:") {
+		t.Fatalf("got %q, want RCPT TO", got)
+	}
+	c.quiet(150 * time.Millisecond) // alone now
+	c.reply("250 ok")
+	if msg := c.chunk(); !strings.Contains(msg, "234567") {
+		t.Error("the chunk lacks the code")
+	}
+	se = sendError(t, result(t, done)) // the message's reply held: the session's
+	if !se.Temporary || se.Reply || !se.Session {
+		t.Errorf("the chunk's reply held past the timeout: %+v, want temporary, no reply, the session's", se)
+	}
+	r.ln.(*net.TCPListener).SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if nc, err := r.ln.Accept(); err == nil {
+		nc.Close()
+		t.Error("Send dialled again after a timeout")
+	}
+}
+
+// withTemplate has the sender's text part from text.
+func withTemplate(t *testing.T, text string) func(*mailer.Config) {
+	t.Helper()
+	tmpl, err := mailer.LoadTemplates(writeTemplates(t, map[string]string{"body.txt": text}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *mailer.Config) { c.Templates = tmpl }
+}
