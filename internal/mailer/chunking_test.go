@@ -37,6 +37,19 @@ func (c *rawConn) chunk() string {
 	return msg
 }
 
+// chunkedMail starts a mail from s with code, takes its new connection
+// (PIPELINING and CHUNKING offered) and answers its MAIL FROM.
+func (r *rawServer) chunkedMail(s *mailer.SMTPSender, code string) (<-chan error, *rawConn) {
+	r.t.Helper()
+	done := sendAsync(s, code)
+	c := r.accept("PIPELINING", "CHUNKING")
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+		r.t.Fatalf("got %q, want MAIL FROM", got)
+	}
+	c.reply("250 ok")
+	return done, c
+}
+
 // With PIPELINING and CHUNKING, a new connection's MAIL FROM goes alone;
 // then RCPT TO, BDAT with the whole message and the next mail's MAIL FROM
 // come in one read, before the server has answered any: one round trip a
@@ -86,10 +99,7 @@ func TestSMTPSenderChunks(t *testing.T) {
 func TestSMTPSenderChunkNotDotStuffed(t *testing.T) {
 	r := startRaw(t)
 	s := r.sender(t, withTemplate(t, ".{{.Code}}\n..two dots\n."))
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "CHUNKING")
-	c.lines(1, 5*time.Second)
-	c.reply("250 ok")
+	done, c := r.chunkedMail(s, "123456")
 	c.lines(1, 5*time.Second) // RCPT TO
 	msg := c.chunk()
 	c.lines(1, 5*time.Second) // the next MAIL FROM
@@ -136,10 +146,7 @@ func TestSMTPSenderChunksWithoutPipelining(t *testing.T) {
 func TestSMTPSenderChunkedHeldRcptThenAlone(t *testing.T) {
 	r := startRaw(t)
 	s := r.quickSender(t)
-	done := sendAsync(s, "123456")
-	c := r.accept("PIPELINING", "CHUNKING")
-	c.lines(1, 5*time.Second)
-	c.reply("250 ok")
+	done, c := r.chunkedMail(s, "123456")
 	c.lines(1, 5*time.Second) // RCPT TO, then BDAT and the message: no reply
 	c.chunk()
 	se := sendError(t, result(t, done))
@@ -147,10 +154,7 @@ func TestSMTPSenderChunkedHeldRcptThenAlone(t *testing.T) {
 		t.Errorf("RCPT TO held with the message past the timeout: %+v, want temporary and not the session's", se)
 	}
 
-	done = sendAsync(s, "234567")
-	c = r.accept("PIPELINING", "CHUNKING")
-	c.lines(1, 5*time.Second)
-	c.reply("250 ok")
+	done, c = r.chunkedMail(s, "234567")
 	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "RCPT TO:") {
 		t.Fatalf("got %q, want RCPT TO", got)
 	}
