@@ -1,11 +1,15 @@
 package mailer_test
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/authd/authd/internal/mailer"
 	"github.com/authd/authd/internal/smtptest"
@@ -182,4 +186,32 @@ func withTemplate(t *testing.T, text string) func(*mailer.Config) {
 		t.Fatal(err)
 	}
 	return func(c *mailer.Config) { c.Templates = tmpl }
+}
+
+// A recipient accepted late, past the timeout, with BDAT sent along
+// (against the real server, which reads the chunk once it has answered
+// RCPT TO): the send fails as the recipient's stall, yet the server has
+// taken the message, and the retry sends it again: the mail arrives
+// twice, same code (README's failure table says so).
+func TestSMTPSenderChunkedLateRcptDuplicates(t *testing.T) {
+	var stalled atomic.Bool
+	srv := smtptest.Start(t, smtptest.WithCommandReply(smtptest.CmdRcpt, func(n int, _ string) *smtp.SMTPError {
+		if n == 1 {
+			stalled.Store(true)
+			time.Sleep(800 * time.Millisecond)
+		}
+		return nil
+	}))
+	s := newSender(t, srv, func(c *mailer.Config) { c.Timeout = 300 * time.Millisecond })
+	se := sendError(t, s.Send(context.Background(), message("ana@example.com", "123456")))
+	if !stalled.Load() || !se.Temporary || se.Session {
+		t.Errorf("RCPT TO answered past the timeout: %+v, want temporary and not the session's", se)
+	}
+	if err := s.Send(context.Background(), message("ana@example.com", "123456")); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	got := srv.Wait(t, 2, 5*time.Second)
+	if len(got) != 2 || smtptest.CodeFrom(got[0]) != "123456" || smtptest.CodeFrom(got[1]) != "123456" {
+		t.Errorf("%d messages, want the same one twice", len(got))
+	}
 }

@@ -317,6 +317,34 @@ func TestWriteDotStuffed(t *testing.T) {
 	}
 }
 
+// writeMessage's BDAT chunk is the message as it is, CRLF at its end,
+// and BDAT's size counts every byte of it; DATA's is writeDotStuffed's.
+func TestWriteMessage(t *testing.T) {
+	for _, tc := range []struct{ data, chunk string }{
+		{"", "BDAT 2 LAST\r\n\r\n"},
+		{"x", "BDAT 3 LAST\r\nx\r\n"},
+		{".x\r\n", "BDAT 4 LAST\r\n.x\r\n"},
+		{"a\r\n.\r\nQUIT", "BDAT 12 LAST\r\na\r\n.\r\nQUIT\r\n"},
+	} {
+		var chunk, data, stuffed bytes.Buffer
+		w := bufio.NewWriter(&chunk)
+		writeMessage(w, []byte(tc.data), true)
+		w.Flush()
+		if chunk.String() != tc.chunk {
+			t.Errorf("%q as BDAT: %q, want %q", tc.data, chunk.String(), tc.chunk)
+		}
+		w = bufio.NewWriter(&data)
+		writeMessage(w, []byte(tc.data), false)
+		w.Flush()
+		w = bufio.NewWriter(&stuffed)
+		writeDotStuffed(w, []byte(tc.data))
+		w.Flush()
+		if data.String() != stuffed.String() {
+			t.Errorf("%q as DATA: %q, want writeDotStuffed's %q", tc.data, data.String(), stuffed.String())
+		}
+	}
+}
+
 // A kind's parts encoded once and the code put in (encodeKind) are the
 // bytes encoding each mail's own rendering gives, for every code; a kind
 // whose encoding would not hold the code whole (a quoted-printable soft

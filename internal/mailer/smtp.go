@@ -333,9 +333,13 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 //     (below), and is taken for one: the mail is retried, not counted
 //     against the session. The sender then sends RCPT TO alone
 //     (rcptAlone), so that the retry, and every mail after, tells the two
-//     apart. A recipient cannot make a message be accepted: one refused
-//     at RCPT TO leaves the chunk without a recipient, which the server
-//     discards (RFC 3030 §2), and the refusal ends the transaction here.
+//     apart. A recipient refused at RCPT TO leaves the chunk without a
+//     recipient, which the server discards (RFC 3030 §2), and the
+//     refusal ends the transaction here. But one accepted late, past the
+//     timeout (a slow callout, a tarpit), has its chunk there already:
+//     the server takes the message after authd has hung up, and the
+//     retry sends it again, a duplicate (same code), as after a cut at
+//     the dot.
 //
 // MAIL FROM is never in RCPT TO's write: a pipelining server may hold
 // its replies until it must wait for input (Postfix and Exim do), so
@@ -368,19 +372,17 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		code  int    // expected, as textproto.Reader.ReadResponse takes it
 		join  bool   // goes out in the write before it (PIPELINING)
 	}
-	steps := [...]step{
-		{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250, false},
-		{stageRcpt, "RCPT TO:" + env.to, 25, false}, // 250 or 251
-		{stageData, "DATA", 354, c.pipelining},
-		{stageMessage, "", 250, false},
-	}
-	n := len(steps)
+	withRcpt := c.chunking && c.pipelining && !s.rcptAlone.Load() // the message goes in RCPT TO's write
+	var buf [4]step
+	steps := append(buf[:0],
+		step{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250, false},
+		step{stageRcpt, "RCPT TO:" + env.to, 25, false}) // 250 or 251
 	if c.chunking {
 		// BDAT carries the message: no DATA, no 354.
-		steps[2] = step{stageMessage, "", 250, c.pipelining && !s.rcptAlone.Load()}
-		n = 3
+		steps = append(steps, step{stageMessage, "", 250, withRcpt})
+	} else {
+		steps = append(steps, step{stageData, "DATA", 354, c.pipelining}, step{stageMessage, "", 250, false})
 	}
-	withRcpt := steps[2].stage == stageMessage && steps[2].join // the message goes in RCPT TO's write
 	fail := func(st stage, err error) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			switch {
@@ -400,9 +402,9 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	if ahead {
 		written = 1
 	}
-	for i, st := range steps[:n] {
+	for i, st := range steps {
 		if i == written {
-			for written < n && (written == i || steps[written].join) {
+			for written < len(steps) && (written == i || steps[written].join) {
 				if line := steps[written].line; line != "" {
 					t.W.WriteString(line)
 					t.W.WriteString("\r\n")
