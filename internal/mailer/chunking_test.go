@@ -141,12 +141,13 @@ func TestSMTPSenderChunksWithoutPipelining(t *testing.T) {
 }
 
 // A server holding its replies that stalls past the timeout after a
-// RCPT TO sent with the message (a content check, or a recipient slow to
-// check: from here the two look alike) is taken for the recipient's
-// stall, as at RCPT TO: temporary, not the session's, so that tarpit
-// addresses cannot make mail look degraded. From then on RCPT TO waits
-// for its reply before the message goes, and a stall after it is the
-// session's, as a message's is.
+// RCPT TO sent with the message (a content check, a check of the next
+// MAIL FROM sent along, or a recipient slow to check: from here they
+// look alike) is taken for the recipient's stall, as at RCPT TO:
+// temporary, not the session's, so that tarpit addresses cannot make
+// mail look degraded. From then on RCPT TO waits for its reply before
+// the message goes, and no MAIL FROM goes with the message; a stall
+// after RCPT TO's reply is the session's, as a message's is.
 func TestSMTPSenderChunkedHeldRcptThenAlone(t *testing.T) {
 	r := startRaw(t)
 	s := r.quickSender(t)
@@ -167,6 +168,7 @@ func TestSMTPSenderChunkedHeldRcptThenAlone(t *testing.T) {
 	if msg := c.chunk(); !strings.Contains(msg, "234567") {
 		t.Error("the chunk lacks the code")
 	}
+	c.quiet(150 * time.Millisecond)    // and no MAIL FROM with the chunk: it went with the stalled write
 	se = sendError(t, result(t, done)) // the message's reply held: the session's
 	if !se.Temporary || se.Reply || !se.Session {
 		t.Errorf("the chunk's reply held past the timeout: %+v, want temporary, no reply, the session's", se)
@@ -213,5 +215,223 @@ func TestSMTPSenderChunkedLateRcptDuplicates(t *testing.T) {
 	got := srv.Wait(t, 2, 5*time.Second)
 	if len(got) != 2 || smtptest.CodeFrom(got[0]) != "123456" || smtptest.CodeFrom(got[1]) != "123456" {
 		t.Errorf("%d messages, want the same one twice", len(got))
+	}
+}
+
+// sendCtx is sendAsync with ctx.
+func sendCtx(ctx context.Context, s *mailer.SMTPSender, code string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.Send(ctx, message("ana@example.com", code)) }()
+	return done
+}
+
+// The caller's deadline ending first, while RCPT TO waits with the
+// message sent along, is as the timeout there: temporary, not the
+// session's, and from then on RCPT TO and MAIL FROM go alone.
+func TestSMTPSenderChunkedRcptCutByCaller(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t) // a timeout of 5 s
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := sendCtx(ctx, s, "123456")
+	c := r.accept("PIPELINING", "CHUNKING")
+	c.lines(1, 5*time.Second) // MAIL FROM
+	c.reply("250 ok")
+	c.lines(1, 5*time.Second) // RCPT TO, with the chunk and the next MAIL FROM: no reply
+	c.chunk()
+	c.lines(1, 5*time.Second)
+	se := sendError(t, result(t, done))
+	if !se.Temporary || se.Session {
+		t.Errorf("RCPT TO cut by the caller: %+v, want temporary and not the session's", se)
+	}
+
+	done, c = r.chunkedMail(s, "234567")
+	c.lines(1, 5*time.Second) // RCPT TO
+	c.quiet(150 * time.Millisecond)
+	c.reply("250 ok")
+	c.chunk()
+	c.quiet(150 * time.Millisecond)
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+// The fallback after such a stall lapses: RCPT TO still goes alone 9
+// minutes on, and with the chunk again 11 minutes on (fallbackHold is 10
+// minutes), so that one tarpit recipient does not cost every later mail
+// its round trips for good.
+func TestSMTPSenderChunkedFallbackLapses(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	r := startRaw(t)
+	s := r.sender(t, func(c *mailer.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	done, c := r.chunkedMail(s, "123456")
+	c.lines(1, 5*time.Second) // RCPT TO, the chunk, MAIL FROM: no reply
+	c.chunk()
+	c.lines(1, 5*time.Second)
+	if se := sendError(t, result(t, done)); se.Session {
+		t.Fatalf("the stall: %+v, want not the session's", se)
+	}
+
+	now.Add(int64(9 * time.Minute))
+	done, c = r.chunkedMail(s, "234567")
+	c.lines(1, 5*time.Second)
+	c.quiet(150 * time.Millisecond) // RCPT TO alone
+	c.reply("250 ok")
+	c.chunk()
+	c.quiet(150 * time.Millisecond) // no MAIL FROM along
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("9 minutes on: %v", err)
+	}
+
+	now.Add(int64(2 * time.Minute))
+	done = sendAsync(s, "345678")
+	if got := c.lines(1, 5*time.Second)[0]; got != "QUIT" { // the kept connection, idle too long
+		t.Fatalf("got %q, want QUIT", got)
+	}
+	c.reply("221 bye")
+	c = r.accept("PIPELINING", "CHUNKING")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "RCPT TO:") {
+		t.Fatalf("got %q, want RCPT TO", got)
+	}
+	c.chunk()
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") || c.reads != 1 {
+		t.Fatalf("11 minutes on: %q after the chunk, in %d reads; want RCPT TO, the chunk and MAIL FROM in one", got, c.reads)
+	}
+	c.reply("250 ok", "250 queued", "250 ok")
+	if err := result(t, done); err != nil {
+		t.Fatalf("11 minutes on: %v", err)
+	}
+}
+
+// Each reply has the whole timeout, from the reply before it: a server
+// taking most of it at each step, never all, delivers; a recipient
+// answering just inside its time leaves the message its own.
+func TestSMTPSenderEachReplyHasItsTimeout(t *testing.T) {
+	const slow = 350 * time.Millisecond // of 600
+	for name, ext := range map[string][]string{
+		"BDAT pipelined": {"PIPELINING", "CHUNKING"},
+		"DATA pipelined": {"PIPELINING"},
+		"one at a time":  {"8BITMIME"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := startRaw(t)
+			s := r.sender(t, func(c *mailer.Config) { c.Timeout = 600 * time.Millisecond })
+			done := sendAsync(s, "123456")
+			c := r.accept(ext...)
+			later := func(lines ...string) { time.Sleep(slow); c.reply(lines...) }
+			c.lines(1, 5*time.Second) // MAIL FROM
+			later("250 ok")
+			switch name {
+			case "BDAT pipelined":
+				c.lines(1, 5*time.Second)
+				c.chunk()
+				c.lines(1, 5*time.Second) // the next MAIL FROM
+				later("250 ok")
+				later("250 queued", "250 ok")
+			case "DATA pipelined":
+				c.lines(2, 5*time.Second) // RCPT TO, DATA
+				later("250 ok")
+				later("354 go ahead")
+				c.data()
+				c.lines(1, 5*time.Second)
+				later("250 queued", "250 ok")
+			default:
+				c.lines(1, 5*time.Second)
+				later("250 ok")
+				c.lines(1, 5*time.Second)
+				later("354 go ahead")
+				c.data()
+				later("250 queued")
+			}
+			if err := result(t, done); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+		})
+	}
+}
+
+// A recipient refused with the chunk sent along: the server answers RCPT
+// TO 550, BDAT 554 (no valid recipients) and the next MAIL FROM 250. The
+// send fails as the recipient's refusal (permanent, answered, not the
+// session's), the connection is dropped unused, and the next mail goes
+// on a new one.
+func TestSMTPSenderChunkedRcptRefused(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t)
+	done, c := r.chunkedMail(s, "123456")
+	c.lines(1, 5*time.Second)
+	c.chunk()
+	c.lines(1, 5*time.Second)
+	c.reply("550 5.1.1 no such user", "554 5.5.1 no valid recipients", "250 ok")
+	se := sendError(t, result(t, done))
+	if se.Temporary || !se.Reply || se.Session {
+		t.Errorf("RCPT TO refused: %+v, want permanent, answered, not the session's", se)
+	}
+	c.hungUp()
+
+	done, c = r.chunkedMail(s, "234567")
+	c.lines(1, 5*time.Second)
+	if msg := c.chunk(); !strings.Contains(msg, "234567") {
+		t.Error("the chunk lacks the code")
+	}
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok", "250 queued", "250 ok")
+	if err := result(t, done); err != nil {
+		t.Fatalf("the next mail: %v", err)
+	}
+}
+
+// A kept chunked connection the server closed with a 421, at the MAIL
+// FROM that went ahead or at the RCPT TO after it (the chunk sent
+// along): the mail goes again on a new connection, and arrives there.
+func TestSMTPSenderChunkedKeptConnection421(t *testing.T) {
+	for _, at := range []string{"MAIL FROM", "RCPT TO"} {
+		t.Run(at, func(t *testing.T) {
+			r := startRaw(t)
+			s := r.sender(t)
+			done, c := r.chunkedMail(s, "123456")
+			c.lines(1, 5*time.Second)
+			c.chunk()
+			c.lines(1, 5*time.Second)
+			if at == "MAIL FROM" {
+				c.reply("250 ok", "250 queued", "421 4.3.2 shutting down")
+				c.c.Close()
+			} else {
+				c.reply("250 ok", "250 queued", "250 ok")
+			}
+			if err := result(t, done); err != nil {
+				t.Fatalf("first mail: %v", err)
+			}
+
+			done = sendAsync(s, "234567")
+			if at == "RCPT TO" {
+				c.lines(1, 5*time.Second)
+				c.chunk()
+				c.lines(1, 5*time.Second)
+				c.reply("421 4.3.2 shutting down")
+				c.c.Close()
+			}
+			c = r.accept("PIPELINING", "CHUNKING")
+			c.lines(1, 5*time.Second)
+			c.reply("250 ok")
+			c.lines(1, 5*time.Second)
+			if msg := c.chunk(); !strings.Contains(msg, "234567") {
+				t.Error("the chunk on the new connection lacks the code")
+			}
+			c.lines(1, 5*time.Second)
+			c.reply("250 ok", "250 queued", "250 ok")
+			if err := result(t, done); err != nil {
+				t.Fatalf("after the 421: %v", err)
+			}
+		})
 	}
 }

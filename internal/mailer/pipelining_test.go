@@ -496,6 +496,13 @@ func startRelay(t *testing.T, srv *smtptest.Server) (*relay, string, int) {
 	return r, "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
 }
 
+// count returns how many times s occurs in what the sender wrote.
+func (r *relay) count(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Count(strings.Join(r.chunks, ""), s)
+}
+
 // pipelined reports whether some read held RCPT TO and the message:
 // go-smtp offers CHUNKING, and the message goes as BDAT.
 func (r *relay) pipelined() bool {

@@ -46,8 +46,8 @@ type Config struct {
 	FromName string // EMAILS_FROM_NAME
 
 	// Timeout bounds connecting (TCP, greeting, EHLO, STARTTLS, AUTH) and,
-	// separately, each message's commands on an open connection.
-	// Default 10s.
+	// separately, the wait for each reply of a message's transaction on
+	// an open connection (transact). Default 10s.
 	Timeout time.Duration
 
 	// TLSConfig is cloned; its ServerName defaults to Host. Tests pass
@@ -87,15 +87,28 @@ type SMTPSender struct {
 	idle   []*smtpConn // most recently used last
 	closed bool
 
-	// notAhead: a MAIL FROM sent with a message's dot, or that message,
-	// went unanswered past the timeout; MAIL FROM goes alone from then on
-	// (transact).
-	notAhead atomic.Bool
-	// rcptAlone: a RCPT TO sent with the message (BDAT) went unanswered
-	// past the timeout; RCPT TO waits for its reply from then on
-	// (transact).
-	rcptAlone atomic.Bool
+	// notAhead: until when (Unix ns) MAIL FROM goes alone, not with the
+	// last message: a MAIL FROM sent so, or that message, went unanswered
+	// past the timeout (transact).
+	notAhead atomic.Int64
+	// rcptAlone: until when (Unix ns) RCPT TO waits for its reply before
+	// the message goes: a RCPT TO sent with the message (BDAT) went
+	// unanswered, past the timeout or the caller's deadline (transact).
+	rcptAlone atomic.Int64
 }
+
+// fallbackHold is how long a fallback of transact's (notAhead,
+// rcptAlone) lasts after the stall that set it. A stall sets it again;
+// so the fallback holds while stalls keep coming, yet one recipient's
+// tarpit, which anyone can ask codes for, does not cost every later mail
+// its round trips for the rest of the process's life.
+const fallbackHold = 10 * time.Minute
+
+// hold starts (or extends) the fallback f from now.
+func (s *SMTPSender) hold(f *atomic.Int64) { f.Store(s.now().Add(fallbackHold).UnixNano()) }
+
+// held reports whether the fallback f holds at now.
+func held(f *atomic.Int64, now time.Time) bool { return now.UnixNano() < f.Load() }
 
 var _ authd.Sender = (*SMTPSender)(nil)
 
@@ -292,7 +305,14 @@ func (s *SMTPSender) message(m authd.Message, to string) (envelope, error) {
 func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (alive bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
 	err = s.transact(c, env)
-	return stop(), err
+	alive = stop()
+	var st *stageError
+	if !alive && errors.As(err, &st) && st.withMessage {
+		// Cut by the caller while RCPT TO, the message sent with it, waited
+		// for its reply: as a timeout there.
+		s.stalledWithMessage(st.next)
+	}
+	return alive, err
 }
 
 // transact runs one mail transaction on c: MAIL FROM, RCPT TO, then the
@@ -322,26 +342,30 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 //     the message's; but when it outlasts the timeout, a message the
 //     server had taken is retried and arrives twice, as after a
 //     connection cut at the dot. After one such timeout the sender sends
-//     MAIL FROM alone (notAhead).
+//     MAIL FROM alone (notAhead), for fallbackHold after the last.
 //   - A server that offers PIPELINING and yet drops what follows the
 //     message leaves MAIL FROM unanswered: so too after one such timeout.
 //   - A connection closed unused (idle too long, or at Close) had one
 //     MAIL FROM that no message followed.
 //   - With CHUNKING, a server holding its replies answers RCPT TO only
 //     once it has taken the message too (its content checks): a stall
-//     there outlasting the timeout looks like a recipient slow to check
-//     (below), and is taken for one: the mail is retried, not counted
-//     against the session. The sender then sends RCPT TO alone
-//     (rcptAlone), so that the retry, and every mail after, tells the two
-//     apart. A recipient refused at RCPT TO leaves the chunk without a
-//     recipient, which the server discards (RFC 3030 §2), and the
-//     refusal ends the transaction here. But one accepted late, past the
+//     there outlasting the timeout (or the caller's deadline) looks like
+//     a recipient slow to check (below), and is taken for one: the mail
+//     is retried, not counted against the session. So does a stall on the
+//     next mail's MAIL FROM, sent along too. The sender then sends RCPT TO
+//     alone (rcptAlone), and MAIL FROM alone when it went along
+//     (notAhead), for fallbackHold after the last such stall, so that the
+//     retry, and every mail after, tells them apart: a stall at RCPT TO
+//     alone is the recipient's, one after it the session's. A recipient
+//     refused at RCPT TO leaves the chunk without a recipient, which the
+//     server discards (RFC 3030 §2), and the refusal ends the
+//     transaction here. But one accepted late, past the
 //     timeout (a slow callout, a tarpit), has its chunk there already:
 //     the server takes the message after authd has hung up, and the
 //     retry sends it again, a duplicate (same code), as after a cut at
 //     the dot.
 //
-// MAIL FROM is never in RCPT TO's write: a pipelining server may hold
+// A transaction's own MAIL FROM is never in its RCPT TO's write: a pipelining server may hold
 // its replies until it must wait for input (Postfix and Exim do), so
 // with MAIL FROM there a recipient slow to check (a callout, a tarpit)
 // would keep MAIL FROM's reply back too, and a wait past the deadline
@@ -358,21 +382,27 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 // round trip that, failing, would report a delivered message as failed.
 // Nor after a refusal: Send then drops the connection.
 func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
-	// Timeout bounds each message's commands, from the first.
+	// Timeout bounds the wait for each reply, from the reply before it
+	// (or from here, for the first): MAIL FROM's, RCPT TO's, DATA's 354,
+	// the message's. A recipient answering just inside its timeout leaves
+	// the message its own, and a slow MAIL FROM does not eat into the
+	// recipient's time: a wait past the timeout is the step's own, as
+	// classify tells whose it is.
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
 	t := c.c.Text
 	ahead := c.opened // MAIL FROM went out with the last message
 	c.opened = false
-	next := c.pipelining && s.cfg.MaxIdle > 0 && !s.notAhead.Load() // MaxIdle: to be kept (put)
+	now := s.now()
+	next := c.pipelining && s.cfg.MaxIdle > 0 && !held(&s.notAhead, now) // MaxIdle: to be kept (put)
 	type step struct {
 		stage stage
 		line  string // the command; "" for the message itself
 		code  int    // expected, as textproto.Reader.ReadResponse takes it
 		join  bool   // goes out in the write before it (PIPELINING)
 	}
-	withRcpt := c.chunking && c.pipelining && !s.rcptAlone.Load() // the message goes in RCPT TO's write
+	withRcpt := c.chunking && c.pipelining && !held(&s.rcptAlone, now) // the message goes in RCPT TO's write
 	var buf [4]step
 	steps := append(buf[:0],
 		step{stageMail, "MAIL FROM:" + env.from + c.mailParams, 250, false},
@@ -384,19 +414,20 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		steps = append(steps, step{stageData, "DATA", 354, c.pipelining}, step{stageMessage, "", 250, false})
 	}
 	fail := func(st stage, err error) error {
+		// withMessage: RCPT TO went unanswered with the message sent along.
+		withMessage := withRcpt && st == stageRcpt && replyCode(err) == 0
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			switch {
 			case ahead && st == stageMail:
-				s.notAhead.Store(true)
+				s.hold(&s.notAhead)
 			case next && st == stageMessage:
 				// Held, perhaps, on MAIL FROM's checks: no more duplicates so.
-				s.notAhead.Store(true)
-			case withRcpt && st == stageRcpt:
-				// Held, perhaps, on the message's checks.
-				s.rcptAlone.Store(true)
+				s.hold(&s.notAhead)
+			case withMessage:
+				s.stalledWithMessage(next)
 			}
 		}
-		return &stageError{stage: st, err: err, ahead: ahead}
+		return &stageError{stage: st, err: err, ahead: ahead, withMessage: withMessage, next: next}
 	}
 	written := 0 // steps flushed to the server so far
 	if ahead {
@@ -434,9 +465,29 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 		if _, _, err := t.ReadResponse(st.code); err != nil {
 			return fail(st.stage, err)
 		}
+		if i < len(steps)-1 {
+			// The next wait starts now (above).
+			if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
+				return fail(st.stage, err)
+			}
+		}
 	}
 	c.opened = next
 	return nil
+}
+
+// stalledWithMessage starts the fallbacks after a RCPT TO sent with the
+// message went unanswered (transact): the server may have held it on
+// the message's checks or, when the next mail's MAIL FROM went along
+// too (next), on that one's: a server holding its replies answers none
+// of a write before it has checked all of it. RCPT TO, and MAIL FROM
+// when it went along, go alone for a while: the retry then shows whose
+// the stall was.
+func (s *SMTPSender) stalledWithMessage(next bool) {
+	s.hold(&s.rcptAlone)
+	if next {
+		s.hold(&s.notAhead)
+	}
 }
 
 // writeMessage writes data, the message, as BDAT's one chunk (chunked)
@@ -720,6 +771,8 @@ type stageError struct {
 	err          error
 	plainOffered bool // as smtpConn's, for AUTH
 	ahead        bool // the transaction's MAIL FROM went out with the last message (smtpConn.opened)
+	withMessage  bool // at RCPT TO, unanswered, the message (BDAT) sent with it (transact)
+	next         bool // the next mail's MAIL FROM went out in this transaction
 }
 
 func (e *stageError) Error() string { return stageNames[e.stage] + ": " + e.err.Error() }

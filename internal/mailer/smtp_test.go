@@ -495,42 +495,57 @@ func TestSMTPSenderStallAtRcptIsTheRecipients(t *testing.T) {
 // A line of the mail that begins with a dot reaches the server whole: no
 // line of a template (nor a code in one) can end the message early and
 // have what follows read as SMTP commands, in 7bit parts and
-// quoted-printable ones alike.
+// quoted-printable ones alike; as DATA, dot-stuffed, to a server that
+// does not offer CHUNKING, and as BDAT, as it is, to one that does. A
+// relay shows which went.
 func TestSMTPSenderDotStuffs(t *testing.T) {
 	text := ".\n.starts with a dot\n..two\nCode {{.Code}}, {{.Minutes}} minutes\n.\nQUIT\n."
-	for name, html := range map[string]string{
-		"7bit":             "<p>{{.Code}}</p>\n.\nRSET\n..",
-		"quoted-printable": "<p>{{.Code}} — ✓</p>\n.\nRSET\n.",
-	} {
-		t.Run(name, func(t *testing.T) {
-			tmpl, err := mailer.LoadTemplates(writeTemplates(t, map[string]string{"body.txt": text, "body.html": html}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := smtptest.Start(t)
-			s := newSender(t, srv, func(c *mailer.Config) { c.Templates = tmpl })
-			m := message("ana@example.com", "123456")
-			for range 2 { // the second on the kept connection: the first ended where it should
-				if err := s.Send(context.Background(), m); err != nil {
-					t.Fatalf("Send: %v", err)
+	for _, cmd := range []string{"DATA", "BDAT"} {
+		for name, html := range map[string]string{
+			"7bit":             "<p>{{.Code}}</p>\n.\nRSET\n..",
+			"quoted-printable": "<p>{{.Code}} — ✓</p>\n.\nRSET\n.",
+		} {
+			t.Run(cmd+"/"+name, func(t *testing.T) {
+				tmpl, err := mailer.LoadTemplates(writeTemplates(t, map[string]string{"body.txt": text, "body.html": html}))
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			want, err := tmpl.Render(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := srv.Wait(t, 2, 5*time.Second)
-			for _, g := range got {
-				if g.Text != want.Text || g.HTML != want.HTML {
-					t.Errorf("received\n%q\n%q\nwant\n%q\n%q", g.Text, g.HTML, want.Text, want.HTML)
+				var opts []smtptest.Option
+				if cmd == "DATA" {
+					opts = append(opts, smtptest.WithoutChunking())
 				}
-				if !strings.Contains(string(g.Data), "Content-Transfer-Encoding: "+name+"\r\n") {
-					t.Errorf("no %s part in\n%s", name, g.Data)
+				srv := smtptest.Start(t, opts...)
+				rl, host, port := startRelay(t, srv)
+				s := newSender(t, srv, func(c *mailer.Config) { c.Templates, c.Host, c.Port = tmpl, host, port })
+				m := message("ana@example.com", "123456")
+				for range 2 { // the second on the kept connection: the first ended where it should
+					if err := s.Send(context.Background(), m); err != nil {
+						t.Fatalf("Send: %v", err)
+					}
 				}
-			}
-			if n := srv.Commands(smtptest.CmdData); n != 2 {
-				t.Errorf("%d DATA commands, want 2", n)
-			}
-		})
+				want, err := tmpl.Render(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := srv.Wait(t, 2, 5*time.Second)
+				for _, g := range got {
+					if g.Text != want.Text || g.HTML != want.HTML {
+						t.Errorf("received\n%q\n%q\nwant\n%q\n%q", g.Text, g.HTML, want.Text, want.HTML)
+					}
+					if !strings.Contains(string(g.Data), "Content-Transfer-Encoding: "+name+"\r\n") {
+						t.Errorf("no %s part in\n%s", name, g.Data)
+					}
+				}
+				if n := srv.Commands(smtptest.CmdData); n != 2 {
+					t.Errorf("%d messages offered, want 2", n)
+				}
+				if n := rl.count("\r\n" + cmd + " "); cmd == "BDAT" && n != 2 {
+					t.Errorf("%d BDAT commands, want 2", n)
+				}
+				if n := rl.count("\r\nDATA\r\n"); cmd == "DATA" && n != 2 || cmd == "BDAT" && n != 0 {
+					t.Errorf("%d DATA commands with %s, want %d", n, cmd, map[string]int{"DATA": 2, "BDAT": 0}[cmd])
+				}
+			})
+		}
 	}
 }

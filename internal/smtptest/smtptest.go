@@ -9,6 +9,7 @@
 package smtptest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,6 +52,7 @@ type config struct {
 	startTLS    bool
 	tlsRequired bool
 	implicitTLS bool
+	noChunking  bool   // CHUNKING left out of EHLO's reply
 	addr        string // where to listen; "" = 127.0.0.1 on a free port
 	handler     func(Message)
 
@@ -158,6 +160,14 @@ func WithImplicitTLS() Option {
 	return func(c *config) { c.implicitTLS = true }
 }
 
+// WithoutChunking leaves CHUNKING (RFC 3030), which go-smtp always
+// offers, out of the server's EHLO reply: a client then sends each
+// message with DATA, dot-stuffed, as to a server without BDAT. The reply
+// is edited on the wire, so this is for plain text only.
+func WithoutChunking() Option {
+	return func(c *config) { c.noChunking = true }
+}
+
 // WithAddr makes the server listen on addr ("127.0.0.1:port"): a test
 // can bring a server back on the port of one it closed, as an SMTP server
 // restarting.
@@ -218,6 +228,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 		if s.cfg.implicitTLS {
 			ln = newTLSListener(ln, s.cert.serverConfig())
 		}
+	}
+	if s.cfg.noChunking {
+		if s.cfg.startTLS || s.cfg.implicitTLS {
+			ln.Close()
+			t.Fatal("smtptest: WithoutChunking edits the EHLO reply on the wire: not with TLS")
+		}
+		ln = noChunkingListener{ln}
 	}
 	s.ln = ln
 
@@ -531,4 +548,26 @@ func (se *session) Logout() error {
 	delete(se.s.open, se.c)
 	se.s.mu.Unlock()
 	return nil
+}
+
+// noChunkingListener's connections drop CHUNKING's line from what the
+// server writes: go-smtp writes (and flushes) each line of a reply on
+// its own.
+type noChunkingListener struct{ net.Listener }
+
+func (l noChunkingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return noChunkingConn{c}, nil
+}
+
+type noChunkingConn struct{ net.Conn }
+
+func (c noChunkingConn) Write(p []byte) (int, error) {
+	if bytes.Equal(p, []byte("250-CHUNKING\r\n")) {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }

@@ -296,3 +296,34 @@ func TestCloseRefuses(t *testing.T) {
 	}
 	s.Close() // idempotent
 }
+
+// go-smtp offers CHUNKING; WithoutChunking's server does not, and offers
+// all else as before, and a message still arrives whole.
+func TestWithoutChunking(t *testing.T) {
+	for _, tc := range []struct {
+		opts     []smtptest.Option
+		chunking bool
+	}{{nil, true}, {[]smtptest.Option{smtptest.WithoutChunking()}, false}} {
+		s := smtptest.Start(t, tc.opts...)
+		c, err := smtp.Dial(s.Addr())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if err := c.Hello("client.test"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := c.Extension("CHUNKING"); ok != tc.chunking {
+			t.Errorf("CHUNKING offered: %v, want %v", ok, tc.chunking)
+		}
+		if ok, _ := c.Extension("PIPELINING"); !ok {
+			t.Error("PIPELINING not offered")
+		}
+		if err := c.SendMail("info@example.com", []string{"ana@example.com"}, strings.NewReader(multipartMessage)); err != nil {
+			t.Fatalf("SendMail: %v", err)
+		}
+		c.Quit()
+		if got := s.Wait(t, 1, 5*time.Second); got[0].Text == "" {
+			t.Error("the message arrived without its text")
+		}
+	}
+}
