@@ -111,6 +111,8 @@ type Store struct {
 	// after a failure met outside the client's hooks: WAIT's pipeline runs
 	// on a node's own client. Nil: nothing to ask.
 	onFault func()
+
+	co *coalescer // single scripts, their round trips shared (coalesce.go)
 }
 
 var _ authd.CodeStore = (*Store)(nil)
@@ -134,6 +136,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	for p := range authd.Partitions {
 		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
 	}
+	s.co = newCoalescer(client, lanesFor(s.PoolSize()))
 	return s
 }
 

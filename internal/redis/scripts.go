@@ -49,8 +49,8 @@ type scriptCall struct {
 // returns the replies in order, or the first error.
 func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]any, error) {
 	if len(calls) == 1 {
-		c := calls[0]
-		v, err := c.script.Run(ctx, s.client, c.keys, c.args...).Result()
+		// Its round trip shared with the other requests' (coalesce.go).
+		v, err := s.co.run(ctx, calls[0])
 		if err != nil {
 			return nil, unavailable(err)
 		}
