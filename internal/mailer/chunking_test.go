@@ -41,6 +41,20 @@ func (c *rawConn) chunk() string {
 	return msg
 }
 
+// joined reads a mail's one write when RCPT TO goes with the chunk:
+// RCPT TO, the chunk, the next mail's MAIL FROM; it returns the chunk.
+func (c *rawConn) joined() string {
+	c.t.Helper()
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "RCPT TO:") {
+		c.t.Fatalf("got %q, want RCPT TO", got)
+	}
+	msg := c.chunk()
+	if got := c.lines(1, 5*time.Second)[0]; !strings.HasPrefix(got, "MAIL FROM:") {
+		c.t.Fatalf("got %q after the chunk, want the next MAIL FROM", got)
+	}
+	return msg
+}
+
 // chunkedMail starts a mail from s with code, takes its new connection
 // (PIPELINING and CHUNKING offered) and answers its MAIL FROM.
 func (r *rawServer) chunkedMail(s *mailer.SMTPSender, code string) (<-chan error, *rawConn) {
@@ -104,9 +118,7 @@ func TestSMTPSenderChunkNotDotStuffed(t *testing.T) {
 	r := startRaw(t)
 	s := r.sender(t, withTemplate(t, ".{{.Code}}\n..two dots\n."))
 	done, c := r.chunkedMail(s, "123456")
-	c.lines(1, 5*time.Second) // RCPT TO
-	msg := c.chunk()
-	c.lines(1, 5*time.Second) // the next MAIL FROM
+	msg := c.joined()
 	c.reply("250 ok", "250 queued", "250 ok")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -237,9 +249,7 @@ func TestSMTPSenderChunkedRcptCutByCaller(t *testing.T) {
 	c := r.accept("PIPELINING", "CHUNKING")
 	c.lines(1, 5*time.Second) // MAIL FROM
 	c.reply("250 ok")
-	c.lines(1, 5*time.Second) // RCPT TO, with the chunk and the next MAIL FROM: no reply
-	c.chunk()
-	c.lines(1, 5*time.Second)
+	c.joined()
 	se := sendError(t, result(t, done))
 	if !se.Temporary || se.Session {
 		t.Errorf("RCPT TO cut by the caller: %+v, want temporary and not the session's", se)
@@ -270,9 +280,7 @@ func TestSMTPSenderChunkedFallbackLapses(t *testing.T) {
 		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
 	})
 	done, c := r.chunkedMail(s, "123456")
-	c.lines(1, 5*time.Second) // RCPT TO, the chunk, MAIL FROM: no reply
-	c.chunk()
-	c.lines(1, 5*time.Second)
+	c.joined()
 	if se := sendError(t, result(t, done)); se.Session {
 		t.Fatalf("the stall: %+v, want not the session's", se)
 	}
@@ -332,9 +340,7 @@ func TestSMTPSenderEachReplyHasItsTimeout(t *testing.T) {
 			later("250 ok")
 			switch name {
 			case "BDAT pipelined":
-				c.lines(1, 5*time.Second)
-				c.chunk()
-				c.lines(1, 5*time.Second) // the next MAIL FROM
+				c.joined()
 				later("250 ok")
 				later("250 queued", "250 ok")
 			case "DATA pipelined":
@@ -368,9 +374,7 @@ func TestSMTPSenderChunkedRcptRefused(t *testing.T) {
 	r := startRaw(t)
 	s := r.sender(t)
 	done, c := r.chunkedMail(s, "123456")
-	c.lines(1, 5*time.Second)
-	c.chunk()
-	c.lines(1, 5*time.Second)
+	c.joined()
 	c.reply("550 5.1.1 no such user", "554 5.5.1 no valid recipients", "250 ok")
 	se := sendError(t, result(t, done))
 	if se.Temporary || !se.Reply || se.Session {
@@ -379,11 +383,9 @@ func TestSMTPSenderChunkedRcptRefused(t *testing.T) {
 	c.hungUp()
 
 	done, c = r.chunkedMail(s, "234567")
-	c.lines(1, 5*time.Second)
-	if msg := c.chunk(); !strings.Contains(msg, "234567") {
+	if msg := c.joined(); !strings.Contains(msg, "234567") {
 		t.Error("the chunk lacks the code")
 	}
-	c.lines(1, 5*time.Second)
 	c.reply("250 ok", "250 queued", "250 ok")
 	if err := result(t, done); err != nil {
 		t.Fatalf("the next mail: %v", err)
@@ -399,9 +401,7 @@ func TestSMTPSenderChunkedKeptConnection421(t *testing.T) {
 			r := startRaw(t)
 			s := r.sender(t)
 			done, c := r.chunkedMail(s, "123456")
-			c.lines(1, 5*time.Second)
-			c.chunk()
-			c.lines(1, 5*time.Second)
+			c.joined()
 			if at == "MAIL FROM" {
 				c.reply("250 ok", "250 queued", "421 4.3.2 shutting down")
 				c.c.Close()
@@ -414,20 +414,16 @@ func TestSMTPSenderChunkedKeptConnection421(t *testing.T) {
 
 			done = sendAsync(s, "234567")
 			if at == "RCPT TO" {
-				c.lines(1, 5*time.Second)
-				c.chunk()
-				c.lines(1, 5*time.Second)
+				c.joined()
 				c.reply("421 4.3.2 shutting down")
 				c.c.Close()
 			}
 			c = r.accept("PIPELINING", "CHUNKING")
 			c.lines(1, 5*time.Second)
 			c.reply("250 ok")
-			c.lines(1, 5*time.Second)
-			if msg := c.chunk(); !strings.Contains(msg, "234567") {
+			if msg := c.joined(); !strings.Contains(msg, "234567") {
 				t.Error("the chunk on the new connection lacks the code")
 			}
-			c.lines(1, 5*time.Second)
 			c.reply("250 ok", "250 queued", "250 ok")
 			if err := result(t, done); err != nil {
 				t.Fatalf("after the 421: %v", err)

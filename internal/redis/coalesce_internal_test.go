@@ -54,25 +54,29 @@ func (h *pipelineCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) 
 	}
 }
 
-func coalescerClient(t *testing.T, h *pipelineCounter) *goredis.Client {
+// testCoalescer returns a coalescer of one lane over a client of the
+// test Redis that h watches, and a key of the test's own for echo.
+func testCoalescer(t *testing.T, h *pipelineCounter) (*coalescer, *goredis.Client, string) {
 	t.Helper()
 	o, err := goredis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := goredis.NewClient(o)
-	c.AddHook(h)
-	t.Cleanup(func() { c.Close() })
-	return c
+	client := goredis.NewClient(o)
+	client.AddHook(h)
+	key := "authd-test:coalesce:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	co := newCoalescer(client, 1)
+	t.Cleanup(func() {
+		co.close()
+		client.Del(context.Background(), key)
+		client.Close()
+	})
+	return co, client, key
 }
 
 func TestCoalescerSharesRoundTrips(t *testing.T) {
 	h := &pipelineCounter{}
-	client := coalescerClient(t, h)
-	key := "authd-test:coalesce:" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	t.Cleanup(func() { client.Del(context.Background(), key) })
-	co := newCoalescer(client, 1)
-	defer co.close()
+	co, client, key := testCoalescer(t, h)
 
 	const callers, rounds = 64, 5
 	for range rounds {
@@ -104,11 +108,7 @@ func TestCoalescerSharesRoundTrips(t *testing.T) {
 // script, not yet sent, is then never sent.
 func TestCoalescerCallerDeadline(t *testing.T) {
 	h := &pipelineCounter{hold: make(chan struct{})}
-	client := coalescerClient(t, h)
-	key := "authd-test:coalesce:" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	t.Cleanup(func() { client.Del(context.Background(), key) })
-	co := newCoalescer(client, 1)
-	defer co.close()
+	co, client, key := testCoalescer(t, h)
 
 	first := make(chan error, 1)
 	go func() {
@@ -152,11 +152,7 @@ func TestCoalescerCallerDeadline(t *testing.T) {
 // a shared pipeline as alone.
 func TestCoalescerNoScript(t *testing.T) {
 	h := &pipelineCounter{}
-	client := coalescerClient(t, h)
-	key := "authd-test:coalesce:" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	t.Cleanup(func() { client.Del(context.Background(), key) })
-	co := newCoalescer(client, 1)
-	defer co.close()
+	co, client, key := testCoalescer(t, h)
 	for range 3 {
 		if err := client.ScriptFlush(context.Background()).Err(); err != nil {
 			t.Fatal(err)
@@ -204,11 +200,7 @@ func TestCoalescerFailureAndClose(t *testing.T) {
 // time enough is served; once Redis is quick again, so are they all.
 func TestCoalescerNoTime(t *testing.T) {
 	h := &pipelineCounter{}
-	client := coalescerClient(t, h)
-	key := "authd-test:coalesce:" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	t.Cleanup(func() { client.Del(context.Background(), key) })
-	co := newCoalescer(client, 1)
-	defer co.close()
+	co, client, key := testCoalescer(t, h)
 	call := scriptCall{echo, []string{key}, []any{"x"}}
 
 	h.slow.Store(int64(200 * time.Millisecond))
