@@ -359,21 +359,20 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 //     alone is the recipient's, one after it the session's. A recipient
 //     refused at RCPT TO leaves the chunk without a recipient, which the
 //     server discards (RFC 3030 §2), and the refusal ends the
-//     transaction here. But one accepted late, past the
-//     timeout (a slow callout, a tarpit), has its chunk there already:
-//     the server takes the message after authd has hung up, and the
-//     retry sends it again, a duplicate (same code), as after a cut at
-//     the dot.
+//     transaction here. But one accepted late, past the timeout (a slow
+//     callout, a tarpit), has its chunk there already: the server takes
+//     the message after authd has hung up, and the retry sends it again,
+//     a duplicate (same code), as after a cut at the dot.
 //
-// A transaction's own MAIL FROM is never in its RCPT TO's write: a pipelining server may hold
-// its replies until it must wait for input (Postfix and Exim do), so
-// with MAIL FROM there a recipient slow to check (a callout, a tarpit)
-// would keep MAIL FROM's reply back too, and a wait past the deadline
-// could not be told from a server stalled on every mail: the first is
-// the recipient's (it must not make mail look degraded: anyone can ask
-// codes for tarpit addresses), the second the session's. MAIL FROM is
-// answered before anything of the recipient is known, and its reply is
-// read before RCPT TO goes out.
+// A transaction's own MAIL FROM is never in its RCPT TO's write: a
+// pipelining server may hold its replies until it must wait for input
+// (Postfix and Exim do), so with MAIL FROM there a recipient slow to
+// check (a callout, a tarpit) would keep MAIL FROM's reply back too,
+// and a wait past the deadline could not be told from a server stalled
+// on every mail: the first is the recipient's (it must not make mail
+// look degraded: anyone can ask codes for tarpit addresses), the second
+// the session's. MAIL FROM is answered before anything of the recipient
+// is known, and its reply is read before RCPT TO goes out.
 //
 // There is no NOOP before the transaction: it costs a round trip, and a
 // dead kept connection shows at the first reply read instead, MAIL

@@ -118,7 +118,9 @@ type Store struct {
 var _ authd.CodeStore = (*Store)(nil)
 
 // New returns a Store on client. The client's own options (timeouts,
-// retries, pool) decide how fast a down Redis is reported.
+// retries, pool) decide how fast a down Redis is reported; its pool's
+// size, how many lanes share the requests' round trips (coalesce.go),
+// which run until Close.
 func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "authd:"

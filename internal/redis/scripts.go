@@ -45,7 +45,8 @@ type scriptCall struct {
 }
 
 // runAll runs calls in one pipeline (one round trip per node), each by
-// EVALSHA, falling back to EVAL for those the server had not cached. It
+// EVALSHA, falling back to EVAL for those the server had not cached; one
+// call alone shares its pipeline with other requests' (coalesce.go). It
 // returns the replies in order, or the first error.
 func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]any, error) {
 	if len(calls) == 1 {
