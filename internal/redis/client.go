@@ -105,7 +105,9 @@ var errReplicaReads = errors.New("redis: read_only, route_by_latency, route_rand
 
 // Close closes the store's client: Open's, or the one given to New.
 func (s *Store) Close() error {
-	s.co.close()
+	if s.co != nil {
+		s.co.close()
+	}
 	return s.client.Close()
 }
 

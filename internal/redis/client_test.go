@@ -158,8 +158,8 @@ func TestCollector(t *testing.T) {
 		"authd_redis_pool_timeouts_total":      {"Waits for a Redis connection that timed out.", "COUNTER"},
 		"authd_redis_wait_short_total":         {"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", "COUNTER"},
 		"authd_redis_shared_scripts_total":     {"Requests' single scripts sent through the shared pipelines (auto-pipelining).", "COUNTER"},
-		"authd_redis_shared_round_trips_total": {"Round trips those scripts went in: scripts / round trips is how many shared one.", "COUNTER"},
-		"authd_redis_shared_dropped_total":     {"Scripts not sent because their request had given up (its deadline) while it waited for a round trip.", "COUNTER"},
+		"authd_redis_shared_round_trips_total": {"Pipelines those scripts went in: scripts / pipelines is how many shared one.", "COUNTER"},
+		"authd_redis_shared_dropped_total":     {"Scripts not sent because their request had given up, or had less time left than Redis's recent round trips took.", "COUNTER"},
 	}
 	if len(mfs) != len(want) {
 		t.Errorf("%d series, want %d", len(mfs), len(want))

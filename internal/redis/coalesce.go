@@ -40,14 +40,52 @@ type coalescer struct {
 	queue  chan *pending
 	stop   chan struct{}
 	lanes  sync.WaitGroup
-	closed sync.Once
+
+	// mu orders run's enqueue before close: once close has it, nothing
+	// more is queued that its drain would miss.
+	mu     sync.RWMutex
+	closed bool
 
 	// For the metrics: scripts sent, the round trips they went in, and
 	// those not sent because their callers had given up or had no time.
 	scripts, trips, dropped atomic.Int64
-	// rtt: the recent round trips' time (ns): the slowest of late, its
-	// memory fading as quicker ones come.
-	rtt atomic.Int64
+	// trip is the recent round trips' time: the slowest of late, halved
+	// for every rttHalfLife since, learnt from round trips that
+	// succeeded only (a timeout says nothing of how long an answer
+	// takes).
+	tripMu sync.Mutex
+	trip   time.Duration
+	tripAt time.Time
+}
+
+// rttHalfLife is how fast a slow round trip is forgotten: Redis slow a
+// second ago says little now, and a refusal must not outlive the
+// slowness that caused it.
+const rttHalfLife = 100 * time.Millisecond
+
+// recentTrip is what a round trip takes now, as far as the recent ones
+// tell.
+func (c *coalescer) recentTrip(now time.Time) time.Duration {
+	c.tripMu.Lock()
+	defer c.tripMu.Unlock()
+	return decayed(c.trip, now.Sub(c.tripAt))
+}
+
+// learn records a round trip that succeeded, of d, ending at now.
+func (c *coalescer) learn(d time.Duration, now time.Time) {
+	c.tripMu.Lock()
+	c.trip, c.tripAt = max(d, decayed(c.trip, now.Sub(c.tripAt))), now
+	c.tripMu.Unlock()
+}
+
+// decayed is d halved for every rttHalfLife in since.
+func decayed(d, since time.Duration) time.Duration {
+	if n := since / rttHalfLife; n >= 30 {
+		return 0
+	} else if n > 0 {
+		d >>= n
+	}
+	return d
 }
 
 // pending is one caller's script, and its reply once done is signalled.
@@ -83,21 +121,28 @@ func lanesFor(size int) int { return min(max(size/8, 1), 8) }
 
 // run runs call with the others waiting and returns its reply.
 func (c *coalescer) run(ctx context.Context, call scriptCall) (any, error) {
-	select {
-	case <-c.stop:
-		return nil, errClosed
-	default:
-	}
 	p := pendings.Get().(*pending)
 	p.ctx, p.call = ctx, call
-	select {
-	case c.queue <- p:
-	case <-ctx.Done():
+	c.mu.RLock()
+	queued := false
+	var err error
+	if c.closed {
+		err = errClosed
+	} else {
+		// The lanes run while mu is read-held (close waits for it), so a
+		// full queue drains.
+		select {
+		case c.queue <- p:
+			queued = true
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.mu.RUnlock()
+	if !queued {
 		p.ctx, p.call = nil, scriptCall{}
 		pendings.Put(p)
-		return nil, ctx.Err()
-	case <-c.stop:
-		return nil, errClosed
+		return nil, err
 	}
 	select {
 	case <-p.done:
@@ -152,13 +197,14 @@ func (c *coalescer) lane() {
 // it), and signals each its reply.
 func (c *coalescer) send(batch []*pending, cmds []*goredis.Cmd) {
 	start := time.Now()
-	rtt := time.Duration(c.rtt.Load())
+	trip := c.recentTrip(start)
 	live := batch[:0]
 	for _, p := range batch {
 		err := p.ctx.Err()
-		if d, ok := p.ctx.Deadline(); ok && err == nil && d.Sub(start) < rtt {
-			// Its answer would come too late: refused now, unsent, rather
-			// than at its deadline with the script perhaps run.
+		if d, ok := p.ctx.Deadline(); ok && err == nil && d.Sub(start) < trip+trip/4 {
+			// Its answer would likely come too late (a margin of a
+			// quarter of a round trip): refused now, unsent, rather than
+			// at its deadline with the script perhaps run.
 			err = errNoTime
 		}
 		if err != nil {
@@ -168,14 +214,6 @@ func (c *coalescer) send(batch []*pending, cmds []*goredis.Cmd) {
 		}
 		live = append(live, p)
 	}
-	defer func() {
-		if len(live) > 0 {
-			// Up at once to a slower round trip; down by a quarter of the
-			// way to a quicker one.
-			d := time.Since(start)
-			c.rtt.Store(int64(max(d, rtt+(d-rtt)/4)))
-		}
-	}()
 	c.dropped.Add(int64(len(batch) - len(live)))
 	if len(live) == 0 {
 		return
@@ -185,6 +223,9 @@ func (c *coalescer) send(batch []*pending, cmds []*goredis.Cmd) {
 	if len(live) == 1 {
 		p := live[0]
 		p.v, p.err = p.call.script.Run(p.ctx, c.client, p.call.keys, p.call.args...).Result()
+		if p.err == nil || goredis.HasErrorPrefix(p.err, "") {
+			c.learn(time.Since(start), time.Now()) // Redis answered
+		}
 		p.done <- struct{}{}
 		return
 	}
@@ -197,6 +238,9 @@ func (c *coalescer) send(batch []*pending, cmds []*goredis.Cmd) {
 		}
 		return nil
 	})
+	if answered(cmds[:len(live)]) {
+		c.learn(time.Since(start), time.Now())
+	}
 	for i, p := range live {
 		v, err := cmds[i].Result()
 		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -208,26 +252,45 @@ func (c *coalescer) send(batch []*pending, cmds []*goredis.Cmd) {
 	}
 }
 
-// latest is a context that ends at the latest of batch's deadlines, or
-// never (the client's timeouts bound the pipeline) when one has none.
+// answered reports whether Redis answered every command (a reply, or
+// an error reply such as NOSCRIPT), none cut by a timeout or a broken
+// connection.
+func answered(cmds []*goredis.Cmd) bool {
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !goredis.HasErrorPrefix(err, "") {
+			return false
+		}
+	}
+	return true
+}
+
+// latest is a context with the first caller's values that ends at the
+// latest of batch's deadlines, or not before the client's own timeouts
+// when one has none: no caller's going cuts the others' pipeline.
 func latest(batch []*pending) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(batch[0].ctx)
 	var last time.Time
 	for _, p := range batch {
 		d, ok := p.ctx.Deadline()
 		if !ok {
-			return context.Background(), func() {}
+			return base, func() {}
 		}
 		if d.After(last) {
 			last = d
 		}
 	}
-	return context.WithDeadline(context.Background(), last)
+	return context.WithDeadline(base, last)
 }
 
 // close stops the lanes once they have sent what they hold; a caller
 // still queued gets errClosed.
 func (c *coalescer) close() {
-	c.closed.Do(func() { close(c.stop) })
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.stop)
+	}
+	c.mu.Unlock()
 	c.lanes.Wait()
 	for {
 		select {

@@ -35,9 +35,9 @@ var (
 	sharedScriptsDesc = prometheus.NewDesc("authd_redis_shared_scripts_total",
 		"Requests' single scripts sent through the shared pipelines (auto-pipelining).", nil, nil)
 	sharedTripsDesc = prometheus.NewDesc("authd_redis_shared_round_trips_total",
-		"Round trips those scripts went in: scripts / round trips is how many shared one.", nil, nil)
+		"Pipelines those scripts went in: scripts / pipelines is how many shared one.", nil, nil)
 	sharedDroppedDesc = prometheus.NewDesc("authd_redis_shared_dropped_total",
-		"Scripts not sent because their request had given up (its deadline) while it waited for a round trip.", nil, nil)
+		"Scripts not sent because their request had given up, or had less time left than Redis's recent round trips took.", nil, nil)
 )
 
 type poolCollector struct{ s *Store }
@@ -57,7 +57,11 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolMissesDesc, prometheus.CounterValue, float64(st.Misses))
 	ch <- prometheus.MustNewConstMetric(poolTimeoutsDesc, prometheus.CounterValue, float64(st.Timeouts))
 	ch <- prometheus.MustNewConstMetric(waitShortDesc, prometheus.CounterValue, float64(c.s.waitShort.Load()))
-	ch <- prometheus.MustNewConstMetric(sharedScriptsDesc, prometheus.CounterValue, float64(c.s.co.scripts.Load()))
-	ch <- prometheus.MustNewConstMetric(sharedTripsDesc, prometheus.CounterValue, float64(c.s.co.trips.Load()))
-	ch <- prometheus.MustNewConstMetric(sharedDroppedDesc, prometheus.CounterValue, float64(c.s.co.dropped.Load()))
+	var scripts, trips, dropped int64 // none on the Cluster path
+	if co := c.s.co; co != nil {
+		scripts, trips, dropped = co.scripts.Load(), co.trips.Load(), co.dropped.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(sharedScriptsDesc, prometheus.CounterValue, float64(scripts))
+	ch <- prometheus.MustNewConstMetric(sharedTripsDesc, prometheus.CounterValue, float64(trips))
+	ch <- prometheus.MustNewConstMetric(sharedDroppedDesc, prometheus.CounterValue, float64(dropped))
 }

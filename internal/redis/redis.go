@@ -112,15 +112,15 @@ type Store struct {
 	// on a node's own client. Nil: nothing to ask.
 	onFault func()
 
-	co *coalescer // single scripts, their round trips shared (coalesce.go)
+	co *coalescer // single scripts, their round trips shared (coalesce.go); nil on the Cluster path
 }
 
 var _ authd.CodeStore = (*Store)(nil)
 
 // New returns a Store on client. The client's own options (timeouts,
 // retries, pool) decide how fast a down Redis is reported; its pool's
-// size, how many lanes share the requests' round trips (coalesce.go),
-// which run until Close.
+// size, how many lanes share the requests' round trips (coalesce.go;
+// not on the Redis Cluster path), which run until Close.
 func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "authd:"
@@ -138,7 +138,14 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	for p := range authd.Partitions {
 		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
 	}
-	s.co = newCoalescer(client, lanesFor(s.PoolSize()))
+	if !split {
+		// Not on the Redis Cluster path: there a pipeline answers none of
+		// its callers before every node it reaches has, so one silent
+		// master would hold up every shard's requests; and its limits,
+		// taken in a round trip of their own, would stay taken for a
+		// script refused unsent.
+		s.co = newCoalescer(client, lanesFor(s.PoolSize()))
+	}
 	return s
 }
 
