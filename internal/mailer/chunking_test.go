@@ -243,13 +243,14 @@ func sendCtx(ctx context.Context, s *mailer.SMTPSender, code string) <-chan erro
 func TestSMTPSenderChunkedRcptCutByCaller(t *testing.T) {
 	r := startRaw(t)
 	s := r.sender(t) // a timeout of 5 s
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := sendCtx(ctx, s, "123456")
 	c := r.accept("PIPELINING", "CHUNKING")
 	c.lines(1, 5*time.Second) // MAIL FROM
 	c.reply("250 ok")
-	c.joined()
+	c.joined() // no reply: the caller gives up
+	cancel()
 	se := sendError(t, result(t, done))
 	if !se.Temporary || se.Session {
 		t.Errorf("RCPT TO cut by the caller: %+v, want temporary and not the session's", se)
@@ -323,7 +324,7 @@ func TestSMTPSenderChunkedFallbackLapses(t *testing.T) {
 // taking most of it at each step, never all, delivers; a recipient
 // answering just inside its time leaves the message its own.
 func TestSMTPSenderEachReplyHasItsTimeout(t *testing.T) {
-	const slow = 350 * time.Millisecond // of 600
+	const slow = 900 * time.Millisecond // of 1.5 s
 	for name, ext := range map[string][]string{
 		"BDAT pipelined": {"PIPELINING", "CHUNKING"},
 		"DATA pipelined": {"PIPELINING"},
@@ -332,7 +333,7 @@ func TestSMTPSenderEachReplyHasItsTimeout(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			r := startRaw(t)
-			s := r.sender(t, func(c *mailer.Config) { c.Timeout = 600 * time.Millisecond })
+			s := r.sender(t, func(c *mailer.Config) { c.Timeout = 1500 * time.Millisecond })
 			done := sendAsync(s, "123456")
 			c := r.accept(ext...)
 			later := func(lines ...string) { time.Sleep(slow); c.reply(lines...) }
@@ -429,5 +430,61 @@ func TestSMTPSenderChunkedKeptConnection421(t *testing.T) {
 				t.Fatalf("after the 421: %v", err)
 			}
 		})
+	}
+}
+
+// The caller giving up while the message's reply, with the next MAIL
+// FROM sent after it, is held (a check of that MAIL FROM) is as the
+// timeout there: MAIL FROM goes alone from then on.
+func TestSMTPSenderMessageCutByCallerThenMailFromAlone(t *testing.T) {
+	r := startRaw(t)
+	s := r.sender(t) // a timeout of 5 s
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := sendCtx(ctx, s, "123456")
+	c := r.accept("PIPELINING", "8BITMIME")
+	c.firstMessage()
+	c.lines(1, 5*time.Second) // the next MAIL FROM, with the dot: no reply
+	cancel()
+	if se := sendError(t, result(t, done)); !se.Temporary || !se.Session {
+		t.Errorf("the message's reply cut by the caller: %+v, want temporary and the session's", se)
+	}
+	r.mailAlone(t, s)
+}
+
+// A stall that a fallback isolates renews it while it holds: with RCPT
+// TO alone, a message held past the timeout 9 minutes on keeps RCPT TO
+// and MAIL FROM alone 11 minutes after the first stall.
+func TestSMTPSenderChunkedFallbackRenewed(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	r := startRaw(t)
+	s := r.sender(t, func(c *mailer.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	done, c := r.chunkedMail(s, "123456")
+	c.joined() // no reply: RCPT TO and MAIL FROM alone from now
+	sendError(t, result(t, done))
+
+	now.Add(int64(9 * time.Minute))
+	done, c = r.chunkedMail(s, "234567")
+	c.lines(1, 5*time.Second)
+	c.reply("250 ok")
+	c.chunk() // the message's reply held past the timeout
+	if se := sendError(t, result(t, done)); !se.Session {
+		t.Errorf("the message held with RCPT TO alone: %+v, want the session's", se)
+	}
+
+	now.Add(int64(2 * time.Minute))
+	done, c = r.chunkedMail(s, "345678")
+	c.lines(1, 5*time.Second)
+	c.quiet(150 * time.Millisecond) // RCPT TO still alone: renewed 2 minutes ago
+	c.reply("250 ok")
+	c.chunk()
+	c.quiet(150 * time.Millisecond) // and MAIL FROM, renewed by the same stall
+	c.reply("250 queued")
+	if err := result(t, done); err != nil {
+		t.Fatalf("11 minutes on: %v", err)
 	}
 }

@@ -61,9 +61,9 @@ type Config struct {
 	MaxIdle     int
 	IdleTimeout time.Duration
 
-	HELO      string     // the EHLO name; default the host name
-	Templates *Templates // nil: the embedded templates
-	Now       func() time.Time
+	HELO      string           // the EHLO name; default the host name
+	Templates *Templates       // nil: the embedded templates
+	Now       func() time.Time // called from concurrent Sends: must be safe for that
 }
 
 // SMTPSender delivers mail over SMTP. go-mail opens the sessions; each
@@ -307,10 +307,9 @@ func (s *SMTPSender) sendOn(ctx context.Context, c *smtpConn, env envelope) (ali
 	err = s.transact(c, env)
 	alive = stop()
 	var st *stageError
-	if !alive && errors.As(err, &st) && st.withMessage {
-		// Cut by the caller while RCPT TO, the message sent with it, waited
-		// for its reply: as a timeout there.
-		s.stalledWithMessage(st.next)
+	if !alive && errors.As(err, &st) {
+		// Cut by the caller while a step waited: as a timeout there.
+		s.stalled(st)
 	}
 	return alive, err
 }
@@ -386,7 +385,9 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	// the message's. A recipient answering just inside its timeout leaves
 	// the message its own, and a slow MAIL FROM does not eat into the
 	// recipient's time: a wait past the timeout is the step's own, as
-	// classify tells whose it is.
+	// classify tells whose it is. (The caller's deadline still bounds the
+	// whole: its cut at RCPT TO after slow earlier steps is taken for the
+	// recipient's, as it always was.)
 	if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
 		return &stageError{stage: stageMail, err: err}
 	}
@@ -415,18 +416,11 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	fail := func(st stage, err error) error {
 		// withMessage: RCPT TO went unanswered with the message sent along.
 		withMessage := withRcpt && st == stageRcpt && replyCode(err) == 0
+		e := &stageError{stage: st, err: err, ahead: ahead, withMessage: withMessage, next: next}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			switch {
-			case ahead && st == stageMail:
-				s.hold(&s.notAhead)
-			case next && st == stageMessage:
-				// Held, perhaps, on MAIL FROM's checks: no more duplicates so.
-				s.hold(&s.notAhead)
-			case withMessage:
-				s.stalledWithMessage(next)
-			}
+			s.stalled(e)
 		}
-		return &stageError{stage: st, err: err, ahead: ahead, withMessage: withMessage, next: next}
+		return e
 	}
 	written := 0 // steps flushed to the server so far
 	if ahead {
@@ -465,9 +459,10 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 			return fail(st.stage, err)
 		}
 		if i < len(steps)-1 {
-			// The next wait starts now (above).
+			// The next wait starts now (above); a failure here is the next
+			// step's, this one has its reply.
 			if err := c.raw.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
-				return fail(st.stage, err)
+				return fail(steps[i+1].stage, err)
 			}
 		}
 	}
@@ -475,17 +470,36 @@ func (s *SMTPSender) transact(c *smtpConn, env envelope) error {
 	return nil
 }
 
-// stalledWithMessage starts the fallbacks after a RCPT TO sent with the
-// message went unanswered (transact): the server may have held it on
-// the message's checks or, when the next mail's MAIL FROM went along
-// too (next), on that one's: a server holding its replies answers none
-// of a write before it has checked all of it. RCPT TO, and MAIL FROM
-// when it went along, go alone for a while: the retry then shows whose
-// the stall was.
-func (s *SMTPSender) stalledWithMessage(next bool) {
-	s.hold(&s.rcptAlone)
-	if next {
+// stalled starts or renews transact's fallbacks after e, a step that
+// went unanswered past the timeout or the caller's deadline:
+//   - the MAIL FROM sent ahead, or a message with the next MAIL FROM
+//     after it: MAIL FROM goes alone (notAhead), no more duplicates so;
+//   - a RCPT TO sent with the message (withMessage): the server may have
+//     held it on the message's checks or, when the next MAIL FROM went
+//     along too, on that one's (a server holding its replies answers
+//     none of a write before it has checked all of it). RCPT TO, and
+//     MAIL FROM when it went along, go alone: the retry then shows whose
+//     the stall was;
+//   - a stall a fallback isolates, while it holds (the message after
+//     RCPT TO's reply, MAIL FROM or the message with MAIL FROM alone):
+//     that fallback is renewed, so that it holds while the stalls last.
+func (s *SMTPSender) stalled(e *stageError) {
+	now := s.now()
+	switch {
+	case e.withMessage:
+		s.hold(&s.rcptAlone)
+		if e.next {
+			s.hold(&s.notAhead)
+		}
+	case e.ahead && e.stage == stageMail, e.next && e.stage == stageMessage:
 		s.hold(&s.notAhead)
+	case e.stage == stageMail || e.stage == stageMessage:
+		if held(&s.notAhead, now) {
+			s.hold(&s.notAhead)
+		}
+		if e.stage == stageMessage && held(&s.rcptAlone, now) {
+			s.hold(&s.rcptAlone)
+		}
 	}
 }
 
