@@ -183,10 +183,8 @@ func checkUnavailable(t *testing.T, a answer) {
 }
 
 // Redis answering 200 ms late, with eight connections for twenty times as
-// many requests: the requests' scripts share round trips (one lane for a
-// pool of 8), and a request whose deadline (REQUEST_TIMEOUT) is nearer
-// than the round trips now take is answered 503 at once, its script not
-// sent: it stored nothing. None waits past its deadline — no pile-up —
+// many requests: each request waits for a connection no longer than
+// REQUEST_TIMEOUT, then is answered 503 — no pile-up behind the pool —
 // and once the latency is gone nothing is left running. The bound is read
 // from authd's own access lines (duration_ms): the test client's time
 // includes the validator's work, which a loaded machine stretches.
@@ -248,25 +246,8 @@ func TestFaultRedisLatency(t *testing.T) {
 	if late > len(served)/10 {
 		t.Errorf("%d of %d answers took over 1 s: the 500 ms deadline does not bound them", late, len(served))
 	}
-	// One lane carries at most 64 scripts a round trip: within 500 ms, two
-	// round trips of 200 ms serve at most 128; the rest are refused.
-	if ok < 8 || unavailable < len(answers)-2*64 {
-		t.Errorf("%d answered 200 and %d 503; want the first rounds served (at least 8) and the rest refused", ok, unavailable)
-	}
-	// Each code stored is one answered 200, the 16 before the fault's, or
-	// one of the few a deadline may cut after their script went (a script
-	// is sent only with a round trip and a quarter left, so hardly any; at
-	// most 8 allowed): the 503s given at once stored nothing.
-	codes := 0
-	for k := range f.redisState(t) {
-		if strings.Contains(k, ":code:") {
-			codes++
-		}
-	}
-	if run := codes - 16 - ok; run < 0 || run > 8 {
-		t.Errorf("%d codes stored for %d 200s (and 16 before the fault): %d of the 503s stored theirs, want at most 8", codes, ok, run)
-	} else {
-		t.Logf("%d of the %d 503s had their script run", run, unavailable)
+	if ok < 8 || unavailable < len(answers)/2 {
+		t.Errorf("%d answered 200 and %d 503; want the first rounds served (at least 8) and most cut at the deadline", ok, unavailable)
 	}
 	settle(t, base, 10)
 	if r := inst.send(t, "v1", uniqueEmail("after"), "shop"); r.Status != 200 {

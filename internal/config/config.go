@@ -221,7 +221,7 @@ var settings = []setting{
 			c.RedisPrefix = v
 			return nil
 		})},
-	{name: "REDIS_POOL_SIZE", def: "64", need: Redis, help: "Redis connections per instance (per node of a cluster) at most, opened as needed (go-redis's own default is 10 per CPU): the requests' and the mail workers' single scripts share round trips on one connection for every 8 of the pool (at most 8; auto-pipelining, not on the Redis Cluster path, see [Speed](#speed)); the rest serve the workers' pipelined batches and `REDIS_WAIT_REPLICAS`' script and WAIT. A `pool_size` in `REDIS_URL` wins",
+	{name: "REDIS_POOL_SIZE", def: "64", need: Redis, help: "Redis connections per instance (per node of a cluster) at most, opened as needed (go-redis's own default is 10 per CPU): each request in flight and each of the `MAIL_WORKERS` holds one for a round trip. A `pool_size` in `REDIS_URL` wins",
 		parse: integer(1, 100000, func(c *Config, n int) { c.RedisPoolSize = n })},
 	{name: "REDIS_WAIT_REPLICAS", def: "0", need: Redis, help: "send-code answers 200 only once this many replicas have acknowledged the code and its mail job (Redis `WAIT`, on the node that took the write), else 503 with the code kept; narrows what a failover can lose, does not make a write durable: see [Redis replication](#redis-replication). `0`: off",
 		parse: integer(0, 16, func(c *Config, n int) { c.RedisWaitReplicas = n })},

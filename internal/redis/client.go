@@ -104,12 +104,7 @@ func Open(rawURL string, opts Options) (*Store, error) {
 var errReplicaReads = errors.New("redis: read_only, route_by_latency, route_randomly and replica_only send reads to replicas, which may not have what authd has just written: authd reads from masters only")
 
 // Close closes the store's client: Open's, or the one given to New.
-func (s *Store) Close() error {
-	if s.co != nil {
-		s.co.close()
-	}
-	return s.client.Close()
-}
+func (s *Store) Close() error { return s.client.Close() }
 
 // SetLogger sends go-redis's own log lines (reconnects, pool problems)
 // through log, as warnings, so that a JSON log stays one object a line.

@@ -151,15 +151,12 @@ func TestCollector(t *testing.T) {
 		help string
 		typ  string
 	}{
-		"authd_redis_pool_total_conns":         {"Redis connections open.", "GAUGE"},
-		"authd_redis_pool_idle_conns":          {"Redis connections idle.", "GAUGE"},
-		"authd_redis_pool_hits_total":          {"Redis connections reused from the pool.", "COUNTER"},
-		"authd_redis_pool_misses_total":        {"Redis connections dialled because the pool had none.", "COUNTER"},
-		"authd_redis_pool_timeouts_total":      {"Waits for a Redis connection that timed out.", "COUNTER"},
-		"authd_redis_wait_short_total":         {"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", "COUNTER"},
-		"authd_redis_shared_scripts_total":     {"Requests' single scripts sent through the shared pipelines (auto-pipelining).", "COUNTER"},
-		"authd_redis_shared_round_trips_total": {"Pipelines those scripts went in: scripts / pipelines is how many shared one.", "COUNTER"},
-		"authd_redis_shared_dropped_total":     {"Scripts not sent because their request had given up, or had less time left than Redis's recent round trips took.", "COUNTER"},
+		"authd_redis_pool_total_conns":    {"Redis connections open.", "GAUGE"},
+		"authd_redis_pool_idle_conns":     {"Redis connections idle.", "GAUGE"},
+		"authd_redis_pool_hits_total":     {"Redis connections reused from the pool.", "COUNTER"},
+		"authd_redis_pool_misses_total":   {"Redis connections dialled because the pool had none.", "COUNTER"},
+		"authd_redis_pool_timeouts_total": {"Waits for a Redis connection that timed out.", "COUNTER"},
+		"authd_redis_wait_short_total":    {"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", "COUNTER"},
 	}
 	if len(mfs) != len(want) {
 		t.Errorf("%d series, want %d", len(mfs), len(want))

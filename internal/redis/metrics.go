@@ -32,19 +32,12 @@ var (
 	poolTimeoutsDesc = prometheus.NewDesc("authd_redis_pool_timeouts_total", "Waits for a Redis connection that timed out.", nil, nil)
 	waitShortDesc    = prometheus.NewDesc("authd_redis_wait_short_total",
 		"Codes stored but answered 503 because fewer replicas than REDIS_WAIT_REPLICAS acknowledged them within REDIS_WAIT_TIMEOUT.", nil, nil)
-	sharedScriptsDesc = prometheus.NewDesc("authd_redis_shared_scripts_total",
-		"Requests' single scripts sent through the shared pipelines (auto-pipelining).", nil, nil)
-	sharedTripsDesc = prometheus.NewDesc("authd_redis_shared_round_trips_total",
-		"Pipelines those scripts went in: scripts / pipelines is how many shared one.", nil, nil)
-	sharedDroppedDesc = prometheus.NewDesc("authd_redis_shared_dropped_total",
-		"Scripts not sent because their request had given up, or had less time left than Redis's recent round trips took.", nil, nil)
 )
 
 type poolCollector struct{ s *Store }
 
 func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolTotalDesc, poolIdleDesc, poolHitsDesc, poolMissesDesc, poolTimeoutsDesc, waitShortDesc,
-		sharedScriptsDesc, sharedTripsDesc, sharedDroppedDesc} {
+	for _, d := range []*prometheus.Desc{poolTotalDesc, poolIdleDesc, poolHitsDesc, poolMissesDesc, poolTimeoutsDesc, waitShortDesc} {
 		ch <- d
 	}
 }
@@ -57,11 +50,4 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolMissesDesc, prometheus.CounterValue, float64(st.Misses))
 	ch <- prometheus.MustNewConstMetric(poolTimeoutsDesc, prometheus.CounterValue, float64(st.Timeouts))
 	ch <- prometheus.MustNewConstMetric(waitShortDesc, prometheus.CounterValue, float64(c.s.waitShort.Load()))
-	var scripts, trips, dropped int64 // none on the Cluster path
-	if co := c.s.co; co != nil {
-		scripts, trips, dropped = co.scripts.Load(), co.trips.Load(), co.dropped.Load()
-	}
-	ch <- prometheus.MustNewConstMetric(sharedScriptsDesc, prometheus.CounterValue, float64(scripts))
-	ch <- prometheus.MustNewConstMetric(sharedTripsDesc, prometheus.CounterValue, float64(trips))
-	ch <- prometheus.MustNewConstMetric(sharedDroppedDesc, prometheus.CounterValue, float64(dropped))
 }

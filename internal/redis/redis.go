@@ -111,16 +111,12 @@ type Store struct {
 	// after a failure met outside the client's hooks: WAIT's pipeline runs
 	// on a node's own client. Nil: nothing to ask.
 	onFault func()
-
-	co *coalescer // single scripts, their round trips shared (coalesce.go); nil on the Cluster path
 }
 
 var _ authd.CodeStore = (*Store)(nil)
 
 // New returns a Store on client. The client's own options (timeouts,
-// retries, pool) decide how fast a down Redis is reported; its pool's
-// size, how many lanes share the requests' round trips (coalesce.go;
-// not on the Redis Cluster path), which run until Close.
+// retries, pool) decide how fast a down Redis is reported.
 func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "authd:"
@@ -137,14 +133,6 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 		waitReplicas: max(opts.WaitReplicas, 0), waitTimeout: opts.WaitTimeout}
 	for p := range authd.Partitions {
 		s.queue = append(s.queue, s.tag(p)+"mail", claimsKey(s.tag(p)))
-	}
-	if !split {
-		// Not on the Redis Cluster path: there a pipeline answers none of
-		// its callers before every node it reaches has, so one silent
-		// master would hold up every shard's requests; and its limits,
-		// taken in a round trip of their own, would stay taken for a
-		// script refused unsent.
-		s.co = newCoalescer(client, lanesFor(s.PoolSize()))
 	}
 	return s
 }

@@ -45,21 +45,12 @@ type scriptCall struct {
 }
 
 // runAll runs calls in one pipeline (one round trip per node), each by
-// EVALSHA, falling back to EVAL for those the server had not cached; one
-// call alone shares its pipeline with other requests' (coalesce.go),
-// but on the Redis Cluster path. It
+// EVALSHA, falling back to EVAL for those the server had not cached. It
 // returns the replies in order, or the first error.
 func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]any, error) {
 	if len(calls) == 1 {
 		c := calls[0]
-		var v any
-		var err error
-		if s.co != nil {
-			// Its round trip shared with the other requests' (coalesce.go).
-			v, err = s.co.run(ctx, c)
-		} else {
-			v, err = c.script.Run(ctx, s.client, c.keys, c.args...).Result()
-		}
+		v, err := c.script.Run(ctx, s.client, c.keys, c.args...).Result()
 		if err != nil {
 			return nil, unavailable(err)
 		}
