@@ -121,7 +121,7 @@ func startBinaryTo(t testing.TB, bin string, env map[string]string, out io.Write
 // when the listening socket closes are reset.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	env := newProduction(t)
-	for _, k := range []string{"LIMIT_SEND_CODE_PER_IP", "LIMIT_VERIFY_CODE_PER_IP", "LIMIT_CODES_PER_ADDRESS", "LIMIT_FAILURES_PER_ADDRESS"} {
+	for _, k := range []string{"LIMIT_SEND_CODE_PER_IP", "LIMIT_VERIFY_CODE_PER_IP", "LIMIT_CODES_PER_ADDRESS", "LIMIT_FAILURES_PER_ADDRESS", "LIMIT_MAILS_TOTAL"} {
 		env.Env[k] = "0"
 	}
 	env.Env["SHUTDOWN_DELAY"] = "700ms"
